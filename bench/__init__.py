@@ -1,0 +1,1 @@
+"""Benchmarks: each measures throughput and latency on the real local stack and prints a table."""

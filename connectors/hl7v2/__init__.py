@@ -1,0 +1,1 @@
+"""HL7 v2 (ER7) messages: decoding, a lean parser, and translation into canonical events."""

@@ -1,0 +1,248 @@
+"""Helpers per HL7 v2 data type (TS/DTM, CX, XPN, XAD, XTN, PL): one repetition's ER7 text in, plain values
+or FHIR-shaped dicts out.
+
+Each helper gets the raw (still escaped) text of one field repetition and the message's separators, splits
+components and subcomponents itself and unescapes last, so an escaped ``\\T\\`` never splits a value. The HL7
+null ``""`` reads as empty. Values come back NFC (``decode`` normalises the message; unescaped ``\\X..\\``
+bytes are normalised here).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from typing import Any, NamedTuple
+
+from connectors.hl7v2.maps import MAPS
+from connectors.hl7v2.parse import Segment, Separators, unescape
+from hub.errors import TranslateError
+
+HL7_NULL = '""'
+LOCAL_OFFSET = "+07:00"  # Asia/Ho_Chi_Minh has no daylight saving time (ARCHITECTURE invariant 7)
+
+_TS = re.compile(
+    r"([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.([0-9]{1,4}))?)?)?)?)?)?"
+    r"(?:([+-])([0-9]{2})([0-9]{2}))?"
+)
+_TS_FORMAT = "YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]"
+
+
+def part(components: list[str], n: int, seps: Separators) -> str:
+    """Component ``n`` (1-based) of a split repetition: its first subcomponent, unescaped and stripped."""
+    if n > len(components):
+        return ""
+    value = components[n - 1]
+    if not value:
+        return value
+    if seps.subcomponent in value:
+        value = value.split(seps.subcomponent, 1)[0]
+    if value == HL7_NULL:
+        return ""
+    if seps.escape in value:
+        value = unicodedata.normalize("NFC", unescape(value, seps))
+    return value.strip()
+
+
+def first_repetition(seg: Segment, n: int) -> list[str]:
+    """Components of the first repetition of field ``n`` (still escaped); [] when the field is empty."""
+    value = seg[n]
+    if not value:
+        return []
+    return value.split(seg.seps.repetition, 1)[0].split(seg.seps.component)
+
+
+# --- TS / DTM -------------------------------------------------------------------------------------------
+
+def _iso(value: str) -> str:
+    """The conversion behind ``to_iso``; ValueError says what is wrong."""
+    m = _TS.fullmatch(value)
+    if m is None:
+        raise ValueError(f"expected {_TS_FORMAT}")
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = m.groups()
+    if year == "0000":
+        raise ValueError("year 0000")
+    if month is None:
+        return year
+    if not "01" <= month <= "12":
+        raise ValueError(f"month {month}")
+    if day is None:
+        return f"{year}-{month}"
+    try:
+        date(int(year), int(month), int(day))
+    except ValueError:
+        raise ValueError(f"day {day} is not in {year}-{month}") from None
+    if hour is None:
+        return f"{year}-{month}-{day}"
+    if hour > "23" or (minute or "00") > "59" or (second or "00") > "59":
+        raise ValueError("time out of range")
+    if sign is None:
+        offset = LOCAL_OFFSET
+    elif off_m > "59" or off_h > "14" or (off_h == "14" and off_m != "00"):
+        raise ValueError(f"offset {sign}{off_h}{off_m}")
+    else:
+        offset = f"{sign}{off_h}:{off_m}"
+    frac = f".{fraction}" if fraction else ""
+    return f"{year}-{month}-{day}T{hour}:{minute or '00'}:{second or '00'}{frac}{offset}"
+
+
+def _invalid(field: str, value: str, exc: ValueError) -> TranslateError:
+    return TranslateError(f"{field}: {value!r} is not a valid HL7 timestamp ({exc})")
+
+
+def to_iso(value: str, field: str) -> str | None:
+    """An HL7 TS/DTM value as ISO 8601 at the precision sent; None when empty.
+
+    Date-only values stay dates (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``; an offset on a date is dropped).
+    A value with a time always gets an offset, ``+07:00`` when the sender gave none, and a missing minute or
+    second becomes ``00`` (FHIR dateTime needs both). ``field`` (e.g. ``"PID-7"``) names the field in errors.
+    """
+    if not value or value == HL7_NULL:
+        return None
+    try:
+        return _iso(value)
+    except ValueError as exc:
+        raise _invalid(field, value, exc) from None
+
+
+def ts_field(seg: Segment, n: int) -> str | None:
+    """Field ``n`` of ``seg`` (TS: time^precision, or DTM) as ISO 8601; errors name e.g. ``PV1-44``."""
+    components = first_repetition(seg, n)
+    return to_iso(part(components, 1, seg.seps), f"{seg.name}-{n}") if components else None
+
+
+def birth_date(value: str, field: str) -> str | None:
+    """A birth date (FHIR date): the date part of a TS, without converting its offset.
+
+    Vietnamese systems write an unknown day or month as ``00`` (``19900000``, ``19900500``, see
+    reference/vietnam-health-data.md); those are read as the reduced precision ``1990`` / ``1990-05``.
+    """
+    if not value or value == HL7_NULL:
+        return None
+    reduced = value
+    if len(value) >= 8 and value[:8].isdigit():
+        if value[4:8] == "0000":
+            reduced = value[:4]
+        elif value[6:8] == "00":
+            reduced = value[:6]
+    try:
+        return _iso(reduced)[:10]
+    except ValueError as exc:
+        raise _invalid(field, value, exc) from None
+
+
+# --- CX: extended composite identifier --------------------------------------------------------------------
+
+class CX(NamedTuple):
+    value: str  # CX.1
+    assigner: str  # CX.4 (HD namespace id)
+    type_code: str  # CX.5
+
+
+def cx(rep: str, seps: Separators) -> CX:
+    c = rep.split(seps.component)
+    return CX(part(c, 1, seps), part(c, 4, seps), part(c, 5, seps))
+
+
+# --- XPN: person name -> FHIR HumanName --------------------------------------------------------------------
+
+def xpn(rep: str, seps: Separators) -> dict[str, Any] | None:
+    """XPN to HumanName. Vietnamese order: ``Nguyễn^An^Văn`` (family^given^middle) is "Nguyễn Văn An",
+    given ``["Văn", "An"]`` (middle first, as the name is said). Components are kept as sent, not split on
+    spaces. None when the name has no family, given or middle part.
+    """
+    c = rep.split(seps.component)
+    family, given, middle = part(c, 1, seps), part(c, 2, seps), part(c, 3, seps)
+    if not (family or given or middle):
+        return None
+    name: dict[str, Any] = {
+        "use": MAPS.name_use(part(c, 7, seps)),
+        "text": " ".join(p for p in (family, middle, given) if p),
+    }
+    if family:
+        name["family"] = family
+    givens = [p for p in (middle, given) if p]
+    if givens:
+        name["given"] = givens
+    if prefix := part(c, 5, seps):
+        name["prefix"] = [prefix]
+    if suffix := part(c, 4, seps):
+        name["suffix"] = [suffix]
+    return name
+
+
+# --- XAD: address -> FHIR Address -----------------------------------------------------------------------
+
+def _street(component: str, seps: Separators) -> str:
+    """XAD.1 (SAD): the street address, or "dwelling street name" when only those subcomponents are sent."""
+    subs = component.split(seps.subcomponent)
+    street = part(subs, 1, seps)
+    if street:
+        return street
+    return " ".join(p for p in (part(subs, 3, seps), part(subs, 2, seps)) if p)
+
+
+def xad(rep: str, seps: Separators) -> dict[str, Any] | None:
+    """XAD to Address. Vietnamese senders fill street^ward^city^province^postal code^country^type; the
+    district (before 07/2025) goes in XAD.9 (county/parish). ``line`` is [street, ward]; ``text`` joins
+    line, district, city and province. None when nothing is filled.
+    """
+    c = rep.split(seps.component)
+    line = [p for p in (_street(c[0], seps), part(c, 2, seps)) if p]
+    district, city, state = part(c, 9, seps), part(c, 3, seps), part(c, 4, seps)
+    postal, country = part(c, 5, seps), part(c, 6, seps)
+    if not (line or district or city or state or postal or country):
+        return None
+    address: dict[str, Any] = {}
+    if use := MAPS.address_use(part(c, 7, seps)):
+        address["use"] = use
+    text_parts: list[str] = []
+    for p in (*line, district, city, state):
+        if p and (not text_parts or text_parts[-1] != p):  # HCMC is city and province: say it once
+            text_parts.append(p)
+    if text_parts:
+        address["text"] = ", ".join(text_parts)
+    if line:
+        address["line"] = line
+    for key, value in (("city", city), ("district", district), ("state", state), ("postalCode", postal),
+                       ("country", country)):
+        if value:
+            address[key] = value
+    return address
+
+
+# --- XTN: telecom -> FHIR ContactPoint --------------------------------------------------------------------
+
+def xtn(rep: str, seps: Separators, default_use: str | None = None) -> dict[str, Any] | None:
+    """XTN to ContactPoint: phone numbers kept as sent (XTN.1, else XTN.12, else +country area local, with
+    XTN.8 as " ext. n"); e-mail from XTN.4 when XTN.2 is NET or XTN.3 Internet. Cell phones (XTN.3 CP) are
+    ``mobile``. None when there is no value.
+    """
+    c = rep.split(seps.component)
+    use_code, equipment = part(c, 2, seps), part(c, 3, seps)
+    system = "email" if use_code == "NET" else MAPS.telecom_system(equipment)
+    if system == "email":
+        value = part(c, 4, seps) or part(c, 1, seps)
+    else:
+        value = part(c, 1, seps) or part(c, 12, seps)
+        if not value:
+            country, area, local = part(c, 5, seps), part(c, 6, seps), part(c, 7, seps)
+            if local:
+                value = " ".join(p for p in (f"+{country}" if country else "", area, local) if p)
+        if value and (extension := part(c, 8, seps)):
+            value = f"{value} ext. {extension}"
+    if not value:
+        return None
+    point: dict[str, Any] = {"system": system, "value": value}
+    use = "mobile" if equipment == "CP" else MAPS.telecom_use(use_code) or default_use
+    if use:
+        point["use"] = use
+    return point
+
+
+# --- PL: person location --------------------------------------------------------------------------------
+
+def pl_text(components: list[str], seps: Separators) -> str:
+    """PL as text: point of care, then room and bed when sent (``Khoa Nội / P.201 / G.05``)."""
+    return " / ".join(p for p in (part(components, 1, seps), part(components, 2, seps),
+                                  part(components, 3, seps)) if p)

@@ -1,0 +1,118 @@
+"""Code maps for HL7 v2 translation: data in ``maps.json``, loaded and checked once at import.
+
+Every table has a default entry. A code a table does not list gets the default: for closed FHIR value sets
+(gender, Encounter.class, the ``use`` fields) that is a fixed value; for identifier types the default is a
+template the code passes through into (``urn:hssk:hl7v2:id-type:<code>``). Either way the miss is counted in
+``UNMAPPED`` by (table, code), so operators can see which codes to add. Codes are not personal data, so the
+counter may become a metric label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from hub import envelope
+
+MAPS_PATH = Path(__file__).with_name("maps.json")
+
+# (table, code) -> how many times the code was not in the table, since the process started.
+UNMAPPED: Counter[tuple[str, str]] = Counter()
+
+_MISSING = object()
+
+# The identifier systems a map entry may name; everything else must be a literal URI.
+_SYSTEMS: dict[str, str] = {
+    name: getattr(envelope, name) for name in ("SYSTEM_CCCD", "SYSTEM_BHYT", "SYSTEM_OLD_ID", "SYSTEM_PASSPORT")
+}
+
+SystemResolver = Callable[[str, str], str]  # (type code, scope: CX.4 assigner or sending facility) -> system
+
+
+class CodeMap:
+    """One table: ``table(code)`` gives the mapped value, or the default and counts the miss."""
+
+    __slots__ = ("name", "_codes", "_default")
+
+    def __init__(self, name: str, codes: dict[str, Any], default: Any) -> None:
+        self.name = name
+        self._codes = codes
+        self._default = default
+
+    def __call__(self, code: str) -> Any:
+        value = self._codes.get(code, _MISSING)
+        if value is _MISSING:
+            UNMAPPED[(self.name, code)] += 1
+            return self._default
+        return value
+
+    def __contains__(self, code: str) -> bool:
+        return code in self._codes
+
+
+@dataclass(frozen=True, slots=True)
+class Maps:
+    administrative_sex: CodeMap  # -> "male" | "female" | "other" | "unknown"
+    encounter_class: CodeMap  # -> Coding dict (shared: copy before putting it in a payload)
+    identifier_type: CodeMap  # -> SystemResolver
+    name_use: CodeMap
+    address_use: CodeMap  # -> str | None
+    telecom_use: CodeMap  # -> str | None
+    telecom_system: CodeMap
+
+    def identifier_system(self, type_code: str, scope: str) -> str:
+        """Identifier.system for CX.5 ``type_code``; ``scope`` is CX.4 or the sending facility (for MRNs)."""
+        return self.identifier_type(type_code)(type_code, scope)
+
+
+def _system_resolver(table: str, entry: Any) -> SystemResolver:
+    if entry == "mrn_system":
+        return lambda _code, scope: envelope.mrn_system(quote(scope, safe=""))
+    if isinstance(entry, str) and entry in _SYSTEMS:
+        system = _SYSTEMS[entry]
+        return lambda _code, _scope: system
+    if isinstance(entry, str) and (entry.startswith("urn:") or "://" in entry):
+        return lambda _code, _scope: entry
+    raise ValueError(f"{table}: {entry!r} is neither mrn_system, one of {sorted(_SYSTEMS)}, nor a URI")
+
+
+def _passthrough(table: str, template: Any) -> SystemResolver:
+    if not isinstance(template, str) or "{code}" not in template:
+        raise ValueError(f"{table}: the default must be a template containing {{code}}")
+    return lambda code, _scope: template.format(code=quote(code, safe=""))
+
+
+def _coding(table: str, system: str, entry: Any) -> dict[str, str]:
+    if not isinstance(entry, dict) or not entry.get("code") or not entry.get("display"):
+        raise ValueError(f"{table}: {entry!r} needs a code and a display")
+    return {"system": system, "code": entry["code"], "display": entry["display"]}
+
+
+def load(path: Path = MAPS_PATH) -> Maps:
+    """Read and check every table; a malformed file is a ValueError at start-up, never a per-message error."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    tables: dict[str, CodeMap] = {}
+    for f in fields(Maps):
+        table = data.get(f.name)
+        if not isinstance(table, dict) or not isinstance(table.get("codes"), dict) or "default" not in table:
+            raise ValueError(f"{path.name}: table {f.name!r} needs 'codes' and a 'default' entry")
+        codes, default = table["codes"], table["default"]
+        if f.name == "identifier_type":
+            codes = {code: _system_resolver(f.name, entry) for code, entry in codes.items()}
+            default = _passthrough(f.name, default)
+        elif f.name == "encounter_class":
+            system = table.get("system")
+            if not system:
+                raise ValueError(f"{path.name}: table {f.name!r} needs a 'system'")
+            codes = {code: _coding(f.name, system, entry) for code, entry in codes.items()}
+            default = _coding(f.name, system, default)
+        tables[f.name] = CodeMap(f.name, codes, default)
+    return Maps(**tables)
+
+
+MAPS = load()

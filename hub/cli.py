@@ -1,0 +1,210 @@
+"""The ``hub`` command: run the local hub, send HL7 feeds, read records, run single roles."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from hub import logging as hub_logging
+from hub.errors import DeliveryError, ParseError
+from hub.settings import REPO_ROOT, Settings
+
+DEMO_FILE = REPO_ROOT / "deploy" / "local" / "demo" / "adt-demo.hl7"
+DEMO_CCCD = ("079090001234", "079185004321")
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.ops import local, status
+    from hub.topics import ensure_topics
+
+    if local.stack("start", settings) != 0:
+        print("hub up: the local stack did not start (see the message above)", file=sys.stderr)
+        return 1
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        print(f"topics created: {', '.join(created)}")
+    for role in local.ROLES:
+        local.start_role(settings, role)
+    not_ready = asyncio.run(status.wait_ready(settings, local.ROLES, timeout_s=args.timeout))
+    if not_ready:
+        for role in not_ready:
+            print(f"role {role} is not ready; see {local.log_file(settings, role)}", file=sys.stderr)
+        return 1
+    print("HSSK Hub is up:")
+    print(f"  MLLP (HL7 v2)  {settings.mllp_host}:{settings.mllp_port}")
+    print(f"  Kafka          {settings.kafka_bootstrap}")
+    print(f"  Redis          {settings.redis_url}")
+    print(f"  roles          {', '.join(local.ROLES)} (logs in {settings.state_dir / 'logs'})")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.ops import local
+
+    for role in local.ROLES:  # the listener first: no new message is accepted while the rest stops
+        if local.stop_role(settings, role):
+            print(f"stopped {role}")
+    return local.stack("stop", settings)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.ops import status
+
+    result = asyncio.run(status.collect(settings))
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    for name, svc in result.services.items():
+        print(f"{name:<11} {'up' if svc['up'] else 'down':<5} {svc['address']}")
+    for name, role in result.roles.items():
+        pid = f"pid {role['pid']}" if role["pid"] else ""
+        print(f"{name:<11} {'up' if role['up'] else 'down':<5} {role['address']}  {pid}")
+    if result.topics:
+        print("topics      " + ", ".join(result.topics))
+    for lag in result.lag:
+        print(f"lag         {lag['group']:<17} {lag['topic']:<17} {lag['lag']}")
+    return 0
+
+
+def read_messages(path: Path, charset: str) -> list[bytes]:
+    """Messages in a file (any segment separator, BOM allowed, batches unwrapped), re-encoded for sending."""
+    from connectors.hl7v2.parse import decode, split_messages
+
+    return [m.encode(charset) for m in split_messages(decode(path.read_bytes(), charset))]
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.mllp.sender import send_messages
+
+    messages: list[bytes] = []
+    for name in args.files:
+        try:
+            messages += read_messages(Path(name), args.charset)
+        except (OSError, ParseError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+    port = args.port or settings.mllp_port
+    try:
+        results = asyncio.run(send_messages(args.host or settings.mllp_host, port, messages, args.timeout))
+    except OSError as exc:
+        print(f"cannot reach the MLLP listener at {args.host or settings.mllp_host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        mismatch = "" if r.acked_control_id == r.control_id else f" (ACK names {r.acked_control_id!r})"
+        print(f"{r.code or 'NO-ACK':<6} {r.control_id}{mismatch}{'  ' + r.text if r.text else ''}")
+    return 0 if all(r.accepted for r in results) else 1
+
+
+def cmd_record(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.audit import local_actor
+    from hub.record.read import read_record
+
+    try:
+        record = asyncio.run(read_record(settings, citizen_id=args.citizen_id, cccd=args.cccd,
+                                         actor=local_actor(), purpose=args.purpose, channel="cli"))
+    except DeliveryError as exc:
+        print(f"hub record: {exc.reason}", file=sys.stderr)
+        return 2
+    if record is None:
+        print("no record for that citizen", file=sys.stderr)
+        return 1
+    _print_json(record)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Send the demo feed, wait (polling) until both records reflect it, print one."""
+    from hub.ops.demo import wait_for_records
+
+    sent = cmd_send(settings, argparse.Namespace(files=[str(DEMO_FILE)], host=None, port=None,
+                                                 charset="utf-8", timeout=15.0))
+    if sent != 0:
+        return sent
+    if not asyncio.run(wait_for_records(settings, DEMO_CCCD, timeout_s=60.0)):
+        print("the demo records did not appear within 60 s; see `hub status` and the logs", file=sys.stderr)
+        return 1
+    print(f"\nThe record of the citizen with CCCD {DEMO_CCCD[0]} (this read is audited on audit.access):")
+    return cmd_record(settings, argparse.Namespace(citizen_id=None, cccd=DEMO_CCCD[0], purpose="demo"))
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.role == "mllp":
+        from connectors.mllp import service
+
+        service.run(settings)
+        return 0
+    import importlib
+
+    import faust
+
+    app = importlib.import_module(f"hub.stream.{args.role}").build(settings)
+    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print(f"created: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start Kafka, Redis and every hub role; print the endpoints")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every role to be ready")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop every role and the local stack this hub started").set_defaults(func=cmd_down)
+
+    st = sub.add_parser("status", help="services and roles: up or down, addresses, topics, lag")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    send = sub.add_parser("send", help="send HL7 v2 messages over MLLP and print each ACK")
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.add_argument("--host")
+    send.add_argument("--port", type=int)
+    send.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8)")
+    send.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for each ACK")
+    send.set_defaults(func=cmd_send)
+
+    rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--cccd", help="the citizen's 12-digit CCCD (exact match)")
+    who.add_argument("citizen_id", nargs="?", help="the pseudonymous citizen id")
+    rec.add_argument("--purpose", default="operator-lookup", help="why the record is read (audited)")
+    rec.set_defaults(func=cmd_record)
+
+    sub.add_parser("demo", help="send a short Vietnamese ADT feed and print the resulting record").set_defaults(
+        func=cmd_demo)
+
+    run = sub.add_parser("run", help="run one role in the foreground (what `hub up` starts)")
+    run.add_argument("role", choices=["mllp", "translator", "identity", "record", "fanout"])
+    run.set_defaults(func=cmd_run)
+
+    topics = sub.add_parser("topics", help="topic catalogue operations")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=cmd_topics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    hub_logging.configure(settings.log_level)
+    return args.func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The canonical event envelope: the one shape every event on the hub's topics has.
+
+Its published contract is ``schemas/canonical-event.v1.json``; tests check that what this module writes
+validates against it. Payloads are FHIR R4 resources as plain dicts (fhir.resources defines valid; the hot
+path does not pay for its object model).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+# Namespace for deterministic event ids (uuid5): same source coordinates -> same id, on every replay.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c8f2e-6a43-5c7e-9d0b-3b1e5a8e4c21")
+
+EVENT_TYPES = frozenset({
+    "patient.updated", "encounter.recorded", "immunization.recorded", "observation.recorded",
+    "condition.recorded", "medication.recorded", "citizen.merged",
+})
+
+# Naming systems for identifiers (draft Ministry of Health IG, see shared/reference/vietnam-health-data.md).
+VN_FHIR_BASE = "http://fhir.ehealth.gov.vn/core"
+SYSTEM_CCCD = f"{VN_FHIR_BASE}/sid/national_id"
+SYSTEM_BHYT = f"{VN_FHIR_BASE}/sid/insurance_number"
+SYSTEM_OLD_ID = f"{VN_FHIR_BASE}/sid/citizen_id"
+SYSTEM_PASSPORT = f"{VN_FHIR_BASE}/sid/passport"
+
+
+def mrn_system(facility: str) -> str:
+    """Facility MRNs are only unique inside their facility, so the facility is part of the system."""
+    return f"{VN_FHIR_BASE}/sid/mrn/{facility}"
+
+
+def event_id(system: str, facility: str, message_id: str, position: str) -> str:
+    """Deterministic event id from the source coordinates (ARCHITECTURE invariant 3)."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{system}|{facility}|{message_id}|{position}"))
+
+
+@dataclass(frozen=True, slots=True)
+class RawCoordinates:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    system: str  # "hl7v2", "xml130", ...
+    facility: str  # MA_CSKCB facility code
+    message_id: str  # MSH-10 or the export's record key
+    application: str | None = None
+    raw: RawCoordinates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    system: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who the source says the event is about, as the source said it (input to the MPI)."""
+
+    identifiers: tuple[Identifier, ...] = ()
+    family: str | None = None
+    given: tuple[str, ...] = ()
+    birth_date: str | None = None
+    sex: str | None = None  # FHIR administrative gender
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    event_id: str
+    type: str
+    occurred_at: str
+    recorded_at: str
+    source: Source
+    subject: Subject
+    payload: dict[str, Any]
+    sensitivity: tuple[str, ...] = ()
+    citizen_id: str | None = None  # set by the identity stage
+    record_version: int | None = None  # set by the record stage on record.changes
+    schema_version: int = SCHEMA_VERSION
+
+    def with_citizen(self, citizen_id: str) -> "Envelope":
+        return replace(self, citizen_id=citizen_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Written out rather than dataclasses.asdict, which deep-copies the payload: 10x slower per event.
+        src = self.source
+        source: dict[str, Any] = {"system": src.system, "facility": src.facility, "message_id": src.message_id,
+                                  "application": src.application}
+        if src.raw is not None:
+            source["raw"] = {"topic": src.raw.topic, "partition": src.raw.partition, "offset": src.raw.offset}
+        subj = self.subject
+        data: dict[str, Any] = {
+            "event_id": self.event_id, "type": self.type, "schema_version": self.schema_version,
+            "occurred_at": self.occurred_at, "recorded_at": self.recorded_at, "source": source,
+            "subject": {"identifiers": [{"system": i.system, "value": i.value} for i in subj.identifiers],
+                        "family": subj.family, "given": list(subj.given), "birth_date": subj.birth_date,
+                        "sex": subj.sex},
+            "sensitivity": list(self.sensitivity), "payload": self.payload,
+        }
+        if self.citizen_id is not None:
+            data["citizen_id"] = self.citizen_id
+        if self.record_version is not None:
+            data["record_version"] = self.record_version
+        return data
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Envelope":
+        src = dict(data["source"])
+        raw = src.pop("raw", None)
+        subj = dict(data.get("subject") or {})
+        return cls(
+            event_id=data["event_id"],
+            type=data["type"],
+            occurred_at=data["occurred_at"],
+            recorded_at=data["recorded_at"],
+            source=Source(**src, raw=RawCoordinates(**raw) if raw else None),
+            subject=Subject(
+                identifiers=tuple(Identifier(**i) for i in subj.get("identifiers", ())),
+                family=subj.get("family"),
+                given=tuple(subj.get("given", ())),
+                birth_date=subj.get("birth_date"),
+                sex=subj.get("sex"),
+            ),
+            payload=data["payload"],
+            sensitivity=tuple(data.get("sensitivity", ())),
+            citizen_id=data.get("citizen_id"),
+            record_version=data.get("record_version"),
+            schema_version=data.get("schema_version", SCHEMA_VERSION),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Envelope":
+        return cls.from_dict(orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What goes to hub.dlq: enough to understand the failure and replay the original bytes."""
+
+    stage: str
+    code: str
+    reason: str
+    original: bytes
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    failed_at: str = ""
+
+    def to_json(self) -> bytes:
+        import base64
+
+        data = asdict(self)
+        data["original"] = base64.b64encode(self.original).decode()
+        return orjson.dumps(data)

@@ -1,0 +1,46 @@
+"""The hub's exception tree. Each stage has a stable code; DLQ entries and NAKs carry it.
+
+    HubError                      code
+    ├── FrameError                frame       MLLP framing (oversized, malformed)
+    ├── ParseError                parse       not a readable HL7 v2 message / undecodable text
+    ├── TranslateError            translate   readable, but cannot become canonical events
+    │   └── UnsupportedMessage    translate   a message type the hub does not map
+    ├── IdentityError             identity    no identifier the MPI can resolve
+    └── DeliveryError             deliver     a write to Kafka, Redis or a subscriber failed
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose; ``code`` names the stage."""
+
+    code = "hub"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FrameError(HubError):
+    code = "frame"
+
+
+class ParseError(HubError):
+    code = "parse"
+
+
+class TranslateError(HubError):
+    code = "translate"
+
+
+class UnsupportedMessage(TranslateError):
+    pass
+
+
+class IdentityError(HubError):
+    code = "identity"
+
+
+class DeliveryError(HubError):
+    code = "deliver"

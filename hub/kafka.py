@@ -1,0 +1,74 @@
+"""The hub's Kafka producer: ``acks=all`` and idempotent, with a bounded wait for each durable write."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from hub.errors import DeliveryError
+from hub.logging import get_logger
+from hub.settings import Settings
+
+Headers = Sequence[tuple[str, bytes]]
+log = get_logger("kafka")
+
+
+class DurableProducer:
+    """Writes that either are confirmed by every in-sync replica within a deadline or raise DeliveryError.
+
+    ``connect`` keeps trying in the background, so a listener started while Kafka is down serves at once
+    (answering AR) and begins storing as soon as the broker is reachable.
+    """
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._timeout = settings.ack_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            request_timeout_ms=max(1000, int(self._timeout * 1000)),
+            max_request_size=self._settings.mllp_max_frame_bytes + 64 * 1024,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def connect(self, retry_every_s: float = 1.0) -> None:
+        while self._producer is None:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                log.warning("kafka not reachable, retrying", error=type(exc).__name__)
+                await asyncio.sleep(retry_every_s)
+                continue
+            self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> tuple[int, int]:
+        """Write one record; return (partition, offset) once it is durable."""
+        if self._producer is None:
+            raise DeliveryError(f"writing to {topic}: not connected to Kafka yet")
+        try:
+            async with asyncio.timeout(self._timeout):
+                fut = await self._producer.send(topic, value, key=key, headers=list(headers))
+                meta = await fut
+        except (TimeoutError, KafkaError) as exc:
+            raise DeliveryError(f"writing to {topic}: {type(exc).__name__}: Kafka did not confirm the write") from exc
+        return meta.partition, meta.offset

@@ -1,0 +1,1 @@
+"""Operations: the local stack and role processes, status and lag."""

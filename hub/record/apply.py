@@ -1,0 +1,91 @@
+"""Applying one citizen event to the record: a pure function, idempotent and order-safe.
+
+Order-safety: each section remembers the occurred_at of the event that last set it, and an older event
+never overwrites a newer value, so events arriving out of order give the same record.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hub.envelope import Envelope
+
+Record = dict[str, Any]
+
+
+def empty_record(citizen_id: str) -> Record:
+    return {"citizen_id": citizen_id, "version": 0, "demographics": None, "identifiers": [], "encounters": {}}
+
+
+def _newer(event: Envelope, current: dict[str, Any] | None) -> bool:
+    if current is None:
+        return True
+    seen = current["provenance"]
+    return (event.occurred_at, event.event_id) >= (seen["occurred_at"], seen["event_id"])
+
+
+def _provenance(event: Envelope) -> dict[str, str]:
+    return {"event_id": event.event_id, "occurred_at": event.occurred_at, "facility": event.source.facility,
+            "source": event.source.system}
+
+
+def _apply_patient(record: Record, event: Envelope) -> bool:
+    changed = False
+    patient = event.payload
+    known = {(i["system"], i["value"]) for i in record["identifiers"]}
+    for ident in patient.get("identifier", []):
+        pair = (ident.get("system", ""), ident.get("value", ""))
+        if pair not in known and pair[1]:
+            record["identifiers"].append({"system": pair[0], "value": pair[1]})
+            known.add(pair)
+            changed = True
+    record["identifiers"].sort(key=lambda i: (i["system"], i["value"]))  # arrival order must not show
+    if _newer(event, record["demographics"]):
+        demographics = {
+            "name": (patient.get("name") or [None])[0],
+            "gender": patient.get("gender"),
+            "birth_date": patient.get("birthDate"),
+            "address": (patient.get("address") or [None])[0],
+            "telecom": patient.get("telecom", []),
+            "provenance": _provenance(event),
+        }
+        changed = changed or record["demographics"] is None or {
+            k: v for k, v in demographics.items() if k != "provenance"} != {
+            k: v for k, v in record["demographics"].items() if k != "provenance"}
+        record["demographics"] = demographics
+    return changed
+
+
+def _apply_encounter(record: Record, event: Envelope) -> bool:
+    encounter = event.payload
+    current = record["encounters"].get(encounter["id"])
+    if not _newer(event, current):
+        return False
+    entry = {
+        "status": encounter.get("status"),
+        "class": encounter.get("class", {}).get("code"),
+        "period": encounter.get("period"),
+        "facility": event.source.facility,
+        "location": encounter.get("location"),
+        "identifier": encounter.get("identifier"),
+        "provenance": _provenance(event),
+    }
+    record["encounters"][encounter["id"]] = entry
+    return current is None or {k: v for k, v in entry.items() if k != "provenance"} != {
+        k: v for k, v in current.items() if k != "provenance"}
+
+
+APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_encounter}
+
+
+def apply(record: Record | None, event: Envelope) -> tuple[Record, bool]:
+    """Return the record after the event and whether anything visible changed (its version then grows)."""
+    assert event.citizen_id, "only resolved events reach the record"
+    updated = copy.deepcopy(record) if record is not None else empty_record(event.citizen_id)
+    applier = APPLIERS.get(event.type)
+    changed = applier(updated, event) if applier else False
+    if changed:
+        updated["version"] += 1
+        updated["updated_at"] = event.recorded_at
+    return updated, changed

@@ -1,0 +1,59 @@
+"""The one settings object, read from the environment at the entry point and passed inward frozen.
+
+Every port and address can be overridden by an ``HSSK_*`` variable (listed in the README), so a test stack
+and a demo stack can run side by side on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_PSEUDONYM_KEY = "hssk-dev-only-pseudonym-key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_max_frame_bytes: int = 10 * 1024 * 1024
+    # How long the listener waits for Kafka to confirm a write before answering AR: below the 5-15 s
+    # that senders wait for an ACK, so a sender always hears from us first.
+    ack_timeout_s: float = 4.0
+    source_charset: str = "utf-8"
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    # Secret for keyed hashes (Kafka keys, citizen ids). Change it in production: with the dev key
+    # anybody can recompute which CCCD a citizen id belongs to.
+    pseudonym_key: bytes = field(default=DEV_PSEUDONYM_KEY.encode(), repr=False)
+    state_dir: Path = REPO_ROOT / ".hub"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        kafka_port = env.get("HSSK_KAFKA_PORT", "9092")
+        redis_port = env.get("HSSK_REDIS_PORT", "6379")
+        return cls(
+            kafka_bootstrap=env.get("HSSK_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
+            redis_url=env.get("HSSK_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+            mllp_host=env.get("HSSK_MLLP_HOST", cls.mllp_host),
+            mllp_port=int(env.get("HSSK_MLLP_PORT", cls.mllp_port)),
+            mllp_max_frame_bytes=int(env.get("HSSK_MLLP_MAX_FRAME_BYTES", cls.mllp_max_frame_bytes)),
+            ack_timeout_s=float(env.get("HSSK_ACK_TIMEOUT_S", cls.ack_timeout_s)),
+            source_charset=env.get("HSSK_SOURCE_CHARSET", cls.source_charset),
+            topic_partitions=int(env.get("HSSK_TOPIC_PARTITIONS", cls.topic_partitions)),
+            topic_replication=int(env.get("HSSK_TOPIC_REPLICATION", cls.topic_replication)),
+            pseudonym_key=env.get("HSSK_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY).encode(),
+            state_dir=Path(env.get("HSSK_STATE_DIR", str(REPO_ROOT / ".hub"))),
+            log_level=env.get("HSSK_LOG_LEVEL", cls.log_level),
+        )
+
+    @property
+    def redis_port(self) -> int:
+        return int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])

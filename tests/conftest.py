@@ -1,0 +1,48 @@
+"""Test session wiring. Integration tests get a real stack of their own (Kafka, Redis, every hub role),
+started with ``hub up`` on test ports and a test state folder, so a running demo hub is left alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hub.settings import REPO_ROOT, Settings
+
+TEST_ENV = {
+    "HSSK_STATE_DIR": str(REPO_ROOT / ".hub-test"),
+    "HSSK_KAFKA_PORT": "19092",
+    "HSSK_KAFKA_CONTROLLER_PORT": "19093",
+    "HSSK_REDIS_PORT": "16379",
+    "HSSK_MLLP_PORT": "12575",
+    "HSSK_ACK_TIMEOUT_S": "3",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop services run last, so a failure there cannot cascade into the others."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+def hub_cli(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **TEST_ENV}
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hub {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def hub_stack() -> Settings:
+    """A fresh, real local hub for the whole session; stopped (only what it started) at the end."""
+    hub_cli("down", check=False)
+    shutil.rmtree(TEST_ENV["HSSK_STATE_DIR"], ignore_errors=True)
+    try:
+        hub_cli("up", "--timeout", "180")
+        yield Settings.from_env(TEST_ENV)
+    finally:
+        hub_cli("down", check=False)

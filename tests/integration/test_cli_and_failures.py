@@ -1,0 +1,106 @@
+"""The ``hub`` command against the running stack, and what happens to input the hub cannot use."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import orjson
+import pytest
+
+from connectors.mllp.sender import send_messages
+from hub.settings import REPO_ROOT, Settings
+from hub.synthetic import Person, adt
+from hub.topics import AUDIT_ACCESS, DLQ
+from tests.conftest import hub_cli
+from tests.integration.kafka_tools import read_until, wait_until_idle
+
+pytestmark = pytest.mark.integration
+
+HA = Person(cccd="079187112233", family="Phạm", middle="Thị Thu", given="Hà", birth_date="19870709", sex="F",
+            mrn="BN990001", facility="79015", phone="0977000111")
+
+
+def test_status_reports_every_role_up(hub_stack: Settings) -> None:
+    status = json.loads(hub_cli("status", "--json").stdout)
+    assert all(s["up"] for s in status["services"].values())
+    assert {name for name, role in status["roles"].items() if role["up"]} == {
+        "mllp", "translator", "identity", "record", "fanout"}
+    assert {"hl7v2.raw", "events.canonical", "events.citizen", "record.changes", "hub.dlq"} <= set(status["topics"])
+    assert {lag["group"] for lag in status["lag"]} == {"hssk-translator", "hssk-identity", "hssk-record", "hssk-fanout"}
+
+
+def test_hub_up_twice_is_a_no_op(hub_stack: Settings) -> None:
+    before = json.loads(hub_cli("status", "--json").stdout)["roles"]
+    hub_cli("up")
+    after = json.loads(hub_cli("status", "--json").stdout)["roles"]
+    assert {r: v["pid"] for r, v in before.items()} == {r: v["pid"] for r, v in after.items()}
+
+
+async def test_send_and_record_commands(hub_stack: Settings, tmp_path) -> None:
+    """`hub send` prints each ACK; `hub record --cccd` prints the record (NFC name) and audits the read."""
+    feed = tmp_path / "feed.hl7"
+    # LF separators and a BOM, as files from real systems have them.
+    feed.write_bytes(b"\xef\xbb\xbf" + adt(HA, "A01", "CLI-1", visit="V-CLI").replace(b"\r", b"\n")
+                     + adt(HA, "A08", "CLI-2", visit="V-CLI", phone="0977000222").replace(b"\r", b"\n"))
+    sent = hub_cli("send", str(feed), "--port", str(hub_stack.mllp_port))
+    assert [line.split()[:2] for line in sent.stdout.splitlines()] == [["AA", "CLI-1"], ["AA", "CLI-2"]]
+    await wait_until_idle(hub_stack)
+
+    shown = hub_cli("record", "--cccd", HA.cccd, "--purpose", "integration-test")
+    record = json.loads(shown.stdout)
+    assert record["demographics"]["name"]["text"] == "Phạm Thị Thu Hà"
+    assert record["demographics"]["telecom"][0]["value"] == "0977000222"
+    audits = await read_until(hub_stack, AUDIT_ACCESS.name, lambda recs: any(
+        orjson.loads(r.value)["citizen_id"] == record["citizen_id"] for r in recs), timeout_s=20)
+    entry = next(orjson.loads(r.value) for r in audits if orjson.loads(r.value)["citizen_id"] == record["citizen_id"])
+    assert entry["purpose"] == "integration-test" and entry["actor"].startswith("os-user:")
+
+    missing = hub_cli("record", "--cccd", "079000000000", check=False)
+    assert missing.returncode == 1 and "no record" in missing.stderr
+
+
+def test_send_exits_non_zero_when_a_message_is_not_accepted(hub_stack: Settings, tmp_path) -> None:
+    bad = tmp_path / "bad.hl7"
+    bad.write_bytes(b"MSH|^~\\&|HIS|79048|HSSK|SYT|20261122||ADT^A01|||P|2.5\rPID|1\r")  # no MSH-10
+    proc = hub_cli("send", str(bad), "--port", str(hub_stack.mllp_port), check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("AE")
+
+
+async def test_unsupported_message_type_goes_to_the_dlq_with_its_bytes(hub_stack: Settings) -> None:
+    """The listener stores it (AA: it is durable); the translator cannot map it and dead-letters it."""
+    oru = ("MSH|^~\\&|LIS|79048|HSSK|SYT|20261122||ORU^R01^ORU_R01|ORU-DLQ-1|P|2.5\r"
+           "PID|1||BN1^^^79048^MR||Võ^Tuấn^Quốc\rOBR|1\rOBX|1|NM|718-7^Hemoglobin^LN||13.5|g/dL\r").encode()
+    [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [oru])
+    assert result.code == "AA"
+    dlq = await read_until(hub_stack, DLQ.name, lambda recs: any(
+        base64.b64decode(orjson.loads(r.value)["original"]) == oru for r in recs), timeout_s=60)
+    entry = next(orjson.loads(r.value) for r in dlq if base64.b64decode(orjson.loads(r.value)["original"]) == oru)
+    assert entry["stage"] == "translate" and entry["code"] == "translate"
+    assert "unsupported message type" in entry["reason"] and "ORU^R01" in entry["reason"]
+    assert entry["source_topic"] == "hl7v2.raw" and entry["source_offset"] >= 0
+
+
+async def test_event_without_cccd_goes_to_the_dlq_from_identity(hub_stack: Settings) -> None:
+    no_cccd = Person(cccd="", family="Đặng", middle="Minh", given="Khánh", birth_date="19990101", sex="M",
+                     mrn="BN-NOCCCD", facility="79048", phone="0900000000")
+    message = adt(no_cccd, "A04", "NOCCCD-1").replace(b"~^^^BCA^NNVNM", b"")
+    [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])
+    assert result.code == "AA"
+    dlq = await read_until(hub_stack, DLQ.name, lambda recs: any(
+        orjson.loads(r.value)["stage"] == "identity" and b"NOCCCD-1" in base64.b64decode(orjson.loads(r.value)["original"])
+        for r in recs), timeout_s=60)
+    entry = next(orjson.loads(r.value) for r in dlq if orjson.loads(r.value)["stage"] == "identity")
+    assert entry["code"] == "identity" and "CCCD" in entry["reason"]
+
+
+def test_docker_compose_file_is_valid() -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("docker") is None:
+        pytest.skip("the docker client is not installed")
+    proc = subprocess.run(["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "-q"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
