@@ -4,5 +4,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bash "$root/deploy/local/bootstrap.sh"
+
+# The compose file is checked with a compose client, which validates without a Docker engine.
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian's docker-compose to validate docker-compose.yml ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "test: no compose client; install docker-compose (Debian: sudo apt-get install docker-compose)" >&2
+  fi
+fi
+
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"

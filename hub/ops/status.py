@@ -106,15 +106,21 @@ async def group_is_stable(admin: AIOKafkaAdminClient, group: str) -> bool:
 
 
 async def wait_ready(settings: Settings, roles: tuple[str, ...], timeout_s: float = 90.0) -> list[str]:
-    """Poll until each role serves (MLLP port open, stream groups stable); return those that are not."""
+    """Poll until each role serves (MLLP port open, stream groups stable); return those that are not.
+
+    A role whose process has exited is reported at once rather than waited for.
+    """
     deadline = asyncio.get_running_loop().time() + timeout_s
     waiting = set(roles)
+    dead: set[str] = set()
     admin = await _admin(settings)
     try:
         while waiting and asyncio.get_running_loop().time() < deadline:
             for role in list(waiting):
                 if local.role_pid(settings, role) is None:
-                    continue  # died: reported as not ready
+                    dead.add(role)
+                    waiting.discard(role)
+                    continue
                 if role == "mllp":
                     ready = port_open(settings.mllp_host, settings.mllp_port)
                 else:
@@ -123,7 +129,7 @@ async def wait_ready(settings: Settings, roles: tuple[str, ...], timeout_s: floa
                     waiting.discard(role)
             if waiting:
                 await asyncio.sleep(0.2)
-        return sorted(waiting)
+        return sorted(waiting | dead)
     finally:
         await admin.close()
 

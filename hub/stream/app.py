@@ -50,6 +50,7 @@ AfterBatch = Callable[[], Awaitable[None]]
 
 
 def make_app(role: str, settings: Settings) -> faust.App:
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"hssk-{role}",
         broker=f"kafka://{settings.kafka_bootstrap}",
