@@ -35,7 +35,6 @@ class DurableProducer:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=1,
             request_timeout_ms=max(1000, int(self._timeout * 1000)),
             max_request_size=self._settings.mllp_max_frame_bytes + 64 * 1024,
         )

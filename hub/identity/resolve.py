@@ -17,8 +17,8 @@ CCCD_PATTERN = re.compile(r"^\d{12}$")
 
 
 class LinkStore(Protocol):
-    async def link(self, identity_key: str, citizen_id: str) -> str:
-        """Link identity_key to citizen_id unless it is already linked; return the citizen it is linked to."""
+    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
+        """For each (identity_key, citizen_id): link unless already linked; return the linked citizen ids."""
         ...
 
     async def lookup(self, identity_key: str) -> str | None: ...
@@ -36,12 +36,25 @@ def strong_identifier(envelope: Envelope) -> Identifier:
     raise IdentityError("no valid CCCD (12 digits) among the subject's identifiers")
 
 
-async def resolve(envelope: Envelope, store: LinkStore, secret: bytes) -> Envelope:
-    """Return the event with its citizen_id set; IdentityError when the subject cannot be resolved."""
-    ident = strong_identifier(envelope)
-    minted = citizen_id_for(secret, ident.system, ident.value)
-    citizen_id = await store.link(identity_key(secret, ident), minted)
-    return envelope.with_citizen(citizen_id)
+async def resolve_many(envelopes: list[Envelope], store: LinkStore, secret: bytes) -> list[Envelope | IdentityError]:
+    """Each event with its citizen_id set, or the IdentityError saying why it cannot be resolved.
+
+    One store round trip for the whole batch; within it, links are made in event order.
+    """
+    results: list[Envelope | IdentityError] = []
+    wanted: list[tuple[int, str, str]] = []  # (position, identity key, citizen id to mint)
+    for pos, envelope in enumerate(envelopes):
+        try:
+            ident = strong_identifier(envelope)
+        except IdentityError as exc:
+            results.append(exc)
+            continue
+        results.append(envelope)
+        wanted.append((pos, identity_key(secret, ident), citizen_id_for(secret, ident.system, ident.value)))
+    linked = await store.link_many([(key, minted) for _, key, minted in wanted]) if wanted else []
+    for (pos, _, _), citizen_id in zip(wanted, linked, strict=True):
+        results[pos] = envelopes[pos].with_citizen(citizen_id)
+    return results
 
 
 class RedisLinkStore:
@@ -50,13 +63,13 @@ class RedisLinkStore:
     def __init__(self, redis) -> None:  # redis.asyncio.Redis
         self._redis = redis
 
-    async def link(self, identity_key: str, citizen_id: str) -> str:
-        key = self.PREFIX + identity_key
+    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, citizen_id, nx=True)
-            pipe.get(key)
-            _, current = await pipe.execute()
-        return current.decode() if isinstance(current, bytes) else current
+            for identity_key, citizen_id in links:
+                pipe.set(self.PREFIX + identity_key, citizen_id, nx=True)
+                pipe.get(self.PREFIX + identity_key)
+            replies = await pipe.execute()
+        return [r.decode() if isinstance(r, bytes) else r for r in replies[1::2]]
 
     async def lookup(self, identity_key: str) -> str | None:
         value = await self._redis.get(self.PREFIX + identity_key)

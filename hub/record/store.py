@@ -1,7 +1,8 @@
 """The record's serving view in Redis: one JSON document per citizen plus the ids of applied events.
 
-Writes are MULTI/EXEC so the record and its applied-event set never disagree. One worker owns each
-citizen at a time (events.citizen is keyed by citizen_id), so read-modify-write needs no lock.
+Reads and writes go a batch at a time (one round trip each). Writes are MULTI/EXEC so a record and its
+applied-event set never disagree. One worker owns each citizen at a time (events.citizen is keyed by
+citizen_id), so read-modify-write needs no lock.
 """
 
 from __future__ import annotations
@@ -11,27 +12,41 @@ import orjson
 from hub.record.apply import Record
 
 
+def record_key(citizen_id: str) -> str:
+    return f"record:{citizen_id}"
+
+
+def applied_key(citizen_id: str) -> str:
+    return f"record:{citizen_id}:events"
+
+
 class RedisRecordStore:
     def __init__(self, redis) -> None:  # redis.asyncio.Redis
         self._redis = redis
 
-    @staticmethod
-    def _key(citizen_id: str) -> str:
-        return f"record:{citizen_id}"
-
     async def load(self, citizen_id: str) -> Record | None:
-        raw = await self._redis.get(self._key(citizen_id))
-        return orjson.loads(raw) if raw else None
+        return (await self.load_many([citizen_id]))[citizen_id]
 
-    async def was_applied(self, citizen_id: str, event_id: str) -> bool:
-        return bool(await self._redis.sismember(self._key(citizen_id) + ":events", event_id))
+    async def load_many(self, citizen_ids: list[str]) -> dict[str, Record | None]:
+        if not citizen_ids:
+            return {}
+        raws = await self._redis.mget([record_key(c) for c in citizen_ids])
+        return {c: orjson.loads(raw) if raw else None for c, raw in zip(citizen_ids, raws, strict=True)}
 
-    async def save(self, record: Record, event_id: str) -> None:
-        key = self._key(record["citizen_id"])
+    async def applied(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        """For each (citizen_id, event_id): has that event already been applied to that record?"""
+        if not pairs:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for citizen_id, event_id in pairs:
+                pipe.sismember(applied_key(citizen_id), event_id)
+            return [bool(r) for r in await pipe.execute()]
+
+    async def save_many(self, records: list[Record], applied: list[tuple[str, str]]) -> None:
+        """Store records and mark events applied, atomically."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, orjson.dumps(record))
-            pipe.sadd(key + ":events", event_id)
+            for record in records:
+                pipe.set(record_key(record["citizen_id"]), orjson.dumps(record))
+            for citizen_id, event_id in applied:
+                pipe.sadd(applied_key(citizen_id), event_id)
             await pipe.execute()
-
-    async def mark_applied(self, citizen_id: str, event_id: str) -> None:
-        await self._redis.sadd(self._key(citizen_id) + ":events", event_id)

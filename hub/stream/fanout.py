@@ -6,7 +6,7 @@ import faust
 
 from hub.envelope import Envelope
 from hub.settings import Settings
-from hub.stream.app import Incoming, Outgoing, add_stage, make_app
+from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
 from hub.topics import OUT_ALL, RECORD_CHANGES
 
 
@@ -19,5 +19,5 @@ async def fanout_step(incoming: Incoming) -> list[Outgoing]:
 
 def build(settings: Settings) -> faust.App:
     app = make_app("fanout", settings)
-    add_stage(app, "fanout", RECORD_CHANGES, fanout_step)
+    add_stage(app, "fanout", RECORD_CHANGES, each(fanout_step))
     return app

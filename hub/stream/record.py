@@ -16,41 +16,50 @@ from hub.envelope import Envelope
 from hub.record.apply import Record, apply
 from hub.record.store import RedisRecordStore
 from hub.settings import Settings
-from hub.stream.app import Incoming, Outgoing, add_stage, make_app
+from hub.stream.app import Incoming, Outgoing, Result, add_stage, make_app, read_envelope
 from hub.topics import EVENTS_CITIZEN, RECORD_CHANGES
 
 
 class RecordStage:
     def __init__(self, store: RedisRecordStore) -> None:
         self.store = store
-        self._working: dict[str, Record] = {}  # records touched in this batch, not saved yet
-        self._applied: list[tuple[str, str, bool]] = []  # (citizen_id, event_id, changed)
-        self._seen: set[str] = set()
+        self._working: dict[str, Record] = {}  # records touched in this batch, saved by save_batch
+        self._applied: list[tuple[str, str]] = []  # (citizen_id, event_id) applied in this batch
 
-    async def step(self, incoming: Incoming) -> list[Outgoing]:
-        event = Envelope.from_json(incoming.value)
+    async def step(self, batch: list[Incoming]) -> list[Result]:
+        read = [read_envelope(incoming) for incoming in batch]
+        events = [e for e in read if isinstance(e, Envelope)]
+        pairs = [(e.citizen_id, e.event_id) for e in events]
+        done = dict(zip(pairs, await self.store.applied(pairs), strict=True))
+        loaded = await self.store.load_many(sorted({cid for cid, _ in pairs}))
+        results: list[Result] = []
+        for item in read:
+            if isinstance(item, Exception):
+                results.append(item)
+                continue
+            key = (item.citizen_id, item.event_id)
+            if done[key]:
+                results.append([])  # a redelivered or replayed event: already in the record
+                continue
+            done[key] = True
+            results.append(self._apply(item, loaded))
+        return results
+
+    def _apply(self, event: Envelope, loaded: dict[str, Record | None]) -> list[Outgoing]:
         cid = event.citizen_id
-        if event.event_id in self._seen or await self.store.was_applied(cid, event.event_id):
-            return []
-        self._seen.add(event.event_id)
-        current = self._working[cid] if cid in self._working else await self.store.load(cid)
-        updated, changed = apply(current, event)
+        updated, changed = apply(self._working.get(cid, loaded[cid]), event)
         self._working[cid] = updated
-        self._applied.append((cid, event.event_id, changed))
+        self._applied.append((cid, event.event_id))
         if not changed:
             return []
         change = replace(event, record_version=updated["version"])
         return [Outgoing(RECORD_CHANGES, cid.encode(), change.to_json())]
 
     async def save_batch(self) -> None:
-        for cid, event_id, changed in self._applied:
-            if changed:
-                await self.store.save(self._working[cid], event_id)
-            else:
-                await self.store.mark_applied(cid, event_id)
+        if self._applied:
+            await self.store.save_many(list(self._working.values()), self._applied)
         self._working.clear()
         self._applied.clear()
-        self._seen.clear()
 
 
 def build(settings: Settings) -> faust.App:

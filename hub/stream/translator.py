@@ -9,7 +9,7 @@ import faust
 from connectors.hl7v2.translate import translate
 from hub.envelope import RawCoordinates
 from hub.settings import Settings
-from hub.stream.app import Incoming, Outgoing, add_stage, make_app
+from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
 from hub.topics import EVENTS_CANONICAL, HL7V2_RAW
 
 VN_TZ = timezone(timedelta(hours=7))
@@ -31,5 +31,5 @@ async def translate_step(incoming: Incoming) -> list[Outgoing]:
 
 def build(settings: Settings) -> faust.App:
     app = make_app("translator", settings)
-    add_stage(app, "translate", HL7V2_RAW, translate_step)
+    add_stage(app, "translate", HL7V2_RAW, each(translate_step))
     return app

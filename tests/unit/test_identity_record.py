@@ -6,7 +6,7 @@ import pytest
 
 from hub.envelope import SYSTEM_CCCD, Envelope, Identifier, Source, Subject, mrn_system
 from hub.errors import IdentityError
-from hub.identity.resolve import resolve
+from hub.identity.resolve import resolve_many
 from hub.record.apply import apply
 
 SECRET = b"test-secret"
@@ -16,8 +16,8 @@ class DictLinkStore:
     def __init__(self) -> None:
         self.links: dict[str, str] = {}
 
-    async def link(self, identity_key: str, citizen_id: str) -> str:
-        return self.links.setdefault(identity_key, citizen_id)
+    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
+        return [self.links.setdefault(key, cid) for key, cid in links]
 
     async def lookup(self, identity_key: str) -> str | None:
         return self.links.get(identity_key)
@@ -37,12 +37,24 @@ def patient_event(cccd: str, *, event_id: str, occurred_at: str, phone: str, fam
                     subject=Subject(idents, family, given, "1985-02-20", "female"), payload=payload)
 
 
+async def resolve(event: Envelope, store: DictLinkStore, secret: bytes) -> Envelope:
+    [result] = await resolve_many([event], store, secret)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 async def test_same_cccd_resolves_to_the_same_citizen_and_the_id_hides_the_cccd() -> None:
     store = DictLinkStore()
-    a = await resolve(patient_event("079185004321", event_id="e1", occurred_at="2026-01-01", phone="1"), store, SECRET)
-    b = await resolve(patient_event("079185004321", event_id="e2", occurred_at="2026-01-02", phone="2"), store, SECRET)
-    c = await resolve(patient_event("079090001234", event_id="e3", occurred_at="2026-01-02", phone="3"), store, SECRET)
+    a, bad, b, c = await resolve_many([
+        patient_event("079185004321", event_id="e1", occurred_at="2026-01-01", phone="1"),
+        patient_event("", event_id="e0", occurred_at="2026-01-01", phone="1"),
+        patient_event("079185004321", event_id="e2", occurred_at="2026-01-02", phone="2"),
+        patient_event("079090001234", event_id="e3", occurred_at="2026-01-02", phone="3"),
+    ], store, SECRET)
+    assert isinstance(bad, IdentityError)  # one unresolvable event does not disturb the rest of the batch
     assert a.citizen_id == b.citizen_id != c.citizen_id
+    assert [a.event_id, b.event_id, c.event_id] == ["e1", "e2", "e3"]
     assert "079185004321" not in a.citizen_id
 
 
@@ -88,3 +100,47 @@ def test_record_keeps_the_vietnamese_name_exactly() -> None:
     event = resolved(patient_event("079185004321", event_id="e1", occurred_at="2026-01-01", phone="1"))
     record, _ = apply(None, event)
     assert record["demographics"]["name"]["text"] == "Trần Thị Bích Ngọc"
+
+
+class MemoryRecordStore:
+    def __init__(self) -> None:
+        self.records: dict[str, dict] = {}
+        self.events: set[tuple[str, str]] = set()
+
+    async def applied(self, pairs):
+        return [p in self.events for p in pairs]
+
+    async def load_many(self, cids):
+        return {c: self.records.get(c) for c in cids}
+
+    async def save_many(self, records, applied):
+        self.records.update({r["citizen_id"]: r for r in records})
+        self.events.update(applied)
+
+
+async def test_record_stage_applies_a_batch_once_and_publishes_each_change() -> None:
+    """A duplicate inside a batch, and the same batch redelivered, add no change and no version."""
+    from hub.stream.app import Incoming
+    from hub.stream.record import RecordStage
+
+    first = resolved(patient_event("079185004321", event_id="e1", occurred_at="2026-01-01T08:00:00+07:00", phone="1"))
+    second = resolved(patient_event("079185004321", event_id="e2", occurred_at="2026-02-01T08:00:00+07:00", phone="2"))
+    batch = [Incoming(b"k", e.to_json(), {}, "events.citizen", 0, i, 0.0) for i, e in enumerate([first, first, second])]
+    store = MemoryRecordStore()
+    stage = RecordStage(store)
+    results = await stage.step(batch)
+    await stage.save_batch()
+    assert [len(r) for r in results] == [1, 0, 1]
+    assert store.records["cz-test"]["version"] == 2
+    again = await stage.step(batch)
+    await stage.save_batch()
+    assert again == [[], [], []] and store.records["cz-test"]["version"] == 2
+
+
+async def test_record_stage_dead_letters_what_is_not_an_event() -> None:
+    from hub.errors import HubError
+    from hub.stream.app import Incoming
+    from hub.stream.record import RecordStage
+
+    [result] = await RecordStage(MemoryRecordStore()).step([Incoming(b"k", b"{not json", {}, "t", 0, 0, 0.0)])
+    assert isinstance(result, HubError) and "not a canonical event" in result.reason
