@@ -12,12 +12,14 @@ import pytest
 
 from hub.settings import REPO_ROOT, Settings
 
+# HSSK_TEST_PORT_OFFSET lets two checkouts run their suites side by side on one machine.
+_OFFSET = int(os.environ.get("HSSK_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
     "HSSK_STATE_DIR": str(REPO_ROOT / ".hub-test"),
-    "HSSK_KAFKA_PORT": "19092",
-    "HSSK_KAFKA_CONTROLLER_PORT": "19093",
-    "HSSK_REDIS_PORT": "16379",
-    "HSSK_MLLP_PORT": "12575",
+    "HSSK_KAFKA_PORT": str(19092 + _OFFSET),
+    "HSSK_KAFKA_CONTROLLER_PORT": str(19093 + _OFFSET),
+    "HSSK_REDIS_PORT": str(16379 + _OFFSET),
+    "HSSK_MLLP_PORT": str(12575 + _OFFSET),
     "HSSK_ACK_TIMEOUT_S": "3",
 }
 
