@@ -37,6 +37,9 @@ class DurableProducer:
             enable_idempotence=True,
             request_timeout_ms=max(1000, int(self._timeout * 1000)),
             max_request_size=self._settings.mllp_max_frame_bytes + 64 * 1024,
+            # A short linger turns many concurrent ACK-waiting writes into one produce request: the broker's
+            # cost is per request, and with acks=all + idempotence only one request is in flight at a time.
+            linger_ms=self._settings.kafka_linger_ms,
         )
 
     @property

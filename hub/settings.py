@@ -25,7 +25,21 @@ class Settings:
     # How long the listener waits for Kafka to confirm a write before answering AR: below the 5-15 s
     # that senders wait for an ACK, so a sender always hears from us first.
     ack_timeout_s: float = 4.0
-    source_charset: str = "utf-8"
+    mllp_tls_port: int = 0  # 0: no TLS listener
+    mllp_tls_cert: str = ""
+    mllp_tls_key: str = ""
+    mllp_tls_client_ca: str = ""  # set: mutual TLS, clients must present a certificate from this CA
+    mllp_idle_timeout_s: float = 600.0
+    mllp_max_connections: int = 2000
+    mllp_max_connections_per_peer: int = 500
+    mllp_metrics_port: int = 9464  # Prometheus /metrics of the mllp role; 0: off
+    # Who may send: the sources file (format in connectors/mllp/sources.py). Open mode accepts any
+    # facility, for local demos only.
+    sources_file: Path = REPO_ROOT / "deploy" / "local" / "sources.toml"
+    mllp_open_mode: bool = False
+    dedup_ttl_s: int = 7 * 24 * 3600
+    # Producer linger for durable writes: bench.mllp measured it (closing note of the MLLP issue).
+    kafka_linger_ms: int = 0
     topic_partitions: int = 4
     topic_replication: int = 1
     # Secret for keyed hashes (Kafka keys, citizen ids). Change it in production: with the dev key
@@ -46,7 +60,19 @@ class Settings:
             mllp_port=int(env.get("HSSK_MLLP_PORT", cls.mllp_port)),
             mllp_max_frame_bytes=int(env.get("HSSK_MLLP_MAX_FRAME_BYTES", cls.mllp_max_frame_bytes)),
             ack_timeout_s=float(env.get("HSSK_ACK_TIMEOUT_S", cls.ack_timeout_s)),
-            source_charset=env.get("HSSK_SOURCE_CHARSET", cls.source_charset),
+            mllp_tls_port=int(env.get("HSSK_MLLP_TLS_PORT", cls.mllp_tls_port)),
+            mllp_tls_cert=env.get("HSSK_MLLP_TLS_CERT", cls.mllp_tls_cert),
+            mllp_tls_key=env.get("HSSK_MLLP_TLS_KEY", cls.mllp_tls_key),
+            mllp_tls_client_ca=env.get("HSSK_MLLP_TLS_CLIENT_CA", cls.mllp_tls_client_ca),
+            mllp_idle_timeout_s=float(env.get("HSSK_MLLP_IDLE_TIMEOUT_S", cls.mllp_idle_timeout_s)),
+            mllp_max_connections=int(env.get("HSSK_MLLP_MAX_CONNECTIONS", cls.mllp_max_connections)),
+            mllp_max_connections_per_peer=int(env.get("HSSK_MLLP_MAX_CONNECTIONS_PER_PEER",
+                                                      cls.mllp_max_connections_per_peer)),
+            mllp_metrics_port=int(env.get("HSSK_MLLP_METRICS_PORT", cls.mllp_metrics_port)),
+            sources_file=Path(env.get("HSSK_SOURCES_FILE", str(cls.sources_file))),
+            mllp_open_mode=env.get("HSSK_MLLP_OPEN_MODE", "false").lower() in ("1", "true", "yes"),
+            dedup_ttl_s=int(env.get("HSSK_DEDUP_TTL_S", cls.dedup_ttl_s)),
+            kafka_linger_ms=int(env.get("HSSK_KAFKA_LINGER_MS", cls.kafka_linger_ms)),
             topic_partitions=int(env.get("HSSK_TOPIC_PARTITIONS", cls.topic_partitions)),
             topic_replication=int(env.get("HSSK_TOPIC_REPLICATION", cls.topic_replication)),
             pseudonym_key=env.get("HSSK_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY).encode(),

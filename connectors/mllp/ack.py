@@ -15,6 +15,7 @@ ERR_UNSUPPORTED_VERSION = ("203", "Unsupported version id")
 ERR_REQUIRED_FIELD = ("101", "Required field missing")
 ERR_DATA_TYPE = ("102", "Data type error")
 ERR_INTERNAL = ("207", "Application internal error")
+ERR_UNKNOWN_KEY = ("204", "Unknown key identifier")  # used for a sender the sources file does not know
 
 _UNKNOWN = Header("", "", "", "", "", "", "", "", "", "P", "2.5", "", "", "")
 
@@ -66,3 +67,15 @@ def ack_code(header: Header | None, outcome: str) -> str:
     enhanced = header is not None and bool(header.accept_ack_type or header.app_ack_type)
     letter = {"accept": "A", "error": "E", "reject": "R"}[outcome]
     return ("C" if enhanced else "A") + letter
+
+
+def build_batch_ack(acks: list[bytes], received: int, now: datetime | None = None) -> bytes:
+    """One batch (BHS ... BTS) holding the ACK of each message of a received batch, in order.
+
+    BTS-1 counts the ACK messages in the batch; BTS-2 says how many messages were received, so a sender can
+    check that every message was accounted for.
+    """
+    ts = (now or datetime.now(VN_TZ)).strftime("%Y%m%d%H%M%S%z")
+    body = b"".join(acks)
+    return (f"BHS|^~\\&|HSSK|HSSK|||{ts}\r".encode() + body
+            + f"BTS|{len(acks)}|{received} messages received\r".encode())
