@@ -41,6 +41,7 @@ class FrameDecoder:
         self._discarding = False  # inside an oversized frame: count, keep the head, drop the rest
         self._discarded = 0
         self._head = b""
+        self._swallow_cr = False
 
     @property
     def pending(self) -> bool:
@@ -48,6 +49,10 @@ class FrameDecoder:
         return self._in_frame
 
     def feed(self, data: bytes) -> list[Frame | Oversized]:
+        if self._swallow_cr and data:
+            self._swallow_cr = False
+            if data[0] == CR:  # the CR of a frame we already delivered at its 0x1C
+                data = data[1:]
         self._buf += data
         out: list[Frame | Oversized] = []
         buf = self._buf
@@ -66,13 +71,14 @@ class FrameDecoder:
                 if self._discarding or len(buf) > self.max_frame_bytes:
                     self._discard(len(buf))
                 break
-            if end + 1 == len(buf):
-                # The 0x1C arrived alone; the CR may be in the next read. Keep it buffered.
-                if self._discarding or end > self.max_frame_bytes:
-                    self._discard(end)
-                break
             body_end = end
-            consumed = end + 2 if buf[end + 1] == CR else end + 1  # tolerate a missing final CR
+            if end + 1 == len(buf):
+                # The read ends at 0x1C: deliver now (a sender that omits the final CR must still get its
+                # ACK) and drop the CR if it starts the next read.
+                consumed = end + 1
+                self._swallow_cr = True
+            else:
+                consumed = end + 2 if buf[end + 1] == CR else end + 1  # tolerate a missing final CR
             if self._discarding or body_end > self.max_frame_bytes:
                 self._discard(body_end)
                 consumed -= body_end
