@@ -39,6 +39,7 @@ BENCH_ENV = {
     "HSSK_KAFKA_CONTROLLER_PORT": "39093",
     "HSSK_REDIS_PORT": "36379",
     "HSSK_MLLP_PORT": "32575",
+    "HSSK_MLLP_METRICS_PORT": "39464",
     "HSSK_LOG_LEVEL": "warning",
     "HSSK_SOURCES_FILE": str(REPO_ROOT / "deploy" / "local" / "sources.toml"),
 }

@@ -41,14 +41,18 @@ async def reconcile(settings: Settings, dedup: DedupStore) -> tuple[int, int]:
 
 async def _stored_keys(settings: Settings, secret: bytes, pending: dict[str, tuple[int, str]], since_ms: int) -> set[str]:
     """Keys of pending markers whose message is on hl7v2.raw (scanned from shortly before ``since_ms``)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    # Subscribed at construction so start() loads this topic's metadata (``topics()`` fetches metadata into a
+    # copy the consumer does not keep, leaving partitions_for_topic empty); then assigned by hand, no group.
+    consumer = AIOKafkaConsumer(HL7V2_RAW.name, bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     found: set[str] = set()
     try:
-        await consumer.topics()  # fetches the cluster metadata partitions_for_topic reads
-        partitions = consumer.partitions_for_topic(HL7V2_RAW.name) or set()
+        partitions = consumer.partitions_for_topic(HL7V2_RAW.name)
+        if not partitions:
+            raise OSError(f"no partition metadata for {HL7V2_RAW.name}")
         tps = [TopicPartition(HL7V2_RAW.name, p) for p in sorted(partitions)]
+        consumer.unsubscribe()
         consumer.assign(tps)
         starts = await consumer.offsets_for_times({tp: max(0, since_ms - 60_000) for tp in tps})
         ends = await consumer.end_offsets(tps)
