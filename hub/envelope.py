@@ -20,7 +20,12 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c8f2e-6a43-5c7e-9d0b-3b1e5a8e4c21")
 EVENT_TYPES = frozenset({
     "patient.updated", "encounter.recorded", "immunization.recorded", "observation.recorded",
     "condition.recorded", "medication.recorded", "citizen.merged",
+    # Added with the full HL7 v2 coverage (additive: version 1 consumers ignore types they do not apply).
+    "patient.merged", "allergy.recorded", "procedure.recorded", "related-person.recorded", "report.recorded",
+    "order.recorded", "document.recorded", "appointment.recorded",
 })
+# Sensitive categories an event may be flagged with (connectors/hl7v2/sensitivity.json).
+SENSITIVITY_FLAGS = frozenset({"hiv", "mental-health"})
 
 # Naming systems for identifiers (draft Ministry of Health IG, see shared/reference/vietnam-health-data.md).
 VN_FHIR_BASE = "http://fhir.ehealth.gov.vn/core"

@@ -13,9 +13,11 @@ import re
 import unicodedata
 from datetime import date
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from connectors.hl7v2.maps import MAPS
 from connectors.hl7v2.parse import Segment, Separators, unescape
+from hub.envelope import VN_FHIR_BASE
 from hub.errors import TranslateError
 
 HL7_NULL = '""'
@@ -246,3 +248,147 @@ def pl_text(components: list[str], seps: Separators) -> str:
     """PL as text: point of care, then room and bed when sent (``Khoa Nội / P.201 / G.05``)."""
     return " / ".join(p for p in (part(components, 1, seps), part(components, 2, seps),
                                   part(components, 3, seps)) if p)
+
+
+# --- CWE / CE / CNE: coded values -> FHIR CodeableConcept -------------------------------------------------
+
+def _coding(code: str, display: str, system_name: str) -> dict[str, str]:
+    coding: dict[str, str] = {}
+    if system_name and (system := MAPS.coding_system(system_name)):
+        coding["system"] = system
+    coding["code"] = code
+    if display:
+        coding["display"] = display
+    return coding
+
+
+def cwe(rep: str, seps: Separators) -> dict[str, Any] | None:
+    """CWE/CE to CodeableConcept: the identifier triplet and the alternate triplet as codings (CWE.3/.6 map
+    to a system URI, unknown names pass through), text from CWE.9 (original text) or the first display.
+    None when nothing is sent."""
+    if not rep:
+        return None
+    c = rep.split(seps.component)
+    code, display = part(c, 1, seps), part(c, 2, seps)
+    alt_code, alt_display = part(c, 4, seps), part(c, 5, seps)
+    codings = []
+    if code:
+        codings.append(_coding(code, display, part(c, 3, seps)))
+    if alt_code and alt_code != code:
+        codings.append(_coding(alt_code, alt_display, part(c, 6, seps)))
+    text = part(c, 9, seps) or display or alt_display
+    if not codings and not text:
+        return None
+    concept: dict[str, Any] = {}
+    if codings:
+        concept["coding"] = codings
+    if text:
+        concept["text"] = text
+    return concept
+
+
+def cwe_field(seg: Segment, n: int) -> dict[str, Any] | None:
+    """The first repetition of field ``n`` as a CodeableConcept."""
+    value = seg[n]
+    return cwe(value.split(seg.seps.repetition, 1)[0], seg.seps) if value else None
+
+
+def cwe_list(seg: Segment, n: int) -> list[dict[str, Any]]:
+    """Every repetition of field ``n`` as CodeableConcepts (empty ones left out)."""
+    return [c for c in (cwe(rep, seg.seps) for rep in seg.repetitions(n)) if c]
+
+
+def coded(table_value: dict[str, str] | None, code: str, v2_table: str) -> dict[str, str]:
+    """A mapped Coding, or the code as sent in its HL7 v2 table (unmapped codes pass through)."""
+    if table_value is not None:
+        return dict(table_value)
+    return {"system": f"http://terminology.hl7.org/CodeSystem/v2-{v2_table}", "code": code}
+
+
+# --- XCN: a person (practitioner) -> FHIR Reference ---------------------------------------------------------
+
+def practitioner_system(scope: str) -> str:
+    """Staff numbers (XCN.1) are only unique inside their assigning authority or facility."""
+    return f"{VN_FHIR_BASE}/sid/practitioner/{scope}"
+
+
+def xcn(rep: str, seps: Separators, facility: str) -> dict[str, Any] | None:
+    """XCN to a Reference by identifier and display: ``display`` is prefix, family, middle, given (the
+    Vietnamese spoken order); ``identifier`` is XCN.1 scoped by XCN.9 or the facility. None when empty."""
+    if not rep:
+        return None
+    c = rep.split(seps.component)
+    ident, family, given, middle = part(c, 1, seps), part(c, 2, seps), part(c, 3, seps), part(c, 4, seps)
+    prefix = part(c, 6, seps)
+    display = " ".join(p for p in (prefix, family, middle, given) if p)
+    if not (ident or display):
+        return None
+    ref: dict[str, Any] = {}
+    if ident:
+        scope = part(c, 9, seps) or facility
+        ref["identifier"] = {"system": practitioner_system(quote(scope, safe="")), "value": ident}
+    if display:
+        ref["display"] = display
+    return ref
+
+
+def xcn_field(seg: Segment, n: int, facility: str) -> dict[str, Any] | None:
+    value = seg[n]
+    return xcn(value.split(seg.seps.repetition, 1)[0], seg.seps, facility) if value else None
+
+
+# --- EI: entity identifier ---------------------------------------------------------------------------------
+
+def ei(seg: Segment, n: int) -> tuple[str, str]:
+    """EI field ``n``: (entity id, namespace id); ("", "") when empty."""
+    c = first_repetition(seg, n)
+    return part(c, 1, seg.seps), part(c, 2, seg.seps)
+
+
+# --- NM / numbers and quantities ---------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def number(text: str) -> int | float | None:
+    """An HL7 NM as a JSON number (int when there is no decimal point); None when it is not a number."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    return float(text) if "." in text else int(text)
+
+
+UCUM = "http://unitsofmeasure.org"
+
+
+def units(rep: str, seps: Separators) -> dict[str, str]:
+    """CE/CWE units (OBX-6, RXE-5...) as Quantity unit fields: ``unit`` is the unit as sent; ``system`` and
+    ``code`` are added only when CWE.3 names UCUM, so an unverified local unit is never presented as UCUM."""
+    if not rep:
+        return {}
+    c = rep.split(seps.component)
+    code, text, system_name = part(c, 1, seps), part(c, 2, seps), part(c, 3, seps)
+    out: dict[str, str] = {}
+    if code or text:
+        out["unit"] = code or text
+    if code and system_name.upper() == "UCUM":
+        out["system"] = UCUM
+        out["code"] = code
+    return out
+
+
+def quantity(value: str, unit_rep: str, seps: Separators) -> dict[str, Any] | None:
+    """A number (optionally with a leading comparator ``<``, ``<=``, ``>=``, ``>``) and units -> Quantity."""
+    comparator = ""
+    for op in ("<=", ">=", "<", ">"):
+        if value.startswith(op):
+            comparator, value = op, value[len(op):]
+            break
+    num = number(value)
+    if num is None:
+        return None
+    q: dict[str, Any] = {"value": num}
+    if comparator:
+        q["comparator"] = comparator
+    q.update(units(unit_rep, seps))
+    return q

@@ -31,6 +31,9 @@ _SYSTEMS: dict[str, str] = {
     name: getattr(envelope, name) for name in ("SYSTEM_CCCD", "SYSTEM_BHYT", "SYSTEM_OLD_ID", "SYSTEM_PASSPORT")
 }
 
+# Tables whose values are Codings of one code system (the table names it in "system").
+CODING_TABLES = frozenset({"encounter_class", "interpretation", "diagnosis_use", "relationship", "route", "site"})
+
 SystemResolver = Callable[[str, str], str]  # (type code, scope: CX.4 assigner or sending facility) -> system
 
 
@@ -55,6 +58,19 @@ class CodeMap:
         return code in self._codes
 
 
+class TemplateMap(CodeMap):
+    """A table whose default is a template: an unlisted code becomes ``default.format(code=...)``."""
+
+    __slots__ = ()
+
+    def __call__(self, code: str) -> Any:
+        value = self._codes.get(code, _MISSING)
+        if value is _MISSING:
+            UNMAPPED[(self.name, code)] += 1
+            return self._default.format(code=quote(code, safe=""))
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class Maps:
     administrative_sex: CodeMap  # -> "male" | "female" | "other" | "unknown"
@@ -64,6 +80,22 @@ class Maps:
     address_use: CodeMap  # -> str | None
     telecom_use: CodeMap  # -> str | None
     telecom_system: CodeMap
+    coding_system: CodeMap  # -> str | None (CWE.3 name of coding system -> URI; unknown names pass through)
+    interpretation: CodeMap  # -> Coding dict | None
+    observation_status: CodeMap
+    report_status: CodeMap
+    diagnosis_use: CodeMap  # -> Coding dict | None
+    allergy_category: CodeMap  # -> str | None
+    allergy_criticality: CodeMap  # -> str | None
+    relationship: CodeMap  # -> Coding dict | None
+    route: CodeMap  # -> Coding dict | None
+    site: CodeMap  # -> Coding dict | None
+    immunization_status: CodeMap
+    order_status: CodeMap  # -> {"service": status, "medication": status}
+    document_status: CodeMap  # -> str | None
+    document_availability: CodeMap
+    appointment_status: CodeMap
+    condition_clinical: CodeMap  # -> str | None
 
     def identifier_system(self, type_code: str, scope: str) -> str:
         """Identifier.system for CX.5 ``type_code``; ``scope`` is CX.4 or the sending facility (for MRNs)."""
@@ -87,7 +119,9 @@ def _passthrough(table: str, template: Any) -> SystemResolver:
     return lambda code, _scope: template.format(code=quote(code, safe=""))
 
 
-def _coding(table: str, system: str, entry: Any) -> dict[str, str]:
+def _coding(table: str, system: str, entry: Any) -> dict[str, str] | None:
+    if entry is None:
+        return None
     if not isinstance(entry, dict) or not entry.get("code") or not entry.get("display"):
         raise ValueError(f"{table}: {entry!r} needs a code and a display")
     return {"system": system, "code": entry["code"], "display": entry["display"]}
@@ -105,12 +139,15 @@ def load(path: Path = MAPS_PATH) -> Maps:
         if f.name == "identifier_type":
             codes = {code: _system_resolver(f.name, entry) for code, entry in codes.items()}
             default = _passthrough(f.name, default)
-        elif f.name == "encounter_class":
+        elif f.name in CODING_TABLES:  # a table of Codings from one code system
             system = table.get("system")
             if not system:
                 raise ValueError(f"{path.name}: table {f.name!r} needs a 'system'")
             codes = {code: _coding(f.name, system, entry) for code, entry in codes.items()}
             default = _coding(f.name, system, default)
+        elif isinstance(default, str) and "{code}" in default:  # unknown codes pass through into a template
+            tables[f.name] = TemplateMap(f.name, codes, default)
+            continue
         tables[f.name] = CodeMap(f.name, codes, default)
     return Maps(**tables)
 

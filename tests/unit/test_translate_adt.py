@@ -1,4 +1,4 @@
-"""ADT A01/A04/A08 -> patient.updated (+ encounter.recorded): golden files and targeted behaviour.
+"""ADT -> patient.updated (+ encounter.recorded): golden files and targeted behaviour.
 
 Golden files: ``tests/data/hl7/<name>.hl7`` -> ``<name>-expected.json`` (the list of event dicts, as they go on
 the wire). Regenerate with ``HSSK_REGEN_GOLDEN=1 pytest tests/unit/test_translate_adt.py``, then read every
@@ -96,14 +96,20 @@ class TestGolden:
 
 class TestDispatch:
     def test_registered_triggers(self) -> None:
-        """Exactly ADT A01, A04 and A08 have translators today."""
-        assert set(TRANSLATORS) == {("ADT", "A01"), ("ADT", "A04"), ("ADT", "A08")}
+        """The message types of issue 4 have translators, and nothing else does."""
+        adt_triggers = {"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28", "A31",
+                        "A40"}
+        assert set(TRANSLATORS) == {("ADT", t) for t in adt_triggers} | {
+            ("ORU", "R01"), ("OUL", "R22"), ("VXU", "V04"), ("ORM", "O01"), ("OML", "O21"), ("RDE", "O11"),
+            ("RDS", "O13"), ("PPR", "PC1"), ("PPR", "PC2"), ("PPR", "PC3"), ("MDM", "T02"), ("SIU", "S12")}
 
     @pytest.mark.parametrize(("msh9", "reason"), [
-        ("ORU^R01^ORU_R01", "unsupported message type ORU^R01"),
-        ("ADT^A03^ADT_A03", "unsupported message type ADT^A03"),
-        ("VXU^V04^VXU_V04", "unsupported message type VXU^V04"),
+        ("ADT^A09^ADT_A09", "unsupported message type ADT^A09"),
+        ("ADT^A34^ADT_A30", "unsupported message type ADT^A34"),
+        ("QRY^A19^QRY_A19", "unsupported message type QRY^A19"),
+        ("MDM^T01^MDM_T01", "unsupported message type MDM^T01"),
         ("ACK^A01^ACK", "unsupported message type ACK^A01"),
+        ("ZZZ^Z01", "unsupported message type ZZZ^Z01"),
     ])
     def test_unsupported(self, msh9: str, reason: str) -> None:
         """A message type without a translator is UnsupportedMessage (a TranslateError) naming the type."""

@@ -1,0 +1,346 @@
+"""Translators for the clinical (non-ADT) messages, one per trigger event.
+
+They walk the segments in order and keep the current patient (PID, with PV1-19 as its encounter) and order
+(ORC), so messages with several orders or patients come out right. These messages do not emit
+``patient.updated``: the envelope subject carries the PID identifiers and demographics for the MPI, and ADT
+remains the source of demographics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from connectors.hl7v2 import sensitivity
+from connectors.hl7v2.clinical import add_note, observation, observation_category, problem
+from connectors.hl7v2.context import Context, PatientRef, encounter_reference
+from connectors.hl7v2.documents import appointment, document_reference
+from connectors.hl7v2.datatypes import ts_field
+from connectors.hl7v2.orders import (
+    OrderNumbers, dose_number, immunization, medication_dispense, medication_request, report, service_request,
+)
+from connectors.hl7v2.parse import Segment
+from connectors.hl7v2.patient import patient, related_person
+from hub.envelope import Envelope
+from hub.errors import TranslateError
+
+
+def _patient_ref(pid: Segment, ctx: Context) -> tuple[PatientRef, str]:
+    resource, subject = patient(pid, ctx.facility)
+    return PatientRef(f"Patient/{resource['id']}", subject, None, f"message|{ctx.header.control_id}"), resource["id"]
+
+
+def _with_visit(ref: PatientRef, pv1: Segment, ctx: Context) -> PatientRef:
+    encounter, visit_key = encounter_reference(pv1, ctx)
+    return replace(ref, encounter=encounter, visit_key=visit_key)
+
+
+def _require(ref: PatientRef | None, what: str) -> PatientRef:
+    if ref is None:
+        raise TranslateError(f"PID segment missing before {what}")
+    return ref
+
+
+# --- ORU^R01, OUL^R22 ---------------------------------------------------------------------------------------
+
+class _Report:
+    """One OBR and the OBX/NTE that follow it, until the next OBR, ORC or PID."""
+
+    __slots__ = ("orc", "obr", "index", "ref", "observations")
+
+    def __init__(self, orc: Segment | None, obr: Segment, index: int, ref: PatientRef) -> None:
+        self.orc, self.obr, self.index, self.ref = orc, obr, index, ref
+        self.observations: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
+
+
+def _results(ctx: Context, default_section: str) -> list[Envelope]:
+    events: list[Envelope] = []
+    ref: PatientRef | None = None
+    orc: Segment | None = None
+    current: _Report | None = None
+    loose: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []  # OBX before any OBR (OUL specimen results)
+    last: dict[str, Any] | None = None
+    category = observation_category("laboratory") if default_section == "LAB" else None
+
+    def flush() -> None:
+        nonlocal current
+        if current is None:
+            return
+        resource = report(current.orc, current.obr, ctx, current.ref, current.index,
+                          [o[1]["id"] for o in current.observations], default_section)
+        flags = sensitivity.union(sensitivity.flags(resource), *(o[2] for o in current.observations))
+        events.append(ctx.event(resource, current.ref.subject, current.index, flags))
+        events.extend(ctx.event(o[1], current.ref.subject, o[0], o[2]) for o in current.observations)
+        current = None
+
+    for index, seg in enumerate(ctx.message.segments):
+        name = seg.name
+        if name == "PID":
+            flush()
+            ref, _ = _patient_ref(seg, ctx)
+            orc = None
+        elif name == "PV1" and ref is not None:
+            ref = _with_visit(ref, seg, ctx)
+        elif name == "ORC":
+            flush()
+            orc = seg
+        elif name == "OBR":
+            flush()
+            current = _Report(orc, seg, index, _require(ref, "OBR"))
+            last = None
+        elif name == "OBX":
+            owner = _require(ref if current is None else current.ref, "OBX")
+            scope = _scope(ctx, current)
+            effective = ts_field(current.obr, 7) if current is not None else None
+            resource = observation(seg, ctx, owner, scope, effective, category)
+            entry = (index, resource, sensitivity.flags(resource))
+            (current.observations if current is not None else loose).append(entry)
+            last = resource
+        elif name == "NTE" and last is not None:
+            add_note(last, seg)
+    flush()
+    if ref is None:
+        raise TranslateError("PID segment missing")
+    events.extend(ctx.event(o[1], ref.subject, o[0], o[2]) for o in loose)
+    if not events:
+        raise TranslateError("OBR segment missing")
+    return events
+
+
+def _scope(ctx: Context, current: _Report | None) -> str:
+    """The id scope of an OBX: its order's filler (else placer) number, else the message."""
+    if current is None:
+        return f"message|{ctx.header.control_id}"
+    return OrderNumbers(current.orc, current.obr, ctx.facility).key(
+        "filler", f"message|{ctx.header.control_id}|{current.index}")
+
+
+def oru_r01(ctx: Context) -> list[Envelope]:
+    """Unsolicited results: one DiagnosticReport per OBR, one Observation per OBX."""
+    return _results(ctx, "")
+
+
+def oul_r22(ctx: Context) -> list[Envelope]:
+    """Specimen-oriented lab results: as ORU, category laboratory."""
+    return _results(ctx, "LAB")
+
+
+# --- VXU^V04 ------------------------------------------------------------------------------------------------
+
+def vxu_v04(ctx: Context) -> list[Envelope]:
+    """Vaccination record update: one Immunization per RXA (RXR route/site, OBX 30973-4 dose number), and a
+    RelatedPerson per NK1 (mother or guardian of a child, the usual case). Other OBX document the
+    administration (VIS, funding) and are not mapped."""
+    events: list[Envelope] = []
+    ref: PatientRef | None = None
+    patient_key = ""
+    orc: Segment | None = None
+    pending: list[Any] = []  # [index, rxa, rxr, obx...] of the current administration
+
+    def flush() -> None:
+        if not pending:
+            return
+        index, rxa, rxr, *obx = pending
+        resource = immunization(orc, rxa, rxr, ctx, _require(ref, "RXA"), patient_key)
+        for seg in obx:
+            dose_number(seg, resource)
+        events.append(ctx.event(resource, _require(ref, "RXA").subject, index, sensitivity.flags(resource)))
+        pending.clear()
+
+    for index, seg in enumerate(ctx.message.segments):
+        name = seg.name
+        if name == "PID":
+            flush()
+            ref, patient_key = _patient_ref(seg, ctx)
+        elif name == "PV1" and ref is not None:
+            ref = _with_visit(ref, seg, ctx)
+        elif name == "NK1" and ref is not None:
+            if person := related_person(seg, ctx.facility, ref.reference, patient_key):
+                events.append(ctx.event(person, ref.subject, index))
+        elif name == "ORC":
+            flush()
+            orc = seg
+        elif name == "RXA":
+            flush()
+            pending.extend([index, seg, None])
+        elif name == "RXR" and pending:
+            pending[2] = seg
+        elif name == "OBX" and pending:
+            pending.append(seg)
+    flush()
+    if ref is None:
+        raise TranslateError("PID segment missing")
+    if not any(e.payload["resourceType"] == "Immunization" for e in events):
+        raise TranslateError("RXA segment missing")
+    return events
+
+
+# --- ORM^O01, OML^O21 ---------------------------------------------------------------------------------------
+
+def _orders(ctx: Context) -> list[Envelope]:
+    events: list[Envelope] = []
+    ref: PatientRef | None = None
+    orc: Segment | None = None
+    last: dict[str, Any] | None = None
+    for index, seg in enumerate(ctx.message.segments):
+        name = seg.name
+        if name == "PID":
+            ref, _ = _patient_ref(seg, ctx)
+        elif name == "PV1" and ref is not None:
+            ref = _with_visit(ref, seg, ctx)
+        elif name == "ORC":
+            orc = seg
+            last = None
+        elif name == "OBR":
+            owner = _require(ref, "OBR")
+            last = service_request(orc, seg, ctx, owner, index)
+            events.append(ctx.event(last, owner.subject, index, sensitivity.flags(last)))
+            orc = None
+        elif name == "NTE" and last is not None:
+            add_note(last, seg)
+    if ref is None:
+        raise TranslateError("PID segment missing")
+    if not events:
+        raise TranslateError("OBR segment missing")
+    return events
+
+
+def orm_o01(ctx: Context) -> list[Envelope]:
+    """General order: one ServiceRequest per ORC/OBR."""
+    return _orders(ctx)
+
+
+def oml_o21(ctx: Context) -> list[Envelope]:
+    """Laboratory order: one ServiceRequest per ORC/OBR."""
+    return _orders(ctx)
+
+
+# --- RDE^O11, RDS^O13 ---------------------------------------------------------------------------------------
+
+def _pharmacy(ctx: Context, detail: str) -> list[Envelope]:
+    """ORC + RXE (order) or RXD (dispense), each with the RXR that follows it."""
+    events: list[Envelope] = []
+    ref: PatientRef | None = None
+    orc: Segment | None = None
+    pending: list[Any] = []  # [index, detail segment, rxr]
+
+    def flush() -> None:
+        if not pending:
+            return
+        index, seg, rxr = pending
+        owner = _require(ref, detail)
+        build = medication_request if detail == "RXE" else medication_dispense
+        resource = build(orc, seg, rxr, ctx, owner, index)
+        events.append(ctx.event(resource, owner.subject, index, sensitivity.flags(resource)))
+        pending.clear()
+
+    for index, seg in enumerate(ctx.message.segments):
+        name = seg.name
+        if name == "PID":
+            flush()
+            ref, _ = _patient_ref(seg, ctx)
+        elif name == "PV1" and ref is not None:
+            ref = _with_visit(ref, seg, ctx)
+        elif name == "ORC":
+            flush()
+            orc = seg
+        elif name == detail:
+            flush()
+            pending.extend([index, seg, None])
+        elif name == "RXR" and pending and pending[2] is None:
+            pending[2] = seg
+    flush()
+    if ref is None:
+        raise TranslateError("PID segment missing")
+    if not events:
+        raise TranslateError(f"{detail} segment missing")
+    return events
+
+
+def rde_o11(ctx: Context) -> list[Envelope]:
+    """Pharmacy encoded order: one MedicationRequest per ORC/RXE."""
+    return _pharmacy(ctx, "RXE")
+
+
+def rds_o13(ctx: Context) -> list[Envelope]:
+    """Pharmacy dispense: one MedicationDispense per ORC/RXD, pointing at the order (ORC-2)."""
+    return _pharmacy(ctx, "RXD")
+
+
+# --- PPR^PC1/PC2/PC3 ----------------------------------------------------------------------------------------
+
+def _problems(ctx: Context, delete: bool) -> list[Envelope]:
+    events: list[Envelope] = []
+    ref: PatientRef | None = None
+    patient_key = ""
+    last: dict[str, Any] | None = None
+    for index, seg in enumerate(ctx.message.segments):
+        name = seg.name
+        if name == "PID":
+            ref, patient_key = _patient_ref(seg, ctx)
+        elif name == "PV1" and ref is not None:
+            ref = _with_visit(ref, seg, ctx)
+        elif name == "PRB":
+            owner = _require(ref, "PRB")
+            last = problem(seg, ctx, owner, patient_key, delete)
+            events.append(ctx.event(last, owner.subject, index, sensitivity.flags(last)))
+        elif name == "NTE" and last is not None:
+            add_note(last, seg)
+        elif name in ("OBX", "GOL", "PTH", "VAR", "ROL"):
+            last = None  # notes after these belong to them, not to the problem
+    if ref is None:
+        raise TranslateError("PID segment missing")
+    if not events:
+        raise TranslateError("PRB segment missing")
+    return events
+
+
+def ppr_pc1(ctx: Context) -> list[Envelope]:
+    """Problem add."""
+    return _problems(ctx, False)
+
+
+def ppr_pc2(ctx: Context) -> list[Envelope]:
+    """Problem update."""
+    return _problems(ctx, False)
+
+
+def ppr_pc3(ctx: Context) -> list[Envelope]:
+    """Problem delete: the Condition is marked entered-in-error (same id, so it replaces the original)."""
+    return _problems(ctx, True)
+
+
+# --- MDM^T02 ------------------------------------------------------------------------------------------------
+
+def mdm_t02(ctx: Context) -> list[Envelope]:
+    """Original document notification and content: one DocumentReference, content from the OBX segments."""
+    message = ctx.message
+    pid, txa = message.first("PID"), message.first("TXA")
+    if pid is None:
+        raise TranslateError("PID segment missing")
+    if txa is None:
+        raise TranslateError("TXA segment missing")
+    ref, _ = _patient_ref(pid, ctx)
+    if (pv1 := message.first("PV1")) is not None:
+        ref = _with_visit(ref, pv1, ctx)
+    resource = document_reference(txa, message.all("OBX"), ctx, ref)
+    index = message.segments.index(txa)
+    return [ctx.event(resource, ref.subject, index, sensitivity.flags(resource))]
+
+
+# --- SIU^S12 ------------------------------------------------------------------------------------------------
+
+def siu_s12(ctx: Context) -> list[Envelope]:
+    """New appointment booking: one Appointment from SCH and its resource segments."""
+    message = ctx.message
+    sch, pid = message.first("SCH"), message.first("PID")
+    if sch is None:
+        raise TranslateError("SCH segment missing")
+    if pid is None:
+        raise TranslateError("PID segment missing")
+    ref, _ = _patient_ref(pid, ctx)
+    if (pv1 := message.first("PV1")) is not None:
+        ref = _with_visit(ref, pv1, ctx)
+    resources = [s for s in message.segments if s.name in ("TQ1", "AIS", "AIG", "AIL", "AIP")]
+    resource = appointment(sch, ctx, ref, resources)
+    return [ctx.event(resource, ref.subject, message.segments.index(sch), sensitivity.flags(resource))]
