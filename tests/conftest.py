@@ -22,6 +22,8 @@ TEST_ENV = {
     "HSSK_MLLP_PORT": str(12575 + _OFFSET),
     "HSSK_MLLP_METRICS_PORT": str(19464 + _OFFSET),
     "HSSK_ACK_TIMEOUT_S": "3",
+    # A copy of the demo sources file, so tests can edit it and signal a reload.
+    "HSSK_SOURCES_FILE": str(REPO_ROOT / ".hub-test" / "sources.toml"),
 }
 
 
@@ -44,6 +46,8 @@ def hub_stack() -> Settings:
     """A fresh, real local hub for the whole session; stopped (only what it started) at the end."""
     hub_cli("down", check=False)
     shutil.rmtree(TEST_ENV["HSSK_STATE_DIR"], ignore_errors=True)
+    os.makedirs(TEST_ENV["HSSK_STATE_DIR"])
+    shutil.copyfile(REPO_ROOT / "deploy" / "local" / "sources.toml", TEST_ENV["HSSK_SOURCES_FILE"])
     try:
         hub_cli("up", "--timeout", "180")
         yield Settings.from_env(TEST_ENV)

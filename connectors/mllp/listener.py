@@ -73,8 +73,14 @@ def split_batch(raw: bytes) -> list[bytes]:
     return messages
 
 
+def read_msh(raw: bytes) -> Header:
+    """MSH of a message in any supported charset, read before the charset is known: MSH is ASCII in
+    practice, and latin-1 decodes every byte, so no charset can make this step fail."""
+    return read_header(parse(_msh_line(raw).decode("latin-1")))
+
+
 def _msh_line(raw: bytes) -> bytes:
-    """The MSH segment's bytes, read before the charset is known (MSH itself is ASCII in practice)."""
+    """The MSH segment's bytes."""
     if raw.startswith(UTF8_BOM):
         raw = raw[3:]
     end = len(raw)
@@ -107,7 +113,7 @@ class MllpListener:
     async def handle_message(self, raw: bytes, peer: Peer, received_at: str) -> bytes | None:
         started = time.perf_counter()
         try:
-            msh_header = read_header(parse(_msh_line(raw).decode("latin-1")))
+            msh_header = read_msh(raw)
         except ParseError as exc:
             return await self._reject(raw, None, exc, "error", ERR_DATA_TYPE, received_at, peer)
         admission = self.sources.current.admit(msh_header.sending_facility, msh_header.sending_application,
@@ -184,7 +190,7 @@ class MllpListener:
         limit = self.settings.mllp_max_frame_bytes
         header: Header | None = None
         try:  # the head may end inside a character: read only its MSH line, to answer with the right ids
-            header = read_header(parse(_msh_line(item.head).decode("latin-1")))
+            header = read_msh(item.head)
         except ParseError:
             pass
         exc = FrameError(f"frame of {item.size} bytes exceeds the {limit}-byte limit")

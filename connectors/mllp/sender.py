@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from connectors.hl7v2.parse import decode, parse, read_header
+from connectors.hl7v2.parse import decode, parse
 from connectors.mllp.framing import Frame, FrameDecoder, frame
+from connectors.mllp.listener import read_msh
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ async def send_messages(host: str, port: int, messages: list[bytes], timeout_s: 
     results: list[AckResult] = []
     try:
         for raw in messages:
-            control_id = read_header(parse(decode(raw))).control_id
+            control_id = read_msh(raw).control_id  # any charset: the ACK is matched on MSH-10 alone
             writer.write(frame(raw))
             await writer.drain()
             try:

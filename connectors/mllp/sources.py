@@ -122,6 +122,14 @@ def _check_charset(name: str, where: str) -> str:
     return name
 
 
+def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
+    """A true/false setting; a string such as "false" would be truthy, so anything but a TOML boolean is refused."""
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise SourcesError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
+
+
 def parse_sources(data: dict[str, Any], where: str = "sources") -> Sources:
     unknown = set(data) - {"open_mode", "facility", "defaults"}
     if unknown:
@@ -147,11 +155,11 @@ def parse_sources(data: dict[str, Any], where: str = "sources") -> Sources:
         facilities[code] = Facility(
             code=code, name=str(entry.get("name", "")), applications=frozenset(apps),
             charset=_check_charset(str(entry.get("charset", default_charset)), at),
-            honour_msh18=bool(entry.get("honour_msh18", False)), validate=bool(entry.get("validate", False)),
+            honour_msh18=_flag(entry, "honour_msh18", at), validate=_flag(entry, "validate", at),
             tls_client_sha256=str(entry.get("tls_client_sha256", "")).replace(":", "").lower(),
             tls_client_cn=str(entry.get("tls_client_cn", "")),
         )
-    return Sources(facilities, bool(data.get("open_mode", False)), default_charset)
+    return Sources(facilities, _flag(data, "open_mode", where), default_charset)
 
 
 def load_sources(path: Path) -> Sources:

@@ -4,16 +4,19 @@ with SIGKILL in the middle of 10,000 messages."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import signal
 import urllib.request
 from collections import Counter
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
+from aiokafka import ConsumerRecord
 
-from connectors.mllp.dedup import HASH_HEADER, DedupStore, Seen
+from connectors.mllp.dedup import HASH_HEADER, DedupStore, Seen, message_key
 from connectors.mllp.framing import Frame, FrameDecoder, frame
 from connectors.mllp.recover import reconcile
 from connectors.mllp.sender import read_ack, send_messages
@@ -23,6 +26,7 @@ from hub.settings import Settings
 from hub.synthetic import Person, adt
 from tests.conftest import TEST_ENV, hub_cli
 from tests.integration.kafka_tools import read_until
+from tests.unit.test_mllp_listener import to_cp1258
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +61,105 @@ def test_metrics_endpoint_counts_acks_without_personal_data(hub_stack: Settings)
                  "hssk_mllp_duplicates_total", "hssk_mllp_skipped_bytes_total"):
         assert name in body
     assert HOA.cccd not in body and "Huỳnh" not in body and HOA.mrn not in body
+
+
+def _cp1258(p: Person, control_id: str) -> bytes:
+    """A legacy feed (facility 79012 is configured windows-1258): tone marks as combining characters."""
+    return to_cp1258(adt(p, "A04", control_id).decode("utf-8"))
+
+
+async def test_raw_record_keeps_the_exact_bytes_with_headers_and_a_patient_key(hub_stack: Settings) -> None:
+    legacy = Person(cccd="079070123123", family="Trương", middle="Thị", given="Hường", birth_date="19700303",
+                    sex="F", mrn="BN9911", facility="79012", phone="0908777666")
+    first, second = _cp1258(legacy, "RAW-1"), _cp1258(legacy, "RAW-2")
+    results = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [first, second])
+    assert [r.code for r in results] == ["AA", "AA"]
+    raw = await read_until(hub_stack, "hl7v2.raw", lambda recs: sum(r.value in (first, second) for r in recs) == 2)
+    one, two = [r for r in raw if r.value in (first, second)]
+    assert (one.value, two.value) == (first, second)  # byte for byte, still windows-1258
+    headers = dict(one.headers)
+    assert {k: headers[k] for k in ("hl7.message_type", "hl7.trigger", "hl7.version", "hl7.control_id",
+                                    "hl7.sending_application", "hl7.sending_facility", "charset")} == {
+        "hl7.message_type": b"ADT", "hl7.trigger": b"A04", "hl7.version": b"2.5", "hl7.control_id": b"RAW-1",
+        "hl7.sending_application": b"HIS", "hl7.sending_facility": b"79012", "charset": b"windows-1258"}
+    assert headers["received_at"].endswith(b"+07:00")
+    assert headers["peer"].startswith(b"127.0.0.1:") and headers["connection_id"]
+    assert one.key == two.key and one.partition == two.partition  # one patient, one ordered partition
+    assert legacy.mrn.encode() not in one.key and legacy.cccd.encode() not in one.key
+
+
+async def test_resend_marker_lives_for_the_configured_ttl(hub_stack: Settings) -> None:
+    message = adt(HOA, "A08", "TTL-1")
+    assert [r.code for r in await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])] == ["AA"]
+    client = aioredis.from_url(hub_stack.redis_url)
+    try:
+        ttl = await client.ttl(message_key(hub_stack.pseudonym_key, "HIS", HOA.facility, "TTL-1"))
+    finally:
+        await client.aclose()
+    assert hub_stack.dedup_ttl_s - 60 < ttl <= hub_stack.dedup_ttl_s == 7 * 24 * 3600
+
+
+async def test_enhanced_mode_commit_ack_after_the_durable_write(hub_stack: Settings) -> None:
+    always = adt(HOA, "A08", "ENH-AL").replace(b"|P|2.5", b"|P|2.5|||AL|NE", 1)
+    never = adt(HOA, "A08", "ENH-NE").replace(b"|P|2.5", b"|P|2.5|||NE|NE", 1)
+    reader, writer = await asyncio.open_connection(hub_stack.mllp_host, hub_stack.mllp_port)
+    try:
+        writer.write(frame(never) + frame(always))  # no answer is owed for the first: the next ACK is the second's
+        data = await asyncio.wait_for(reader.readuntil(b"\x1c\x0d"), 10)
+    finally:
+        writer.close()
+    code, control_id, _ = read_ack(data[1:-2])
+    assert (code, control_id) == ("CA", "ENH-AL")
+    raw = await read_until(hub_stack, "hl7v2.raw", lambda recs: sum(r.value in (always, never) for r in recs) == 2)
+    assert sum(r.value in (always, never) for r in raw) == 2  # NE means no ACK, not "not stored"
+
+
+async def test_undecodable_bytes_get_ae_and_the_dlq_keeps_them(hub_stack: Settings) -> None:
+    broken = adt(HOA, "A08", "BADUTF8-1").replace("Huỳnh".encode(), b"Hu\xff\xfenh", 1)
+    [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [broken])
+    assert result.code == "AE" and "utf-8" in result.text
+    dlq = await read_until(hub_stack, "hub.dlq", lambda recs: any(b"BADUTF8-1" in _original(r) for r in recs))
+    [letter] = [orjson.loads(r.value) for r in dlq if b"BADUTF8-1" in _original(r)]
+    assert base64.b64decode(letter["original"]) == broken
+    assert (letter["stage"], letter["code"]) == ("ingest", "parse") and "not valid utf-8" in letter["reason"]
+
+
+def _original(record: ConsumerRecord) -> bytes:
+    return base64.b64decode(orjson.loads(record.value).get("original", ""))
+
+
+async def test_batch_over_the_wire_accounts_for_every_message(hub_stack: Settings) -> None:
+    good1, good2 = adt(HOA, "A08", "BATCH-W1"), adt(HOA, "A08", "BATCH-W2")
+    no_id = adt(HOA, "A08", "")
+    batch = (b"FHS|^~\\&|HIS|79033\rBHS|^~\\&|HIS|79033\r" + good1 + no_id + good2 + b"BTS|3\rFTS|1\r")
+    reader, writer = await asyncio.open_connection(hub_stack.mllp_host, hub_stack.mllp_port)
+    try:
+        writer.write(frame(batch))
+        data = await asyncio.wait_for(reader.readuntil(b"\x1c\x0d"), 10)
+    finally:
+        writer.close()
+    answer = data[1:-2].decode()
+    assert [line.split("|")[1:3] for line in answer.split("\r") if line.startswith("MSA")] == [
+        ["AA", "BATCH-W1"], ["AE", ""], ["AA", "BATCH-W2"]]
+    assert "BTS|3|3 messages received" in answer
+    raw = await read_until(hub_stack, "hl7v2.raw", lambda recs: sum(r.value in (good1, good2) for r in recs) == 2)
+    assert [r.value for r in raw if r.value in (good1, good2)] == [good1, good2]
+
+
+async def test_sources_reload_on_sighup_admits_a_new_facility(hub_stack: Settings) -> None:
+    newcomer = adt(HOA, "A04", "RELOAD-1").replace(b"|79033|", b"|79777|", 1)
+    [before] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [newcomer])
+    assert before.code == "AR"
+    with open(hub_stack.sources_file, "a", encoding="utf-8") as f:
+        f.write('\n[[facility]]\ncode = "79777"\nname = "Trạm Y tế phường Bến Nghé (test)"\n')
+    os.kill(local.role_pid(hub_stack, "mllp"), signal.SIGHUP)
+    after = before
+    for _ in range(50):
+        [after] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [newcomer])
+        if after.code == "AA":
+            break
+        await asyncio.sleep(0.1)
+    assert after.code == "AA"
 
 
 async def _stream(host: str, port: int, messages: list[bytes], acked: set[str], give_up_s: float = 120) -> None:
