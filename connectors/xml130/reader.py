@@ -1,0 +1,210 @@
+"""``read_export``: a BHYT XML export (envelope or bare table) -> one Record per encounter, or a Failure.
+
+Per HOSO: decode and safely parse each table, map XML1 first (patient, encounter, diagnoses: without it
+nothing else can be linked to a person), decide the encounter's sensitivity (an XML6 table or an HIV
+diagnosis), then map the detail tables in order. Every problem becomes a Failure on the record and the
+rest of the record, and of the file, is still read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from lxml import etree
+
+from connectors.xml130 import clinical, documents
+from connectors.xml130.context import SENSITIVITY_HIV, SOURCE_SYSTEM, Context, fields, is_hiv
+from connectors.xml130.errors import MappingError, TableError
+from connectors.xml130.layout import ENVELOPE_ROOT, ROOT_TO_TABLE, TABLES
+from connectors.xml130.maps import MAPS
+from connectors.xml130.output import Output
+from connectors.xml130.results import MAX_ORIGINAL, Failure, Record, Result
+from connectors.xml130.rows import rows
+from connectors.xml130.safe import decode_base64, parse_document
+from connectors.xml130.source import (
+    PEEK_BYTES, EnvelopeError, Limits, RawHoso, RawTable, Source, first_element, open_source, stream_envelope,
+)
+from connectors.xml130.summary import summary
+from hub.envelope import Source as EventSource
+
+DEFAULT_LIMITS = Limits()
+MAPPED_ORDER = ("XML2", "XML3", "XML4", "XML5", "XML7", "XML8")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="milliseconds")
+
+
+def read_export(source: Source, *, received_at: str | None = None, facility: str | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> Iterator[Result]:
+    """Read one export file, lazily: a Record per HOSO as it is read, Failures for what cannot be read.
+
+    ``source`` is a path, the bytes, or a binary file object (read in ``limits.chunk_bytes`` chunks).
+    ``received_at`` (ISO 8601 with offset) is every event's recorded_at; the default is now. ``facility``
+    stands in for MA_CSKCB when neither the envelope nor XML1 gives it. Never raises for bad input.
+    """
+    recorded_at = received_at or _now()
+    stream, owned = open_source(source)
+    try:
+        head = stream.read(PEEK_BYTES)
+        root = first_element(head)
+        if root == ENVELOPE_ROOT:
+            yield from _envelope(head, stream, recorded_at, facility, limits)
+        else:
+            yield _bare(head, stream, recorded_at, facility, limits)
+    finally:
+        if owned:
+            stream.close()
+
+
+def _envelope(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Iterator[Result]:
+    hoso_read = 0
+    try:
+        for hoso in stream_envelope(head, stream, limits):
+            hoso_read = hoso.index
+            yield translate_hoso(hoso, recorded_at, facility, limits)
+    except EnvelopeError as exc:
+        error = exc.error
+        yield Failure("parse", error.kind, f"{error.reason}; {exc.hoso_read} HOSO read before it",
+                      f"after HOSO {hoso_read}", b"", facility)
+
+
+def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Result:
+    data = head + stream.read(limits.max_table_bytes + 1 - len(head))
+    try:
+        root = parse_document(data, limits.max_table_bytes)
+    except TableError as exc:
+        return Failure("parse", exc.kind, exc.reason, "document", data[:MAX_ORIGINAL], facility)
+    tag = root.tag.rpartition("}")[2] if isinstance(root.tag, str) else ""
+    kind = ROOT_TO_TABLE.get(tag)
+    if tag == ENVELOPE_ROOT:
+        return Failure("parse", "encoding", "envelope is not in an ASCII-compatible encoding (BHYT XML is UTF-8)",
+                       "document", data[:MAX_ORIGINAL], facility)
+    if kind is None:
+        return Failure("parse", "table", f"root element {tag or '?'} is neither {ENVELOPE_ROOT} nor a BHYT table",
+                       "document", data[:MAX_ORIGINAL], facility)
+    if kind != "XML1":
+        return Failure("translate", "unlinked", f"a bare {kind} document cannot be linked to a patient without "
+                       "its XML1: send the GIAMDINHHS envelope or the XML1 table", "document",
+                       data[:MAX_ORIGINAL], facility)
+    hoso = RawHoso(1, facility or "")
+    return _translate(hoso, {kind: (data, root)}, [], recorded_at, facility, limits)
+
+
+def _decode(table: RawTable, limits: Limits) -> tuple[bytes, etree._Element | None]:
+    if table.problem is not None:
+        raise table.problem
+    assert table.base64 is not None
+    data = decode_base64(table.base64, limits.max_table_bytes)
+    if MAPS.tables(table.kind) in ("unmapped", "sensitive"):
+        return data, None  # kept raw, not parsed: nothing reads it
+    root = parse_document(data, limits.max_table_bytes)
+    expected = TABLES[table.kind][0]
+    tag = root.tag.rpartition("}")[2] if isinstance(root.tag, str) else "?"
+    if tag != expected:
+        raise TableError("table", f"{table.kind} root element is {tag}, expected {expected}")
+    return data, root
+
+
+def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
+                   limits: Limits = DEFAULT_LIMITS) -> Record:
+    """One HOSO (its tables still base64) -> a Record. Public for replaying a HOSO from the DLQ."""
+    where = f"HOSO {hoso.index}"
+    parsed: dict[str, tuple[bytes, etree._Element | None]] = {}
+    failures: list[Failure] = []
+    for table in hoso.tables:
+        try:
+            if table.kind in parsed:
+                raise TableError("table", f"{table.kind} appears twice in one HOSO")
+            parsed[table.kind] = _decode(table, limits)
+        except TableError as exc:
+            original = (table.base64 or "").encode("ascii", "replace")[:MAX_ORIGINAL]
+            failures.append(Failure("parse", exc.kind, f"{table.kind}: {exc.reason}", f"{where} {table.kind}",
+                                    original, hoso.facility or facility))
+    return _translate(hoso, parsed, failures, recorded_at, facility, limits)
+
+
+def _unlinked(record: Record, out_where: str, reason: str) -> Record:
+    for kind, data in record.tables.items():
+        if kind != "XML1" and MAPS.tables(kind) not in ("unmapped", "sensitive"):
+            record.failures.append(Failure("translate", "unlinked", f"{kind}: {reason}", f"{out_where} {kind}",
+                                           data[:MAX_ORIGINAL], record.facility or None))
+    return record
+
+
+def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | None]],
+               failures: list[Failure], recorded_at: str, facility: str | None, limits: Limits) -> Record:
+    where = f"HOSO {hoso.index}"
+    record = Record(hoso.index, hoso.facility or facility or "", None, failures=failures,
+                    tables={kind: data for kind, (data, _root) in parsed.items()})
+    for kind in parsed:
+        treatment = MAPS.tables(kind)
+        if treatment in ("unmapped", "sensitive"):
+            record.counts[f"{kind}.{treatment}"] += 1
+    if "XML1" not in parsed:
+        reason = "XML1 unreadable" if any(f.where.endswith("XML1") for f in failures) else "no XML1 in the HOSO"
+        if not any(f.where.endswith("XML1") for f in failures):
+            failures.append(Failure("translate", "missing", "HOSO has no XML1 (encounter summary)",
+                                    f"{where} XML1", b"", record.facility or None))
+        return _unlinked(record, where, f"{reason}: the table cannot be linked to a patient")
+    data, root = parsed["XML1"]
+    assert root is not None
+    f = fields(root, legacy=True)
+    fac = f.get("MA_CSKCB") or hoso.facility or facility
+    record.encounter_key = f.get("MA_LK")
+    if not fac:
+        failures.append(Failure("translate", "missing", "XML1: MA_CSKCB (facility) missing and no envelope "
+                                "MACSKCB", f"{where} XML1", data[:MAX_ORIGINAL], None, record.encounter_key))
+        return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
+    record.facility = fac
+    try:
+        mapped = summary(f, fac)
+    except MappingError as exc:
+        failures.append(Failure("translate", exc.kind, exc.reason, f"{where} XML1", data[:MAX_ORIGINAL], fac,
+                                record.encounter_key))
+        return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
+    sensitive = "XML6" in parsed or any(is_hiv(code) for code in mapped.icd10)
+    sensitivity = (SENSITIVITY_HIV,) if sensitive else ()
+    record.sensitivity = sensitivity
+    ma_lk = f["MA_LK"]
+    ctx = Context(fac, ma_lk, f"Patient/{mapped.patient['id']}", f"Encounter/{mapped.encounter['id']}",
+                  mapped.occurred_at, recorded_at, EventSource(SOURCE_SYSTEM, fac, ma_lk), mapped.subject,
+                  sensitivity)
+    out = Output(where, fac, ma_lk, failures=failures, counts=record.counts)
+    out.events.append(ctx.event(mapped.patient, "XML1/Patient"))
+    out.events.append(ctx.event(mapped.encounter, "XML1/Encounter"))
+    for condition in mapped.conditions:
+        out.events.append(ctx.event(condition, f"XML1/{condition['code']['coding'][0]['code']}/Condition"))
+    out.counts["XML1.rows"] += 1
+    groups: dict[str, str] = {}
+    for kind in MAPPED_ORDER:
+        if kind not in parsed:
+            continue
+        table_bytes, table_root = parsed[kind]
+        assert table_root is not None
+        try:
+            _map_table(kind, table_bytes, table_root, ctx, out, groups)
+        except MappingError as exc:
+            failures.append(Failure("translate", exc.kind, f"{kind}: {exc.reason}", f"{where} {kind}",
+                                    table_bytes[:MAX_ORIGINAL], fac, ma_lk))
+    record.events = out.events
+    return record
+
+
+def _map_table(kind: str, data: bytes, root: etree._Element, ctx: Context, out: Output,
+               groups: dict[str, str]) -> None:
+    record_tag = TABLES[kind][1]
+    if record_tag is None:
+        documents.paper(kind, fields(root), data, ctx, out)
+        return
+    records = rows(list(root.iter(record_tag)), legacy=kind == "XML5")
+    if kind == "XML2":
+        clinical.drugs(records, ctx, out)
+    elif kind == "XML3":
+        clinical.services(records, ctx, out, groups)
+    elif kind == "XML4":
+        clinical.results(records, ctx, out, groups)
+    elif kind == "XML5":
+        documents.notes(records, ctx, out)

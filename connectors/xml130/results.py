@@ -1,0 +1,75 @@
+"""What ``read_export`` yields: one ``Record`` per encounter (HOSO), or a file-level ``Failure``.
+
+A record carries its events, the failures inside it (a bad table or row costs only that table or row) and
+counts of what was skipped on purpose (supplies, beds, unmapped tables), so an import can report every row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hub.envelope import Envelope
+
+MAX_ORIGINAL = 1 << 20  # bytes of the failed input kept on a Failure (enough to replay any real table)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One thing that could not be read or mapped, with enough context to find, explain and replay it."""
+
+    stage: str  # hub.errors code: "parse" or "translate"
+    kind: str  # stable detail code (see connectors.xml130.errors)
+    reason: str  # names the field and the problem, never a value
+    where: str  # position in the export, e.g. "HOSO 3 XML2 row 5"
+    original: bytes = b""  # the bytes that failed (a table document, or its base64), capped at MAX_ORIGINAL
+    facility: str | None = None
+    encounter_key: str | None = None  # MA_LK when known
+
+    @property
+    def code(self) -> str:
+        return f"{self.stage}.{self.kind}"
+
+
+@dataclass(slots=True)
+class Record:
+    """One HOSO: the encounter's events in order, its failures, its raw tables and its counts."""
+
+    index: int  # 1-based position of the HOSO in the export
+    facility: str
+    encounter_key: str | None  # MA_LK
+    events: list[Envelope] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    tables: dict[str, bytes] = field(default_factory=dict)  # decoded table documents by LOAIHOSO (the raw record)
+    counts: Counter[str] = field(default_factory=Counter)  # e.g. "XML3.supply", "XML9.unmapped", "XML2.rows"
+    sensitivity: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+Result = Record | Failure
+
+
+@dataclass(slots=True)
+class Summary:
+    """Totals over an export, for the import command's report (no personal data, only counts and codes)."""
+
+    records: int = 0
+    records_with_failures: int = 0
+    events: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # by Failure.code
+    counts: Counter[str] = field(default_factory=Counter)
+    event_types: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: Result) -> None:
+        if isinstance(result, Failure):
+            self.failures[result.code] += 1
+            return
+        self.records += 1
+        self.events += len(result.events)
+        self.records_with_failures += bool(result.failures)
+        self.failures.update(f.code for f in result.failures)
+        self.counts.update(result.counts)
+        self.event_types.update(e.type for e in result.events)
