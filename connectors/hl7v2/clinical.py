@@ -39,13 +39,23 @@ def _links(resource: dict[str, Any], ref: PatientRef, subject_key: str = "subjec
     return resource
 
 
-def _concept(seg: Segment, code_field: int, text_field: int | None, what: str) -> dict[str, Any]:
-    """The coded field, else the description field (older versions) as text; TranslateError if neither."""
+def _concept(seg: Segment, code_field: int, text_field: int | None, what: str,
+             method_field: int | None = None) -> dict[str, Any]:
+    """The coded field, with the description field (DG1-4, PR1-4 in older versions) as its text and the
+    coding method field (DG1-2, PR1-2: v2.3 senders name the code system there, not in CE.3) as the system
+    of a coding that has none. TranslateError if there is neither code nor text."""
     concept = cwe_field(seg, code_field)
-    if concept is None and text_field is not None and (text := part(first_repetition(seg, text_field), 1, seg.seps)):
-        concept = {"text": text}
+    text = part(first_repetition(seg, text_field), 1, seg.seps) if text_field is not None else ""
     if concept is None:
-        raise TranslateError(f"{seg.name}-{code_field}: {what} missing")
+        if not text:
+            raise TranslateError(f"{seg.name}-{code_field}: {what} missing")
+        return {"text": text}
+    if text and "text" not in concept:
+        concept["text"] = text
+    method = part(first_repetition(seg, method_field), 1, seg.seps) if method_field is not None else ""
+    if method and any("system" not in c for c in concept.get("coding", ())):
+        system = MAPS.coding_system(method)
+        concept["coding"] = [c if "system" in c else {"system": system, **c} for c in concept["coding"]]
     return concept
 
 
@@ -54,7 +64,7 @@ def _concept(seg: Segment, code_field: int, text_field: int | None, what: str) -
 def diagnosis(dg1: Segment, ctx: Context, ref: PatientRef) -> tuple[dict[str, Any], dict[str, Any]]:
     """DG1 -> an encounter-diagnosis Condition, and the Encounter.diagnosis entry pointing at it (use from
     DG1-6, rank from DG1-15)."""
-    code = _concept(dg1, 3, 4, "diagnosis code")
+    code = _concept(dg1, 3, 4, "diagnosis code", 2)
     resource: dict[str, Any] = {
         "resourceType": "Condition",
         "id": condition_id(ctx.facility, ref.visit_key, _key(code)),
@@ -135,7 +145,7 @@ def allergy(al1: Segment, ctx: Context, ref: PatientRef, patient_key: str) -> di
 # --- PR1 -> Procedure ---------------------------------------------------------------------------------------
 
 def procedure(pr1: Segment, ctx: Context, ref: PatientRef) -> dict[str, Any]:
-    code = _concept(pr1, 3, 4, "procedure code")
+    code = _concept(pr1, 3, 4, "procedure code", 2)
     when = part(first_repetition(pr1, 5), 1, pr1.seps)
     resource: dict[str, Any] = {
         "resourceType": "Procedure",
@@ -271,8 +281,10 @@ def observation(obx: Segment, ctx: Context, ref: PatientRef, scope: str, effecti
     return resource
 
 
-def observation_category(code: str) -> dict[str, Any]:
-    return {"coding": [{"system": OBSERVATION_CATEGORY, "code": code}]}
+def observation_category(section: str) -> dict[str, Any] | None:
+    """The Observation category for a diagnostic service section (OBR-24), None when it maps to none."""
+    code = MAPS.section_category(section) if section else None
+    return {"coding": [{"system": OBSERVATION_CATEGORY, "code": code}]} if code else None
 
 
 def add_note(resource: dict[str, Any], nte: Segment) -> None:

@@ -96,6 +96,7 @@ class Maps:
     document_availability: CodeMap
     appointment_status: CodeMap
     condition_clinical: CodeMap  # -> str | None
+    section_category: CodeMap  # -> str | None (observation-category code)
 
     def identifier_system(self, type_code: str, scope: str) -> str:
         """Identifier.system for CX.5 ``type_code``; ``scope`` is CX.4 or the sending facility (for MRNs)."""

@@ -15,7 +15,7 @@ from connectors.hl7v2 import sensitivity
 from connectors.hl7v2.clinical import add_note, observation, observation_category, problem
 from connectors.hl7v2.context import Context, PatientRef, encounter_reference
 from connectors.hl7v2.documents import appointment, document_reference
-from connectors.hl7v2.datatypes import ts_field
+from connectors.hl7v2.datatypes import first_repetition, part, ts_field
 from connectors.hl7v2.orders import (
     OrderNumbers, dose_number, immunization, medication_dispense, medication_request, report, service_request,
 )
@@ -46,21 +46,24 @@ def _require(ref: PatientRef | None, what: str) -> PatientRef:
 class _Report:
     """One OBR and the OBX/NTE that follow it, until the next OBR, ORC or PID."""
 
-    __slots__ = ("orc", "obr", "index", "ref", "observations")
+    __slots__ = ("orc", "obr", "index", "ref", "observations", "category", "effective")
 
-    def __init__(self, orc: Segment | None, obr: Segment, index: int, ref: PatientRef) -> None:
+    def __init__(self, orc: Segment | None, obr: Segment, index: int, ref: PatientRef, default_section: str) -> None:
         self.orc, self.obr, self.index, self.ref = orc, obr, index, ref
         self.observations: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
+        self.category = observation_category(part(first_repetition(obr, 24), 1, obr.seps) or default_section)
+        self.effective = ts_field(obr, 7)
 
 
-def _results(ctx: Context, default_section: str) -> list[Envelope]:
+def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) -> list[Envelope]:
+    """``orc_after_obr``: OUL^R22 sends each order as OBR then ORC, so an ORC before any OBX is the OBR's."""
     events: list[Envelope] = []
     ref: PatientRef | None = None
     orc: Segment | None = None
     current: _Report | None = None
     loose: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []  # OBX before any OBR (OUL specimen results)
     last: dict[str, Any] | None = None
-    category = observation_category("laboratory") if default_section == "LAB" else None
+    loose_category = observation_category(default_section)
 
     def flush() -> None:
         nonlocal current
@@ -81,17 +84,21 @@ def _results(ctx: Context, default_section: str) -> list[Envelope]:
             orc = None
         elif name == "PV1" and ref is not None:
             ref = _with_visit(ref, seg, ctx)
+        elif name == "ORC" and orc_after_obr and current is not None and current.orc is None \
+                and not current.observations:
+            current.orc = seg
         elif name == "ORC":
             flush()
             orc = seg
         elif name == "OBR":
             flush()
-            current = _Report(orc, seg, index, _require(ref, "OBR"))
+            current = _Report(orc, seg, index, _require(ref, "OBR"), default_section)
             last = None
         elif name == "OBX":
             owner = _require(ref if current is None else current.ref, "OBX")
             scope = _scope(ctx, current)
-            effective = ts_field(current.obr, 7) if current is not None else None
+            effective = current.effective if current is not None else None
+            category = current.category if current is not None else loose_category
             resource = observation(seg, ctx, owner, scope, effective, category)
             entry = (index, resource, sensitivity.flags(resource))
             (current.observations if current is not None else loose).append(entry)
@@ -122,7 +129,7 @@ def oru_r01(ctx: Context) -> list[Envelope]:
 
 def oul_r22(ctx: Context) -> list[Envelope]:
     """Specimen-oriented lab results: as ORU, category laboratory."""
-    return _results(ctx, "LAB")
+    return _results(ctx, "LAB", orc_after_obr=True)
 
 
 # --- VXU^V04 ------------------------------------------------------------------------------------------------
