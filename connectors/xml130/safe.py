@@ -44,7 +44,7 @@ def _refuse_dtd(tree: etree._ElementTree) -> None:
                          f"{'y' if len(external) == 1 else 'ies'} (forbidden, not resolved)")
     if any(True for _ in dtd.iterentities()):
         raise TableError("entity", "document declares entities (forbidden: entity expansion, not expanded)")
-    raise TableError("dtd", "document declares a DTD (forbidden)")
+    raise TableError("dtd", "document declares a DOCTYPE with a DTD (forbidden)")
 
 
 def parse_document(data: bytes, max_bytes: int) -> etree._Element:
@@ -87,6 +87,8 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     """NOIDUNGFILE -> the table's bytes. Whitespace (line-wrapped exports) is allowed, nothing else is."""
     if len(text) > (max_bytes // 3 + 1) * 4 + len(text) // 60 + 16:
         raise TableError("size", f"NOIDUNGFILE decodes to more than the {max_bytes:,}-byte limit")
+    if not text or text.isspace():
+        raise TableError("base64", "NOIDUNGFILE is empty")
     try:
         data = binascii.a2b_base64(text, strict_mode=True)  # the common case: one unbroken line
     except (binascii.Error, ValueError):
