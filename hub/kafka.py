@@ -64,13 +64,33 @@ class DurableProducer:
             self._producer = None
 
     async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> tuple[int, int]:
-        """Write one record; return (partition, offset) once it is durable."""
-        if self._producer is None:
+        """Write one record; return (partition, offset) once it is durable.
+
+        The deadline is a plain timer that cancels the delivery future (aiokafka documents that this does not
+        stop the record being sent). ``asyncio.timeout`` did the same job at ~5 us more per write, which
+        bench.mllp showed as 6% of the listener's CPU at 5,000 msg/s.
+        """
+        producer = self._producer
+        if producer is None:
             raise DeliveryError(f"writing to {topic}: not connected to Kafka yet")
+        expired: list[bool] = []
         try:
-            async with asyncio.timeout(self._timeout):
-                fut = await self._producer.send(topic, value, key=key, headers=list(headers))
+            # send() itself is bounded: its accumulator gives up after request_timeout_ms (= the ACK timeout).
+            fut = await producer.send(topic, value, key=key, headers=list(headers))
+            timer = asyncio.get_running_loop().call_later(self._timeout, _expire, fut, expired)
+            try:
                 meta = await fut
-        except (TimeoutError, KafkaError) as exc:
+            finally:
+                timer.cancel()
+        except KafkaError as exc:
             raise DeliveryError(f"writing to {topic}: {type(exc).__name__}: Kafka did not confirm the write") from exc
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # our caller is being cancelled (shutdown), not a Kafka deadline
+            raise DeliveryError(f"writing to {topic}: Kafka did not confirm the write within {self._timeout:g} s") from None
         return meta.partition, meta.offset
+
+
+def _expire(fut: asyncio.Future[object], expired: list[bool]) -> None:
+    expired.append(True)
+    fut.cancel()

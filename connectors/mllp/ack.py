@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -32,10 +33,20 @@ def _escape(text: str) -> str:
             .replace("&", "\\T\\").replace("~", "\\R\\").replace("\r", " ").replace("\n", " "))
 
 
+_clock: list[int | str] = [0, ""]  # (whole second, its MSH-7 text): thousands of ACKs a second share one strftime
+
+
+def _timestamp_now() -> str:
+    second = int(time.time())
+    if _clock[0] != second:
+        _clock[0], _clock[1] = second, datetime.fromtimestamp(second, VN_TZ).strftime("%Y%m%d%H%M%S%z")
+    return _clock[1]
+
+
 def build_ack(header: Header | None, decision: AckDecision, now: datetime | None = None) -> bytes:
     """The ACK message bytes (UTF-8, CR separators) for one received message."""
     h = header or _UNKNOWN
-    ts = (now or datetime.now(VN_TZ)).strftime("%Y%m%d%H%M%S%z")
+    ts = now.strftime("%Y%m%d%H%M%S%z") if now else _timestamp_now()
     control_id = h.control_id
     segments = [
         "|".join([
@@ -75,7 +86,7 @@ def build_batch_ack(acks: list[bytes], received: int, now: datetime | None = Non
     BTS-1 counts the ACK messages in the batch; BTS-2 says how many messages were received, so a sender can
     check that every message was accounted for.
     """
-    ts = (now or datetime.now(VN_TZ)).strftime("%Y%m%d%H%M%S%z")
+    ts = now.strftime("%Y%m%d%H%M%S%z") if now else _timestamp_now()
     body = b"".join(acks)
     return (f"BHS|^~\\&|HSSK|HSSK|||{ts}\r".encode() + body
             + f"BTS|{len(acks)}|{received} messages received\r".encode())

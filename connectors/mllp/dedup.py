@@ -85,8 +85,9 @@ class DedupStore:
         self.ttl_s = ttl_s
         self.in_flight_wait_s = in_flight_wait_s
         self._shas: dict[str, str] = {}
-        self._queue: list[tuple[str, list[str], list[Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[str, list[str], list[Any], asyncio.Future[Any] | None]] = []
         self._flush_scheduled = False
+        self._flushing: set[asyncio.Task[None]] = set()
 
     # --- batching: every call made in one event-loop turn goes out in one pipeline --------------------
 
@@ -94,12 +95,20 @@ class DedupStore:
         for name, body in (("reserve", _RESERVE), ("confirm", _CONFIRM), ("release", _RELEASE)):
             self._shas[name] = await self.redis.script_load(body)
 
-    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def _enqueue(self, script: str, keys: list[str], args: list[Any], future: asyncio.Future[Any] | None) -> None:
         self._queue.append((script, keys, args, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+            asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flushing.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._flushing.discard)
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(script, keys, args, future)
         return await future
 
     async def _flush(self) -> None:
@@ -107,15 +116,26 @@ class DedupStore:
         try:
             results = await self._run(batch)
         except (RedisError, OSError) as exc:
+            if any(future is None for *_, future in batch):
+                # Unawaited confirms: their pending markers stay, and the next start's reconcile settles them.
+                log.warning("dedup confirm failed", error=type(exc).__name__)
             for *_, future in batch:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(exc)
             return
         for (*_, future), result in zip(batch, results):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(result)
 
-    async def _run(self, batch: list[tuple[str, list[str], list[Any], asyncio.Future[Any]]]) -> list[Any]:
+    async def drain(self) -> None:
+        """Wait until every queued call has reached Redis (graceful shutdown: no confirm left behind)."""
+        while self._queue or self._flush_scheduled or self._flushing:
+            if self._flushing:
+                await asyncio.gather(*self._flushing, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)
+
+    async def _run(self, batch: list[tuple[str, list[str], list[Any], asyncio.Future[Any] | None]]) -> list[Any]:
         for attempt in (1, 2):
             if not self._shas:
                 await self._load_scripts()
@@ -153,14 +173,15 @@ class DedupStore:
                 return Ticket(Seen.REUSED if not state.endswith("|" + digest) else Seen.UNCHECKED, key, digest)
             await asyncio.sleep(0.05)  # the same message is being stored right now (a fast resend): wait
 
-    async def stored(self, ticket: Ticket) -> None:
+    def stored(self, ticket: Ticket) -> None:
+        """Mark the message stored, without waiting: the ACK depends on Kafka's confirmation, not on Redis.
+
+        The confirm goes out with the next pipeline; a resend arriving before it sees the pending marker with
+        its own digest and waits briefly. If the process dies first, reconcile confirms it from hl7v2.raw.
+        """
         if ticket.seen is Seen.DUPLICATE:
             return
-        try:
-            await self._call("confirm", [ticket.key, PENDING_INDEX], [f"c|{ticket.digest}", self.ttl_s])
-        except (RedisError, OSError) as exc:
-            # The pending marker stays; the next start's reconcile confirms it from hl7v2.raw.
-            log.warning("dedup confirm failed", error=type(exc).__name__)
+        self._enqueue("confirm", [ticket.key, PENDING_INDEX], [f"c|{ticket.digest}", self.ttl_s], None)
 
     async def failed(self, ticket: Ticket) -> None:
         if ticket.seen is not Seen.NEW:

@@ -112,8 +112,9 @@ class MllpListener:
 
     async def handle_message(self, raw: bytes, peer: Peer, received_at: str) -> bytes | None:
         started = time.perf_counter()
+        msh_line = _msh_line(raw)
         try:
-            msh_header = read_msh(raw)
+            msh_header = read_header(parse(msh_line.decode("latin-1")))
         except ParseError as exc:
             return await self._reject(raw, None, exc, "error", ERR_DATA_TYPE, received_at, peer)
         admission = self.sources.current.admit(msh_header.sending_facility, msh_header.sending_application,
@@ -127,7 +128,8 @@ class MllpListener:
         try:
             text = decode(raw, charset)
             message = parse(text)
-            header = read_header(message)
+            # MSH is ASCII in practice, so its first reading is already exact: read it again only when it is not.
+            header = msh_header if msh_line.isascii() else read_header(message)
         except ParseError as exc:
             return await self._reject(raw, msh_header, exc, "error", ERR_DATA_TYPE, received_at, peer, facility)
         if not header.control_id:
@@ -174,7 +176,7 @@ class MllpListener:
                                                  "message not stored, resend: storage unavailable", ERR_INTERNAL),
                              facility.code, started)
         if ticket is not None:
-            await self.dedup.stored(ticket)
+            self.dedup.stored(ticket)
         return self._ack(header, AckDecision(ack_code(header, "accept")), facility.code, started)
 
     async def _batch(self, raw: bytes, peer: Peer, received_at: str) -> bytes:

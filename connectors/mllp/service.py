@@ -68,6 +68,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         watcher.cancel()
         await server.shutdown(timeout_s=settings.ack_timeout_s + 1)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(dedup.drain(), timeout=2)  # confirms still queued reach Redis
         connecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await connecting
