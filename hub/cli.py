@@ -158,6 +158,21 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
+    """Offline: HL7 v2 files -> canonical events as JSON lines (connectors.hl7v2.offline)."""
+    from connectors.hl7v2.offline import now_received_at, translate_files
+
+    return translate_files(args.files, charset=args.charset, received_at=args.received_at or now_received_at(),
+                           out=sys.stdout, err=sys.stderr)
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    """Offline: a strict hl7apy conformance report per message and segment (connectors.hl7v2.offline)."""
+    from connectors.hl7v2.offline import validate_files
+
+    return validate_files(args.files, charset=args.charset, warnings=args.warnings, out=sys.stdout, err=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8)")
     send.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for each ACK")
     send.set_defaults(func=cmd_send)
+
+    tr = sub.add_parser("translate", help="offline: print the canonical events of HL7 v2 files, one JSON per line "
+                                          "(failures on stderr; no Kafka or Redis needed)")
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    tr.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8; e.g. windows-1258)")
+    tr.add_argument("--received-at", help="receipt time to stamp (ISO 8601 with offset; default now, +07:00)")
+    tr.set_defaults(func=cmd_translate)
+
+    va = sub.add_parser("validate", help="offline: strict HL7 v2 conformance report (hl7apy) per message and "
+                                         "segment; exit 1 when a message has errors")
+    va.add_argument("files", nargs="+", metavar="FILE")
+    va.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8)")
+    va.add_argument("--warnings", action="store_true", help="also list warnings (table values, lengths)")
+    va.set_defaults(func=cmd_validate)
 
     rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")
     who = rec.add_mutually_exclusive_group(required=True)
