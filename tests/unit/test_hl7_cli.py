@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from connectors.hl7v2.offline import translate_files, validate_files
-from hub.cli import main
+from hub.cli import build_parser
+from hub.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hl7" / "corpus"
 RECEIVED_AT = "2026-03-05T10:00:00.000+07:00"
@@ -20,6 +21,12 @@ def run_translate(*paths: Path | str, charset: str = "utf-8") -> tuple[int, list
     out, err = io.StringIO(), io.StringIO()
     status = translate_files([str(p) for p in paths], charset=charset, received_at=RECEIVED_AT, out=out, err=err)
     return status, [orjson.loads(line) for line in out.getvalue().splitlines()], err.getvalue().splitlines()
+
+
+def hub(*argv: str) -> int:
+    """Run a `hub` subcommand as main() does, minus logging setup (it would bind the test's captured stdout)."""
+    args = build_parser().parse_args(list(argv))
+    return args.func(Settings.from_env(), args)
 
 
 def to_windows_1258(text: str) -> bytes:
@@ -76,7 +83,7 @@ class TestTranslate:
 
     def test_hub_command(self, batch: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """`hub translate FILE --received-at T` is wired to the same function."""
-        assert main(["translate", str(batch), "--received-at", RECEIVED_AT]) == 0
+        assert hub("translate", str(batch), "--received-at", RECEIVED_AT) == 0
         captured = capsys.readouterr()
         assert len(captured.out.splitlines()) == 5
         assert "unsupported message type ADT^A09" in captured.err
@@ -106,7 +113,7 @@ class TestValidate:
 
     def test_hub_command_with_warnings(self, capsys: pytest.CaptureFixture[str]) -> None:
         """`hub validate --warnings` lists warnings (e.g. local code values) under a conformant verdict."""
-        assert main(["validate", "--warnings", str(CORPUS / "adt_a01_lf_separators.hl7")]) == 0
+        assert hub("validate", "--warnings", str(CORPUS / "adt_a01_lf_separators.hl7")) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[0].endswith("(ND1-7781): OK")
         assert "  warning PID (segment 3): Value CCCD not in table HL70203 in element PID_3.CX_5" in out
