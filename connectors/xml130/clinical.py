@@ -42,8 +42,8 @@ def drugs(records: list[Row], ctx: Context, out: Output) -> None:
         if name:
             coding["display"] = name
         medication: dict[str, Any] = {"coding": [coding]}
-        if label := " ".join(p for p in (name, strength) if p):
-            medication["text"] = label
+        if name or strength:
+            medication["text"] = f"{name} {strength}" if name and strength else (name or strength)
         ordered, given = when(f, "NGAY_YL"), when(f, "NGAY_TH_YL")
         resource: dict[str, Any] = {
             "resourceType": "MedicationDispense",
@@ -63,8 +63,9 @@ def drugs(records: list[Row], ctx: Context, out: Output) -> None:
         if given or ordered:
             resource["whenHandedOver"] = given or ordered
         dosage: dict[str, Any] = {}
-        if instructions := " ".join(text(f[n]) for n in ("LIEU_DUNG", "CACH_DUNG") if n in f):
-            dosage["text"] = instructions
+        dose, how = f.get("LIEU_DUNG"), f.get("CACH_DUNG")
+        if dose or how:
+            dosage["text"] = text(f"{dose} {how}" if dose and how else (dose or how or ""))
         if "DUONG_DUNG" in f:
             dosage["route"] = {"coding": [{"system": SYSTEM_ROUTE, "code": f["DUONG_DUNG"]}]}
         if dosage:

@@ -53,6 +53,12 @@ def when(f: dict[str, str], *names: str) -> str | None:
 
 def practitioners(f: dict[str, str], *names: str) -> list[dict[str, Any]]:
     """Practitioner codes of the named fields (each may hold several, ``;``-separated) as identifier refs."""
+    if len(names) == 1:  # the common case, kept cheap: one field, usually one code
+        value = f.get(names[0])
+        if not value:
+            return []
+        if ";" not in value:
+            return [{"identifier": {"system": SYSTEM_PRACTITIONER, "value": value}}]
     codes: dict[str, None] = {}
     for name in names:
         codes.update(dict.fromkeys(split(f.get(name, ""))))
