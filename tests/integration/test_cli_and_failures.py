@@ -69,6 +69,22 @@ def test_send_exits_non_zero_when_a_message_is_not_accepted(hub_stack: Settings,
     assert proc.stdout.startswith("AE")
 
 
+async def test_send_a_batch_file_accounts_for_every_message(hub_stack: Settings, tmp_path) -> None:
+    """An FHS/BHS batch file: every message inside is sent, answered and stored; the batch envelope is not."""
+    messages = [adt(HA, "A08", f"CLI-BATCH-{i}", phone=f"097700033{i}") for i in range(3)]
+    batch = tmp_path / "batch.hl7"
+    batch.write_bytes(b"FHS|^~\\&|HIS|79015|HSSK|SYT|20261122\rBHS|^~\\&|HIS|79015|HSSK|SYT|20261122\r"
+                      + b"".join(messages) + b"BTS|3\rFTS|1\r")
+    sent = hub_cli("send", str(batch), "--port", str(hub_stack.mllp_port))
+    assert [line.split()[:2] for line in sent.stdout.splitlines()] == [["AA", f"CLI-BATCH-{i}"] for i in range(3)]
+    ids = [f"CLI-BATCH-{i}".encode() for i in range(3)]
+    raw = await read_until(hub_stack, "hl7v2.raw", lambda recs: sum(dict(r.headers)["hl7.control_id"] in ids
+                                                                      for r in recs) == 3)
+    stored = [r for r in raw if dict(r.headers)["hl7.control_id"] in ids]
+    assert [dict(r.headers)["hl7.control_id"] for r in stored] == ids
+    assert all(not r.value.startswith((b"FHS", b"BHS")) and b"BTS|" not in r.value for r in stored)
+
+
 async def test_unsupported_message_type_goes_to_the_dlq_with_its_bytes(hub_stack: Settings) -> None:
     """The listener stores it (AA: it is durable); the translator cannot map it and dead-letters it."""
     oru = ("MSH|^~\\&|LIS|79048|HSSK|SYT|20261122||ORU^R01^ORU_R01|ORU-DLQ-1|P|2.5\r"
