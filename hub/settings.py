@@ -20,7 +20,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     mllp_host: str = "127.0.0.1"
-    mllp_port: int = 2575
+    mllp_port: int = 2575  # plain TCP; 0: no plain listener (TLS only)
     mllp_max_frame_bytes: int = 10 * 1024 * 1024
     # How long the listener waits for Kafka to confirm a write before answering AR: below the 5-15 s
     # that senders wait for an ACK, so a sender always hears from us first.

@@ -55,7 +55,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     connecting = asyncio.create_task(producer.connect())
     await _settle(settings, dedup)
     server = MllpServer(MllpListener(settings, producer, sources, dedup))
-    await server.listen(settings.mllp_host, settings.mllp_port)
+    if settings.mllp_port:  # 0: TLS only
+        await server.listen(settings.mllp_host, settings.mllp_port)
     if settings.mllp_tls_port:
         context = tls_context(settings.mllp_tls_cert, settings.mllp_tls_key, settings.mllp_tls_client_ca)
         await server.listen(settings.mllp_host, settings.mllp_tls_port, context)
