@@ -87,15 +87,16 @@ async def test_send_a_batch_file_accounts_for_every_message(hub_stack: Settings,
 
 async def test_unsupported_message_type_goes_to_the_dlq_with_its_bytes(hub_stack: Settings) -> None:
     """The listener stores it (AA: it is durable); the translator cannot map it and dead-letters it."""
-    oru = ("MSH|^~\\&|LIS|79048|HSSK|SYT|20261122||ORU^R01^ORU_R01|ORU-DLQ-1|P|2.5\r"
-           "PID|1||BN1^^^79048^MR||Võ^Tuấn^Quốc\rOBR|1\rOBX|1|NM|718-7^Hemoglobin^LN||13.5|g/dL\r").encode()
-    [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [oru])
+    # DFT^P03 (detailed financial transaction): billing, which the hub does not map.
+    dft = ("MSH|^~\\&|HIS|79048|HSSK|SYT|20261122||DFT^P03^DFT_P03|DFT-DLQ-1|P|2.5\r"
+           "EVN|P03|20261122\rPID|1||BN1^^^79048^MR||Võ^Tuấn^Quốc\rFT1|1|||20261122||CG|KB01^Khám bệnh\r").encode()
+    [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [dft])
     assert result.code == "AA"
     dlq = await read_until(hub_stack, DLQ.name, lambda recs: any(
-        base64.b64decode(orjson.loads(r.value)["original"]) == oru for r in recs), timeout_s=60)
-    entry = next(orjson.loads(r.value) for r in dlq if base64.b64decode(orjson.loads(r.value)["original"]) == oru)
+        base64.b64decode(orjson.loads(r.value)["original"]) == dft for r in recs), timeout_s=60)
+    entry = next(orjson.loads(r.value) for r in dlq if base64.b64decode(orjson.loads(r.value)["original"]) == dft)
     assert entry["stage"] == "translate" and entry["code"] == "translate"
-    assert "unsupported message type" in entry["reason"] and "ORU^R01" in entry["reason"]
+    assert "unsupported message type" in entry["reason"] and "DFT^P03" in entry["reason"]
     assert entry["source_topic"] == "hl7v2.raw" and entry["source_offset"] >= 0
 
 
