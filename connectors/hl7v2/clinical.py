@@ -8,12 +8,12 @@ from typing import Any
 
 from connectors.hl7v2.context import Context, PatientRef
 from connectors.hl7v2.datatypes import (
-    HL7_NULL, coded, cwe, cwe_field, ei, first_repetition, part, quantity, to_iso, ts_field, units,
+    HL7_NULL, coded, cwe, cwe_field, ei, first_repetition, memo, part, quantity, to_iso, ts_field, units,
     xcn_field,
 )
 from connectors.hl7v2.ids import allergy_id, condition_id, observation_id, procedure_id
 from connectors.hl7v2.maps import MAPS
-from connectors.hl7v2.parse import Segment, unescape
+from connectors.hl7v2.parse import Segment, Separators, unescape
 from hub.errors import TranslateError
 
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
@@ -44,7 +44,7 @@ def _concept(seg: Segment, code_field: int, text_field: int | None, what: str,
     """The coded field, with the description field (DG1-4, PR1-4 in older versions) as its text and the
     coding method field (DG1-2, PR1-2: v2.3 senders name the code system there, not in CE.3) as the system
     of a coding that has none. TranslateError if there is neither code nor text."""
-    concept = cwe_field(seg, code_field)
+    concept = cwe_field(seg, code_field)  # a fresh copy: changed below
     text = part(first_repetition(seg, text_field), 1, seg.seps) if text_field is not None else ""
     if concept is None:
         if not text:
@@ -230,11 +230,16 @@ def reference_range(obx: Segment) -> list[dict[str, Any]]:
     text = part(first_repetition(obx, 7), 1, seps)
     if not text:
         return []
+    return _range(text, obx[6].split(seps.repetition, 1)[0], seps)
+
+
+@memo
+def _range(text: str, unit_rep: str, seps: Separators) -> list[dict[str, Any]]:
     entry: dict[str, Any] = {}
     m = _RANGE.fullmatch(text)
     if m:
         comparator, low, high = m.groups()
-        unit = units(obx[6].split(seps.repetition, 1)[0], seps)
+        unit = units(unit_rep, seps)
         if comparator and low and not high:
             q = quantity(low, "", seps)
             if q:

@@ -9,11 +9,15 @@ bytes are normalised here).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
+
+import orjson
 
 from connectors.hl7v2.maps import MAPS
 from connectors.hl7v2.parse import Segment, Separators, unescape
@@ -28,6 +32,48 @@ _TS = re.compile(
     r"(?:([+-])([0-9]{2})([0-9]{2}))?"
 )
 _TS_FORMAT = "YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]"
+MEMO_SIZE = 50_000  # entries per memoised helper; cleared when full (values repeat: codes, units, ranges)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clone(value: Any) -> Any:
+    """A copy of a JSON-shaped value (dicts and lists copied, strings and numbers shared)."""
+    if isinstance(value, dict):
+        return {k: clone(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) if isinstance(v, (dict, list)) else v for v in value]
+    return value
+
+
+def memo(fn: F) -> F:
+    """Memoise a pure helper of ER7 strings (and interned Separators). A dict or list result is kept as JSON
+    bytes and decoded afresh for every caller (orjson: twice as fast as copying it in Python), so callers may
+    change what they get. The hot path meets the same codes, units, ranges and clinicians message after
+    message; the cost is that a code-map miss is counted once per distinct value, not per occurrence."""
+    cache: dict[tuple[Any, ...], Any] = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        try:
+            hit = cache[args]
+        except KeyError:
+            if len(cache) >= MEMO_SIZE:
+                cache.clear()
+            value = fn(*args)
+            hit = cache[args] = _Json(orjson.dumps(value)) if isinstance(value, (dict, list)) else value
+        return orjson.loads(hit.data) if type(hit) is _Json else hit
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Json:
+    """A memoised dict/list, serialised (distinguishes it from a memoised plain value)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 def part(components: list[str], n: int, seps: Separators) -> str:
@@ -56,6 +102,7 @@ def first_repetition(seg: Segment, n: int) -> list[str]:
 
 # --- TS / DTM -------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def _iso(value: str) -> str:
     """The conversion behind ``to_iso``; ValueError says what is wrong."""
     m = _TS.fullmatch(value)
@@ -262,6 +309,7 @@ def _coding(code: str, display: str, system_name: str) -> dict[str, str]:
     return coding
 
 
+@memo
 def cwe(rep: str, seps: Separators) -> dict[str, Any] | None:
     """CWE/CE to CodeableConcept: the identifier triplet and the alternate triplet as codings (CWE.3/.6 map
     to a system URI, unknown names pass through), text from CWE.9 (original text) or the first display.
@@ -312,6 +360,7 @@ def practitioner_system(scope: str) -> str:
     return f"{VN_FHIR_BASE}/sid/practitioner/{scope}"
 
 
+@memo
 def xcn(rep: str, seps: Separators, facility: str) -> dict[str, Any] | None:
     """XCN to a Reference by identifier and display: ``display`` is prefix, family, middle, given (the
     Vietnamese spoken order); ``identifier`` is XCN.1 scoped by XCN.9 or the facility. None when empty."""
@@ -361,6 +410,7 @@ def number(text: str) -> int | float | None:
 UCUM = "http://unitsofmeasure.org"
 
 
+@memo
 def units(rep: str, seps: Separators) -> dict[str, str]:
     """CE/CWE units (OBX-6, RXE-5...) as Quantity unit fields: ``unit`` is the unit as sent; ``system`` and
     ``code`` are added only when CWE.3 names UCUM, so an unverified local unit is never presented as UCUM."""
@@ -377,6 +427,7 @@ def units(rep: str, seps: Separators) -> dict[str, str]:
     return out
 
 
+@memo
 def quantity(value: str, unit_rep: str, seps: Separators) -> dict[str, Any] | None:
     """A number (optionally with a leading comparator ``<``, ``<=``, ``>=``, ``>``) and units -> Quantity."""
     comparator = ""

@@ -8,13 +8,25 @@ Keys are joined with ``|``; parts are the values as sent (already unescaped).
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 
 from hub.envelope import EVENT_ID_NAMESPACE
 
+_NAMESPACE = EVENT_ID_NAMESPACE.bytes
+
+
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))``, computed without building UUID objects (4x faster; a
+    message of the ORU benchmark derives 25 ids). Tests check it equals the stdlib on many names."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 def _id(*parts: str) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(parts)))
+    return uuid5("|".join(parts))
 
 
 def patient_id(facility: str, value: str, type_code: str) -> str:

@@ -46,13 +46,14 @@ def _require(ref: PatientRef | None, what: str) -> PatientRef:
 class _Report:
     """One OBR and the OBX/NTE that follow it, until the next OBR, ORC or PID."""
 
-    __slots__ = ("orc", "obr", "index", "ref", "observations", "category", "effective")
+    __slots__ = ("orc", "obr", "index", "ref", "observations", "category", "effective", "scope")
 
     def __init__(self, orc: Segment | None, obr: Segment, index: int, ref: PatientRef, default_section: str) -> None:
         self.orc, self.obr, self.index, self.ref = orc, obr, index, ref
         self.observations: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
         self.category = observation_category(part(first_repetition(obr, 24), 1, obr.seps) or default_section)
         self.effective = ts_field(obr, 7)
+        self.scope = ""  # set by _results (needs the ORC that may follow in OUL)
 
 
 def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) -> list[Envelope]:
@@ -115,11 +116,13 @@ def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) ->
 
 
 def _scope(ctx: Context, current: _Report | None) -> str:
-    """The id scope of an OBX: its order's filler (else placer) number, else the message."""
+    """The id scope of an OBX: its order's filler (else placer) number, else the message (once per order)."""
     if current is None:
         return f"message|{ctx.header.control_id}"
-    return OrderNumbers(current.orc, current.obr, ctx.facility).key(
-        "filler", f"message|{ctx.header.control_id}|{current.index}")
+    if not current.scope:
+        current.scope = OrderNumbers(current.orc, current.obr, ctx.facility).key(
+            "filler", f"message|{ctx.header.control_id}|{current.index}")
+    return current.scope
 
 
 def oru_r01(ctx: Context) -> list[Envelope]:

@@ -48,8 +48,11 @@ def split_messages(text: str) -> list[str]:
     return ["\r".join(segs) for segs in messages]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Separators:
+    """The delimiters MSH declares. ``parse`` interns them (one object per distinct set), and they compare
+    and hash by identity, so the translator's memoised helpers key on them cheaply."""
+
     field: str = "|"
     component: str = "^"
     repetition: str = "~"
@@ -105,6 +108,9 @@ class Message:
         return self.segments[0]
 
 
+_INTERNED: dict[tuple[str, str, str, str, str], Separators] = {}
+
+
 def parse(text: str) -> Message:
     """Parse one decoded message. Only MSH is checked here; each translator checks what it needs."""
     if not text.startswith("MSH") or len(text) < 8:
@@ -113,8 +119,12 @@ def parse(text: str) -> Message:
     enc = text[4:8].split(field_sep, 1)[0]
     if field_sep.isalnum() or len(enc) < 2:
         raise ParseError("MSH-1/MSH-2 do not declare usable separators")
-    seps = Separators(field_sep, enc[0], enc[1], enc[2] if len(enc) > 2 else "\\",
-                      enc[3] if len(enc) > 3 else "&")
+    key = (field_sep, enc[0], enc[1], enc[2] if len(enc) > 2 else "\\", enc[3] if len(enc) > 3 else "&")
+    seps = _INTERNED.get(key)
+    if seps is None:
+        seps = Separators(*key)
+        if len(_INTERNED) < 64:  # senders use a handful of sets; never let odd input grow this
+            seps = _INTERNED.setdefault(key, seps)
     segments = [Segment(line, seps) for line in text.split("\r") if line]
     return Message(segments, seps)
 

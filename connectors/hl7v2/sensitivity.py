@@ -8,6 +8,7 @@ flagging (e.g. all of ICD-10 chapter F for mental health).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -72,12 +73,30 @@ def _concepts(resource: dict[str, Any]) -> Iterable[dict[str, Any]]:
             yield from (v for v in value if isinstance(v, dict))
 
 
+ConceptKey = tuple[str | None, tuple[tuple[str | None, str | None, str | None], ...]]
+
+
+def _key(concept: dict[str, Any]) -> ConceptKey:
+    return concept.get("text"), tuple((c.get("system"), c.get("code"), c.get("display"))
+                                      for c in concept.get("coding", ()))
+
+
+@functools.lru_cache(maxsize=50_000)
+def _concept_flags(key: ConceptKey) -> frozenset[str]:
+    """Flags of one concept, memoised: the same codes come back message after message."""
+    text, codings = key
+    concept: dict[str, Any] = {"coding": [{"system": s, "code": c or "", "display": d} for s, c, d in codings]}
+    if text:
+        concept["text"] = text
+    return frozenset(c.name for c in _CATEGORIES if c.matches(concept))
+
+
 def flags(resource: dict[str, Any]) -> tuple[str, ...]:
     """The sensitive categories the resource's codes fall in, in catalogue order; () for none."""
-    concepts = list(_concepts(resource))
-    if not concepts:
-        return ()
-    return tuple(c.name for c in _CATEGORIES if any(c.matches(concept) for concept in concepts))
+    found: set[str] = set()
+    for concept in _concepts(resource):
+        found |= _concept_flags(_key(concept))
+    return tuple(name for name in CATEGORIES if name in found) if found else ()
 
 
 def union(*groups: Iterable[str]) -> tuple[str, ...]:
