@@ -7,6 +7,9 @@
     TranslateError (translate)
     └── MappingError        a record was read but a field cannot become FHIR; ``kind``: missing, date, value
 
+Two more Failure kinds have no exception class: ``parse.io`` (the file cannot be opened or read) and
+``translate.internal`` (an unexpected exception in the reader: a bug, contained to one table or encounter).
+
 The reader never lets these escape: each becomes a ``Failure`` (see ``results``) naming the stage, the kind,
 the position and the original bytes, and reading goes on with the next record. Reasons name fields and
 problems, never values (they may be personal data: ARCHITECTURE invariant 6).

@@ -156,7 +156,8 @@ def xml2(v: Visit, rng: random.Random, n: int) -> bytes:
     return _list("CHITIEU_CHITIET_THUOC", "DSACH_CHI_TIET_THUOC", "CHI_TIET_THUOC", rows)
 
 
-def _service_row(v: Visit, stt: int, code: str, name: str, group: str, when: str, **extra: str) -> list[tuple[str, str]]:
+def _service_row(v: Visit, stt: int, code: str, name: str, group: str, when: str,
+                 **extra: str) -> list[tuple[str, str]]:
     return [
         ("MA_LK", v.ma_lk), ("STT", str(stt)), ("MA_DICH_VU", code), ("MA_PTTT_QT", ""),
         ("MA_VAT_TU", extra.get("MA_VAT_TU", "")), ("MA_NHOM", group), ("GOI_VTYT", ""),
@@ -233,8 +234,10 @@ def xml6(v: Visit) -> bytes:
 
 
 def visit(rng: random.Random, index: int, *, facility: str | None = None, drugs: int = 10, services: int = 5,
-          results: int = 5, layout: str = "130", hiv: bool = False, unmapped: bool = False) -> Visit:
-    """One encounter with every mapped table; ``hiv`` adds XML6, ``unmapped`` an XML9 birth certificate."""
+          results: int = 5, layout: str = "130", hiv: bool = False, unmapped: bool = False,
+          documents: bool = True) -> Visit:
+    """One encounter with every mapped table; ``hiv`` adds XML6, ``unmapped`` an XML9 birth certificate,
+    ``documents=False`` leaves out XML5, XML7 and XML8 (the benchmark's lean shape: XML1-XML4 only)."""
     p = person(rng, serial=index % 1_000_000)
     fac = facility or p.facility
     day = rng.randint(1, 20)
@@ -246,11 +249,13 @@ def visit(rng: random.Random, index: int, *, facility: str | None = None, drugs:
     v.tables["XML2"] = xml2(v, rng, drugs)
     v.tables["XML3"] = xml3(v, rng, services)
     v.tables["XML4"] = xml4(v, rng, results)
-    v.tables["XML5"] = xml5(v, rng)
+    if documents:
+        v.tables["XML5"] = xml5(v, rng)
     if hiv:
         v.tables["XML6"] = xml6(v)
-    v.tables["XML7"] = xml7(v)
-    v.tables["XML8"] = xml8(v)
+    if documents:
+        v.tables["XML7"] = xml7(v)
+        v.tables["XML8"] = xml8(v)
     if unmapped:
         v.tables["XML9"] = document("CHI_TIEU_DU_LIEU_GIAY_CHUNG_SINH", _xml([("MA_LK", v.ma_lk), ("SO_CON", "1")]))
     return v

@@ -46,7 +46,12 @@ def read_export(source: Source, *, received_at: str | None = None, facility: str
     stands in for MA_CSKCB when neither the envelope nor XML1 gives it. Never raises for bad input.
     """
     recorded_at = received_at or _now()
-    stream, owned = open_source(source)
+    try:
+        stream, owned = open_source(source)
+    except OSError as exc:
+        yield Failure("parse", "io", f"cannot open the export: {exc.strerror or type(exc).__name__}", "file",
+                      b"", facility)
+        return
     try:
         head = stream.read(PEEK_BYTES)
         root = first_element(head)
@@ -69,6 +74,9 @@ def _envelope(head: bytes, stream: Any, recorded_at: str, facility: str | None, 
         error = exc.error
         yield Failure("parse", error.kind, f"{error.reason}; {exc.hoso_read} HOSO read before it",
                       f"after HOSO {hoso_read}", b"", facility)
+    except OSError as exc:
+        yield Failure("parse", "io", f"reading the export failed: {exc.strerror or type(exc).__name__}; "
+                      f"{hoso_read} HOSO read before it", f"after HOSO {hoso_read}", b"", facility)
 
 
 def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Result:
@@ -165,6 +173,11 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
         failures.append(Failure("translate", exc.kind, exc.reason, f"{where} XML1", data[:MAX_ORIGINAL], fac,
                                 record.encounter_key))
         return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
+    except Exception as exc:  # a reader bug must cost one encounter, not the file
+        failures.append(Failure("translate", "internal", f"XML1: unexpected {type(exc).__name__} in the reader "
+                                "(a bug: the tables are kept for replay)", f"{where} XML1", data[:MAX_ORIGINAL],
+                                fac, record.encounter_key))
+        return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
     sensitive = "XML6" in parsed or any(is_hiv(code) for code in mapped.icd10)
     sensitivity = (SENSITIVITY_HIV,) if sensitive else ()
     record.sensitivity = sensitivity
@@ -188,6 +201,10 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
             _map_table(kind, table_bytes, table_root, ctx, out, groups)
         except MappingError as exc:
             failures.append(Failure("translate", exc.kind, f"{kind}: {exc.reason}", f"{where} {kind}",
+                                    table_bytes[:MAX_ORIGINAL], fac, ma_lk))
+        except Exception as exc:  # a reader bug must cost one table, not the file (the reason says so)
+            failures.append(Failure("translate", "internal", f"{kind}: unexpected {type(exc).__name__} in the "
+                                    "reader (a bug: the table is kept for replay)", f"{where} {kind}",
                                     table_bytes[:MAX_ORIGINAL], fac, ma_lk))
     record.events = out.events
     return record

@@ -359,3 +359,38 @@ class TestSummary:
         assert summary.records == 1 and summary.events == 17
         assert summary.event_types["medication.recorded"] == 2
         assert summary.failures == {"parse.envelope": 1}
+
+
+class TestMaps:
+    def test_unmapped_codes_pass_through_and_are_counted(self) -> None:
+        """An unknown MA_LOAI_KCB gets the default class, passes through as the type code, and is counted."""
+        from connectors.xml130.maps import UNMAPPED
+
+        before = UNMAPPED[("encounter_type", "06")]
+        enc = one(read_one(tables(XML1=edit("XML1", "<MA_LOAI_KCB>03</MA_LOAI_KCB>",
+                                             "<MA_LOAI_KCB>06</MA_LOAI_KCB>"))), "Encounter")
+        assert enc["class"]["code"] == "AMB"
+        assert enc["type"][0]["coding"][0]["code"] == "06"
+        assert enc["type"][0]["text"] == "Loại khám chữa bệnh khác"
+        assert UNMAPPED[("encounter_type", "06")] == before + 1
+
+    def test_every_table_has_a_default(self, tmp_path: Path) -> None:
+        """A maps file without a table's default is refused at load time, never per record."""
+        from connectors.xml130 import maps
+
+        data = json.loads(maps.MAPS_PATH.read_text(encoding="utf-8"))
+        del data["gender"]["default"]
+        broken = tmp_path / "maps.json"
+        broken.write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(ValueError, match="gender"):
+            maps.load(broken)
+
+    def test_gender_values_are_checked(self, tmp_path: Path) -> None:
+        from connectors.xml130 import maps
+
+        data = json.loads(maps.MAPS_PATH.read_text(encoding="utf-8"))
+        data["gender"]["codes"]["1"] = "nam"
+        broken = tmp_path / "maps.json"
+        broken.write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(ValueError, match="gender"):
+            maps.load(broken)
