@@ -46,11 +46,25 @@ TARGETS = {"ADT^A01": 5000, "ORU^R01 (10 OBX)": 3000}
 SEX = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 
 
+def _vary_results(raw: bytes, i: int) -> bytes:
+    """Give every numeric OBX-5 of message ``i`` its own value, so no memoised helper sees a result twice
+    in a row (codes, units and ranges stay the same, as in a real feed)."""
+    segments = raw.split(b"\r")
+    for n, segment in enumerate(segments):
+        fields = segment.split(b"|")
+        if fields[0] == b"OBX" and len(fields) > 5 and fields[2] == b"NM":
+            fields[5] = fields[5] + f"{i % 97:02d}".encode() if b"." in fields[5] else fields[5] + f".{i % 97}".encode()
+            segments[n] = b"|".join(fields)
+    return b"\r".join(segments)
+
+
 def variants(path: Path, count: int, control_id: str, patient_number: str) -> list[bytes]:
-    """``count`` distinct messages: the control id and one patient number get a running suffix."""
+    """``count`` distinct messages: the control id and one patient number get a running suffix, and numeric
+    results differ from message to message."""
     raw = path.read_bytes()
-    return [raw.replace(control_id.encode(), f"{control_id}-{i}".encode())
-            .replace(patient_number.encode(), f"{patient_number[:-4]}{i:04d}".encode()) for i in range(count)]
+    return [_vary_results(raw.replace(control_id.encode(), f"{control_id}-{i}".encode())
+                          .replace(patient_number.encode(), f"{patient_number[:-4]}{i:04d}".encode()), i)
+            for i in range(count)]
 
 
 # --- the FHIR side of both baselines: the same resources, as fhir.resources models --------------------------

@@ -65,7 +65,10 @@ def _adt(ctx: Context, status: Status | None, transfer: bool = False) -> list[En
         elif name == "PR1":
             resource = procedure(seg, ctx, ref)
         elif name == "OBX":
-            resource = observation(seg, ctx, ref, ref.visit_key, None, None)
+            resource, flags = observation(seg, ctx, ref, ref.visit_key, None, None)
+            clinical.append(ctx.event(resource, subject, index, flags))
+            last = resource
+            continue
         elif name == "NTE" and last is not None and last["resourceType"] == "Observation":
             add_note(last, seg)
             continue

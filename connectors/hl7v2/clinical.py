@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
+from connectors.hl7v2 import sensitivity
 from connectors.hl7v2.context import Context, PatientRef
 from connectors.hl7v2.datatypes import (
-    HL7_NULL, coded, cwe, cwe_field, ei, first_repetition, memo, part, quantity, to_iso, ts_field, units,
-    xcn_field,
+    HL7_NULL, MEMO_SIZE, coded, cwe, cwe_field, ei, first_repetition, memo, part, quantity, simple, to_iso,
+    ts_field, units, xcn_field,
 )
 from connectors.hl7v2.ids import allergy_id, condition_id, observation_id, procedure_id
 from connectors.hl7v2.maps import MAPS
@@ -201,7 +204,7 @@ def _value(obx: Segment) -> tuple[str, Any] | None:
     DT/TS -> dateTime, TM -> time, everything readable else -> string. A number that does not parse is kept
     as a string rather than lost. ED/RP (documents, pointers) carry no Observation value."""
     seps = obx.seps
-    value_type = part(first_repetition(obx, 2), 1, seps).upper()
+    value_type = simple(obx, 2).upper()
     first = obx[5].split(seps.repetition, 1)[0]
     if not first or first == HL7_NULL or value_type in ("ED", "RP"):
         return None
@@ -252,38 +255,66 @@ def _range(text: str, unit_rep: str, seps: Separators) -> list[dict[str, Any]]:
     return [entry]
 
 
-def observation(obx: Segment, ctx: Context, ref: PatientRef, scope: str, effective: str | None,
-                category: dict[str, Any] | None) -> dict[str, Any]:
-    """OBX -> Observation. ``scope`` (order number or visit) keeps ids stable across corrected results;
-    ``effective`` is the OBR time used when OBX-14 is empty."""
+def _static(obx: Segment, facility: str, category: dict[str, Any] | None) -> dict[str, Any]:
+    """The parts of an Observation that do not depend on the result value or the patient: status, category,
+    code, performer, interpretation, method, reference range."""
     seps = obx.seps
-    code = _concept(obx, 3, None, "observation identifier")
-    sub_id = part(first_repetition(obx, 4), 1, seps)
-    set_id = part(first_repetition(obx, 1), 1, seps)
-    status_code = part(first_repetition(obx, 11), 1, seps)
+    static: dict[str, Any] = {"status": MAPS.observation_status(simple(obx, 11))}
+    if category is not None:
+        static["category"] = [category]
+    static["code"] = _concept(obx, 3, None, "observation identifier")
+    if obx[16] and (performer := xcn_field(obx, 16, facility)):
+        static["performer"] = [performer]
+    if obx[8]:
+        flags = [f for f in (part(rep.split(seps.component), 1, seps) for rep in obx.repetitions(8)) if f]
+        if flags:
+            static["interpretation"] = [{"coding": [coded(MAPS.interpretation(f), f, "0078")]} for f in flags]
+    if obx[17] and (method := cwe_field(obx, 17)):
+        static["method"] = method
+    if obx[7] and (ranges := reference_range(obx)):
+        static["referenceRange"] = ranges
+    return static
+
+
+_STATIC: dict[tuple[Any, ...], tuple[bytes, str, tuple[str, ...]]] = {}
+
+
+def _static_cached(obx: Segment, facility: str, category: dict[str, Any] | None) -> tuple[dict[str, Any], str,
+                                                                                        tuple[str, ...]]:
+    """``_static`` memoised on the raw fields it reads (a lab sends the same test, units, range and flags
+    all day), with the code's id key and sensitivity flags. Returned dicts are fresh (decoded JSON)."""
+    key = (obx[3], obx[6], obx[7], obx[8], obx[11], obx[16], obx[17], facility, obx.seps,
+           category["coding"][0]["code"] if category else None)
+    hit = _STATIC.get(key)
+    if hit is None:
+        static = _static(obx, facility, category)
+        if len(_STATIC) >= MEMO_SIZE:
+            _STATIC.clear()
+        hit = _STATIC[key] = (orjson.dumps(static), _key(static["code"]), sensitivity.flags(static))
+    return orjson.loads(hit[0]), hit[1], hit[2]
+
+
+def observation(obx: Segment, ctx: Context, ref: PatientRef, scope: str, effective: str | None,
+                category: dict[str, Any] | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """OBX -> Observation and its sensitivity flags. ``scope`` (order number or visit) keeps ids stable
+    across corrected results; ``effective`` is the OBR time used when OBX-14 is empty. The busiest builder
+    (ten per lab report): what does not depend on the value is memoised."""
+    static, code_key, flags = _static_cached(obx, ctx.facility, category)
     resource: dict[str, Any] = {
         "resourceType": "Observation",
-        "id": observation_id(ctx.facility, scope, _key(code), f"{sub_id}|{set_id}"),
-        "status": MAPS.observation_status(status_code),
+        "id": observation_id(ctx.facility, scope, code_key, f"{simple(obx, 4)}|{simple(obx, 1)}"),
+        **static,
+        "subject": {"reference": ref.reference},
     }
-    if category is not None:
-        resource["category"] = [category]
-    resource["code"] = code
-    _links(resource, ref)
-    if when := ts_field(obx, 14) or effective:
+    if ref.encounter:
+        resource["encounter"] = {"reference": ref.encounter}
+    if when := (ts_field(obx, 14) if obx[14] else None) or effective:
         resource["effectiveDateTime"] = when
-    if performer := xcn_field(obx, 16, ctx.facility):
-        resource["performer"] = [performer]
     if value := _value(obx):
         resource[value[0]] = value[1]
-    flags = [f for f in (part(rep.split(seps.component), 1, seps) for rep in obx.repetitions(8)) if f]
-    if flags:
-        resource["interpretation"] = [{"coding": [coded(MAPS.interpretation(f), f, "0078")]} for f in flags]
-    if method := cwe_field(obx, 17):
-        resource["method"] = method
-    if ranges := reference_range(obx):
-        resource["referenceRange"] = ranges
-    return resource
+        if value[0] == "valueCodeableConcept":
+            flags = sensitivity.union(flags, sensitivity.flags({"code": value[1]}))
+    return resource, flags
 
 
 def observation_category(section: str) -> dict[str, Any] | None:

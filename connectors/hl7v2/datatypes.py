@@ -92,6 +92,19 @@ def part(components: list[str], n: int, seps: Separators) -> str:
     return value.strip()
 
 
+def simple(seg: Segment, n: int) -> str:
+    """Field ``n`` read as a simple value (ID, SI, ST): its first component, unescaped. The common case, a
+    plain value without separators or escapes, costs a few comparisons."""
+    value = seg[n]
+    if not value:
+        return value
+    seps = seg.seps
+    if seps.component in value or seps.repetition in value or seps.escape in value or \
+            seps.subcomponent in value or value == HL7_NULL:
+        return part(first_repetition(seg, n), 1, seps)
+    return value.strip()
+
+
 def first_repetition(seg: Segment, n: int) -> list[str]:
     """Components of the first repetition of field ``n`` (still escaped); [] when the field is empty."""
     value = seg[n]

@@ -20,14 +20,14 @@ from connectors.hl7v2.orders import (
     OrderNumbers, dose_number, immunization, medication_dispense, medication_request, report, service_request,
 )
 from connectors.hl7v2.parse import Segment
-from connectors.hl7v2.patient import patient, related_person
+from connectors.hl7v2.patient import related_person, subject_of
 from hub.envelope import Envelope
 from hub.errors import TranslateError
 
 
 def _patient_ref(pid: Segment, ctx: Context) -> tuple[PatientRef, str]:
-    resource, subject = patient(pid, ctx.facility)
-    return PatientRef(f"Patient/{resource['id']}", subject, None, f"message|{ctx.header.control_id}"), resource["id"]
+    patient_key, subject = subject_of(pid, ctx.facility)
+    return PatientRef(f"Patient/{patient_key}", subject, None, f"message|{ctx.header.control_id}"), patient_key
 
 
 def _with_visit(ref: PatientRef, pv1: Segment, ctx: Context) -> PatientRef:
@@ -100,8 +100,8 @@ def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) ->
             scope = _scope(ctx, current)
             effective = current.effective if current is not None else None
             category = current.category if current is not None else loose_category
-            resource = observation(seg, ctx, owner, scope, effective, category)
-            entry = (index, resource, sensitivity.flags(resource))
+            resource, flags = observation(seg, ctx, owner, scope, effective, category)
+            entry = (index, resource, flags)
             (current.observations if current is not None else loose).append(entry)
             last = resource
         elif name == "NTE" and last is not None:

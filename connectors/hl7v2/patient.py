@@ -95,6 +95,24 @@ def patient(pid: Segment, facility: str) -> tuple[dict[str, Any], Subject]:
     return resource, subject
 
 
+def subject_of(pid: Segment, facility: str) -> tuple[str, Subject]:
+    """The Patient id and envelope subject from PID, without building the Patient (clinical messages do not
+    emit one): identifiers, first name, birth date and sex only."""
+    seps = pid.seps
+    idents, resource_id = identifiers(pid.repetitions(3), seps, facility)
+    if not resource_id:
+        raise TranslateError("PID-3: no patient identifier")
+    name = next((n for n in (xpn(rep, seps) for rep in pid.repetitions(5)) if n), None) or {}
+    sex_code = part(first_repetition(pid, 8), 1, seps)
+    return resource_id, Subject(
+        identifiers=tuple(Identifier(i["system"], i["value"]) for i in idents),
+        family=name.get("family"),
+        given=tuple(name.get("given", ())),
+        birth_date=birth_date(part(first_repetition(pid, 7), 1, seps), "PID-7"),
+        sex=MAPS.administrative_sex(sex_code) if sex_code else None,
+    )
+
+
 def retired(mrg: Segment, facility: str) -> tuple[list[dict[str, str]], str]:
     """MRG-1 (prior patient identifier list): the retired identifiers and the retired Patient's id."""
     idents, resource_id = identifiers(mrg.repetitions(1), mrg.seps, facility)
