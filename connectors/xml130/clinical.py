@@ -3,7 +3,8 @@ DiagnosticReport. One function per table; each row is mapped on its own, so a ba
 
 Row keys: STT (the row's sequence number) when the source gives one, else the row's position; the
 resource ids and event positions are derived from it, so a re-sent export gives the same ids.
-XML3 rows that are billing lines rather than clinical acts (supplies, beds, transport, the consultation fee,
+MA_BAC_SI (the ordering doctor) has no place in MedicationDispense or Procedure and is not mapped; the
+performers of a service are NGUOI_THUC_HIEN. XML3 rows that are billing lines rather than clinical acts (supplies, beds, transport, the consultation fee,
 by MA_NHOM) are skipped and counted as ``XML3.<kind>``.
 """
 
@@ -70,8 +71,6 @@ def drugs(records: list[Row], ctx: Context, out: Output) -> None:
             dosage["route"] = {"coding": [{"system": SYSTEM_ROUTE, "code": f["DUONG_DUNG"]}]}
         if dosage:
             resource["dosageInstruction"] = [dosage]
-        if performers := practitioners(f, "MA_BAC_SI"):
-            resource["performer"] = [{"actor": p} for p in performers]
         out.events.append(ctx.event(resource, f"XML2/{key}/MedicationDispense", given or ordered))
 
     each("XML2", records, ctx, out, one)
@@ -110,7 +109,7 @@ def services(records: list[Row], ctx: Context, out: Output, groups: dict[str, st
             resource["performedPeriod"] = {"start": start, "end": end}
         elif start or end:
             resource["performedDateTime"] = start or end
-        if performers := practitioners(f, "NGUOI_THUC_HIEN", "MA_BAC_SI"):
+        if performers := practitioners(f, "NGUOI_THUC_HIEN"):
             resource["performer"] = [{"actor": p} for p in performers]
         out.events.append(ctx.event(resource, f"XML3/{key}/Procedure", start or end))
         out.counts["XML3.procedure"] += 1

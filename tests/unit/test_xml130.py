@@ -271,7 +271,7 @@ class TestXML3:
         assert lab["category"]["coding"][0]["code"] == "108252007"
         assert lab["performedPeriod"] == {"start": "2026-11-03T08:40:00+07:00", "end": "2026-11-03T10:00:00+07:00"}
         assert [p["actor"]["identifier"]["value"] for p in lab["performer"]] == [
-            "012345/BYT-CCHN", "004567/HCM-CCHN", "000123/HCM-CCHN"]
+            "012345/BYT-CCHN", "004567/HCM-CCHN"]  # NGUOI_THUC_HIEN; MA_BAC_SI ordered it
         assert xray["performedDateTime"] == "2026-11-03T09:00:00+07:00"
         assert record.counts["XML3.supply"] == 1 and record.counts["XML3.bed"] == 1
         assert record.counts["XML3.procedure"] == 2 and record.counts["XML3.rows"] == 4
