@@ -25,6 +25,7 @@ from hub.logging import get_logger
 log = get_logger("mllp")
 _PAUSE_AT = 64  # frames queued on one connection before we stop reading from it
 _RESUME_AT = 8
+_LINGER_S = 2.0  # at shutdown: how long a half-closed connection may take to close its side
 
 
 class MllpServer:
@@ -67,6 +68,13 @@ class MllpServer:
             await asyncio.sleep(0.02)
         if self.busy:
             log.warning("shutdown with frames still in flight", busy=self.busy)
+        # Half-close, then read and discard until the peer closes: closing a socket with unread bytes makes
+        # the kernel send RST, and a peer receiving RST may lose the ACKs it has not read yet.
+        for conn in list(self.connections):
+            conn.finish()
+        linger_until = time.monotonic() + _LINGER_S
+        while self.connections and time.monotonic() < linger_until:
+            await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.close()
 
@@ -87,6 +95,7 @@ class MllpConnection(asyncio.Protocol):
         self._reading_paused = False
         self._closed = False
         self._eof = False
+        self._draining = False
 
     @property
     def working(self) -> bool:
@@ -117,6 +126,8 @@ class MllpConnection(asyncio.Protocol):
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return  # shutting down: everything received before has been answered; the rest is not read
         self.last_activity = time.monotonic()
         metrics.RECEIVED_BYTES.inc(len(data))
         skipped_before = self.decoder.skipped_bytes
@@ -194,6 +205,19 @@ class MllpConnection(asyncio.Protocol):
         if self.transport is not None and not self._closed and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
+
+    def finish(self) -> None:
+        """Shutdown, after every received frame is answered: send FIN after the ACKs, then drain the peer."""
+        if self.transport is None or self._closed or self.transport.is_closing():
+            return
+        if not self.transport.can_write_eof():  # TLS cannot half-close: its close_notify follows the ACKs
+            self.close()
+            return
+        self._draining = True
+        self.transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

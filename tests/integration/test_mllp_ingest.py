@@ -251,3 +251,39 @@ async def test_restart_settles_pending_markers_from_what_reached_kafka(hub_stack
     finally:
         await producer.stop()
         await client.aclose()
+
+
+@pytest.mark.disruptive
+async def test_sigterm_answers_what_was_received_then_closes(hub_stack: Settings) -> None:
+    """Graceful shutdown: each connection gets answers for an in-order prefix of what it pipelined, then EOF;
+    every message answered AA is on hl7v2.raw. Nothing is left hanging and nothing acknowledged is lost."""
+    streams = [[adt(HOA, "A08", f"TERM-{c}-{i:04d}") for i in range(2000)] for c in range(5)]
+    conns = [await asyncio.open_connection(hub_stack.mllp_host, hub_stack.mllp_port) for _ in streams]
+    for (_, writer), messages in zip(conns, streams):
+        writer.write(b"".join(frame(m) for m in messages))
+    await asyncio.sleep(0.05)
+    os.kill(local.role_pid(hub_stack, "mllp"), signal.SIGTERM)
+
+    async def answers(reader: asyncio.StreamReader) -> list[tuple[str, str]]:
+        decoder, out = FrameDecoder(1 << 20), []
+        while data := await asyncio.wait_for(reader.read(65536), 15):
+            out += [read_ack(f.payload)[:2] for f in decoder.feed(data) if isinstance(f, Frame)]
+        return out
+
+    try:
+        results = [await answers(reader) for reader, _ in conns]
+    finally:
+        for _, writer in conns:
+            writer.close()
+        await asyncio.to_thread(hub_cli, "up")
+    accepted: set[str] = set()
+    for messages, got in zip(streams, results):
+        sent_ids = [m.split(b"|", 10)[9].decode() for m in messages]
+        assert [cid for _, cid in got] == sent_ids[:len(got)]  # in order, no gaps, no stray ACKs
+        assert {code for code, _ in got} <= {"AA", "AR"}
+        accepted |= {cid for code, cid in got if code == "AA"}
+    assert any(len(got) < len(messages) for messages, got in zip(streams, results)), "stopped after the stream ended"
+    assert accepted, "the listener answered nothing before stopping"
+    raw = await read_until(hub_stack, "hl7v2.raw", lambda recs: accepted <= {
+        dict(r.headers)["hl7.control_id"].decode() for r in recs}, timeout_s=30)
+    assert accepted <= {dict(r.headers)["hl7.control_id"].decode() for r in raw}
