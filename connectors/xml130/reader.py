@@ -216,7 +216,7 @@ def _map_table(kind: str, data: bytes, root: etree._Element, ctx: Context, out: 
     if record_tag is None:
         documents.paper(kind, fields(root), data, ctx, out)
         return
-    records = rows(list(root.iter(record_tag)), legacy=kind == "XML5")
+    records = rows(list(root.iter("{*}" + record_tag)), legacy=kind == "XML5")  # {*}: any or no namespace
     if kind == "XML2":
         clinical.drugs(records, ctx, out)
     elif kind == "XML3":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hub.envelope import Envelope
+from hub.envelope import DeadLetter, Envelope
 
 MAX_ORIGINAL = 1 << 20  # bytes of the failed input kept on a Failure (enough to replay any real table)
 
@@ -29,6 +29,17 @@ class Failure:
     @property
     def code(self) -> str:
         return f"{self.stage}.{self.kind}"
+
+    def dead_letter(self, failed_at: str, *, stage: str = "import", source_file: str | None = None) -> DeadLetter:
+        """The hub.dlq entry: as elsewhere in the hub, ``stage`` is the processing stage and ``code`` the
+        error-tree code (parse / translate); the fine kind and the position go in the headers."""
+        headers = {"kind": self.kind, "where": self.where, "source_system": "xml130"}
+        if source_file:
+            headers["file"] = source_file
+        if self.facility:
+            headers["facility"] = self.facility
+        return DeadLetter(stage=stage, code=self.stage, reason=self.reason, original=self.original,
+                          headers=headers, failed_at=failed_at)
 
 
 @dataclass(slots=True)

@@ -245,6 +245,28 @@ class TestXML1:
             validate_fhir(event.payload)
 
 
+class TestLayouts:
+    def test_namespaced_tables_and_envelope(self) -> None:
+        """Some vendors put a default namespace on the envelope and the tables: read the same as without."""
+        def ns(doc: bytes, root: bytes) -> bytes:
+            return doc.replace(b"<" + root + b">", b"<" + root + b' xmlns="urn:vendor:bhyt">', 1)
+
+        docs = tables()
+        docs["XML1"] = ns(docs["XML1"], b"TONG_HOP")
+        docs["XML2"] = ns(docs["XML2"], b"CHITIEU_CHITIET_THUOC")
+        raw = envelope([hoso(docs)]).replace(b"<GIAMDINHHS>", b'<GIAMDINHHS xmlns="urn:vendor:bhyt">', 1)
+        (rec,) = list(read_export(raw, received_at=RECEIVED_AT))
+        assert isinstance(rec, Record) and rec.ok, getattr(rec, "failures", rec)
+        plain = read_one()
+        assert [e.to_json() for e in rec.events] == [e.to_json() for e in plain.events]
+
+    def test_pretty_printed_and_bom(self) -> None:
+        """A UTF-8 BOM and indentation around values change nothing."""
+        docs = tables(XML2=b"\xef\xbb\xbf" + edit("XML2", "<STT>1</STT>", "<STT>\n        1\n      </STT>"))
+        rec = read_one(docs)
+        assert rec.ok and [e.payload["id"] for e in rec.events] == [e.payload["id"] for e in read_one().events]
+
+
 class TestXML2:
     def test_medication_dispense(self, record: Record) -> None:
         """Drug code and name, strength, route, dose, quantity, order and administration times."""

@@ -373,3 +373,16 @@ class TestNeverRaises:
         rec = read_hoso(tables())
         assert [(f.code, f.where) for f in rec.failures] == [("translate.internal", "HOSO 1 XML2")]
         assert {"Patient", "Procedure", "Observation"} <= types(rec)
+
+
+class TestDeadLetters:
+    def test_failure_becomes_a_dead_letter(self) -> None:
+        """A failure carries what hub.dlq needs: stage, stable code, reason, the original bytes, position."""
+        bad = XML2.replace(b"<NGAY_YL>202611030900</NGAY_YL>", b"<NGAY_YL>202611310900</NGAY_YL>")
+        failure = read_hoso(tables(XML2=bad)).failures[0]
+        letter = failure.dead_letter("2026-12-01T08:00:01+07:00", source_file="79048_202611.xml")
+        assert (letter.stage, letter.code) == ("import", "translate")
+        assert letter.original.startswith(b"<CHI_TIET_THUOC>") and b"202611310900" in letter.original
+        assert letter.headers == {"kind": "date", "where": "HOSO 1 XML2 row 1", "source_system": "xml130",
+                                  "file": "79048_202611.xml", "facility": "79048"}
+        assert b'"code":"translate"' in letter.to_json()
