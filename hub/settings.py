@@ -13,6 +13,8 @@ from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_PSEUDONYM_KEY = "hssk-dev-only-pseudonym-key"
+STREAM_ROLES = ("translator", "identity", "record", "fanout")
+DEFAULT_STREAM_METRICS_PORTS = tuple((role, 9465 + i) for i, role in enumerate(STREAM_ROLES))
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class Settings:
     mllp_max_connections: int = 2000
     mllp_max_connections_per_peer: int = 500
     mllp_metrics_port: int = 9464  # Prometheus /metrics of the mllp role; 0: off
+    # Prometheus /metrics of the stream roles, by role; 0: off. Unset, each follows the mllp port
+    # (translator +1, identity +2, record +3, fanout +4), so a stack that moves one port moves them all.
+    stream_metrics_ports: tuple[tuple[str, int], ...] = DEFAULT_STREAM_METRICS_PORTS
+    metrics_host: str = "127.0.0.1"  # where the stream roles' /metrics listen
     # Who may send: the sources file (format in connectors/mllp/sources.py). Open mode accepts any
     # facility, for local demos only.
     sources_file: Path = REPO_ROOT / "deploy" / "local" / "sources.toml"
@@ -69,6 +75,8 @@ class Settings:
             mllp_max_connections_per_peer=int(env.get("HSSK_MLLP_MAX_CONNECTIONS_PER_PEER",
                                                       cls.mllp_max_connections_per_peer)),
             mllp_metrics_port=int(env.get("HSSK_MLLP_METRICS_PORT", cls.mllp_metrics_port)),
+            stream_metrics_ports=_stream_metrics_ports(env, int(env.get("HSSK_MLLP_METRICS_PORT", cls.mllp_metrics_port))),
+            metrics_host=env.get("HSSK_METRICS_HOST", cls.metrics_host),
             sources_file=Path(env.get("HSSK_SOURCES_FILE", str(cls.sources_file))),
             mllp_open_mode=env.get("HSSK_MLLP_OPEN_MODE", "false").lower() in ("1", "true", "yes"),
             dedup_ttl_s=int(env.get("HSSK_DEDUP_TTL_S", cls.dedup_ttl_s)),
@@ -80,6 +88,19 @@ class Settings:
             log_level=env.get("HSSK_LOG_LEVEL", cls.log_level),
         )
 
+    def metrics_port(self, role: str) -> int:
+        """The /metrics port of a stream role (0: off)."""
+        return dict(self.stream_metrics_ports).get(role, 0)
+
     @property
     def redis_port(self) -> int:
         return int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def _stream_metrics_ports(env: Mapping[str, str], mllp_metrics_port: int) -> tuple[tuple[str, int], ...]:
+    """HSSK_<ROLE>_METRICS_PORT per role; unset, the mllp metrics port + 1 + the role's index (0 stays off)."""
+    ports = []
+    for i, role in enumerate(STREAM_ROLES):
+        default = mllp_metrics_port + 1 + i if mllp_metrics_port else 0
+        ports.append((role, int(env.get(f"HSSK_{role.upper()}_METRICS_PORT", default))))
+    return tuple(ports)

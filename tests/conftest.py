@@ -14,8 +14,9 @@ from hub.settings import REPO_ROOT, Settings
 
 # HSSK_TEST_PORT_OFFSET lets two checkouts run their suites side by side on one machine.
 _OFFSET = int(os.environ.get("HSSK_TEST_PORT_OFFSET", "0"))
+_STATE = REPO_ROOT / (f".hub-test-{_OFFSET}" if _OFFSET else ".hub-test")  # one state folder per port range
 TEST_ENV = {
-    "HSSK_STATE_DIR": str(REPO_ROOT / ".hub-test"),
+    "HSSK_STATE_DIR": str(_STATE),
     "HSSK_KAFKA_PORT": str(19092 + _OFFSET),
     "HSSK_KAFKA_CONTROLLER_PORT": str(19093 + _OFFSET),
     "HSSK_REDIS_PORT": str(16379 + _OFFSET),
@@ -23,7 +24,7 @@ TEST_ENV = {
     "HSSK_MLLP_METRICS_PORT": str(19464 + _OFFSET),
     "HSSK_ACK_TIMEOUT_S": "3",
     # A copy of the demo sources file, so tests can edit it and signal a reload.
-    "HSSK_SOURCES_FILE": str(REPO_ROOT / ".hub-test" / "sources.toml"),
+    "HSSK_SOURCES_FILE": str(_STATE / "sources.toml"),
 }
 
 

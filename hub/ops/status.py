@@ -6,23 +6,13 @@ import asyncio
 import socket
 from dataclasses import asdict, dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from hub.ops import lag as lag_
 from hub.ops import local
+from hub.ops.lag import ROLE_GROUPS, ROLE_SOURCES, group_of  # noqa: F401 - re-exported for older callers
 from hub.settings import Settings
-from hub.topics import EVENTS_CANONICAL, EVENTS_CITIZEN, HL7V2_RAW, RECORD_CHANGES
-
-# Each stream role's consumer group and the topic it reads.
-ROLE_SOURCES = {
-    "translator": HL7V2_RAW.name, "identity": EVENTS_CANONICAL.name,
-    "record": EVENTS_CITIZEN.name, "fanout": RECORD_CHANGES.name,
-}
-
-
-def group_of(role: str) -> str:
-    return f"hssk-{role}"
 
 
 @dataclass
@@ -62,33 +52,14 @@ async def _admin(settings: Settings) -> AIOKafkaAdminClient:
 
 
 async def consumer_lag(settings: Settings, admin: AIOKafkaAdminClient) -> list[GroupLag]:
-    """Lag per group and partition: log end offset minus committed offset (earliest when none committed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        result = []
-        for role, topic in ROLE_SOURCES.items():
-            parts = consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            if not tps:
-                continue
-            end = await consumer.end_offsets(tps)
-            start = await consumer.beginning_offsets(tps)
-            committed = await admin.list_consumer_group_offsets(group_of(role), partitions=tps)
-            lags = {}
-            for tp in tps:
-                meta = committed.get(tp)
-                done = meta.offset if meta is not None and meta.offset >= 0 else start[tp]
-                lags[tp.partition] = max(0, end[tp] - done)
-            result.append(GroupLag(group_of(role), topic, lags))
-        return result
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-    return consumer.partitions_for_topic(topic) or set()
+    """Lag in messages of each hub role on its source topic, per partition (hub.ops.lag measures it)."""
+    rows = await lag_.measure(settings, ROLE_GROUPS, seconds=False, admin=admin)
+    result = []
+    for group, topic in ROLE_GROUPS.items():
+        parts = {r.partition: r.lag for r in rows if r.group == group and r.topic == topic}
+        if parts:
+            result.append(GroupLag(group, topic, parts))
+    return result
 
 
 async def group_is_stable(admin: AIOKafkaAdminClient, group: str) -> bool:
@@ -154,6 +125,6 @@ async def collect(settings: Settings) -> Status:
                               for g in await consumer_lag(settings, admin)]
             finally:
                 await admin.close()
-        except KafkaError as exc:
+        except (KafkaError, lag_.KafkaUnavailable) as exc:
             status.services["kafka"]["error"] = type(exc).__name__
     return status

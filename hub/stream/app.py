@@ -9,6 +9,7 @@ we also await every send's future, so a failed write fails the batch instead of 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -19,6 +20,7 @@ import orjson
 from hub.envelope import DeadLetter, Envelope
 from hub.errors import HubError
 from hub.logging import get_logger
+from hub.ops import metrics
 from hub.settings import Settings
 from hub.topics import DLQ, Topic
 
@@ -71,7 +73,7 @@ def each(step: Step) -> BatchStep:
 
 def make_app(role: str, settings: Settings) -> faust.App:
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         f"hssk-{role}",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -90,6 +92,16 @@ def make_app(role: str, settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         topic_partitions=settings.topic_partitions,
     )
+    # Started with the worker (faust tasks do not run under agent.test_context, so unit tests bind no port).
+    app.task(_metrics_server(role, settings))
+    return app
+
+
+def _metrics_server(role: str, settings: Settings) -> Callable[[], Awaitable[None]]:
+    async def serve_metrics() -> None:
+        metrics.serve(role, settings)
+
+    return serve_metrics
 
 
 def read_envelope(incoming: Incoming) -> Envelope | HubError:
@@ -120,6 +132,7 @@ def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
     the place for side effects that must not happen unless the outputs exist (e.g. saving a record).
     """
     topics: dict[str, faust.TopicT] = {}
+    counted = metrics.StageMetrics(stage)
 
     def topic(t: Topic) -> faust.TopicT:
         if t.name not in topics:
@@ -128,24 +141,28 @@ def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
 
     async def run(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WINDOW_S):
+            started = time.perf_counter()
             batch = [Incoming(e.key, e.value, dict(e.headers or {}), e.message.topic, e.message.partition,
                               e.message.offset, e.message.timestamp) for e in events]
             try:
                 results = await step(batch)
             except Exception as exc:  # noqa: BLE001 - a failing batch step fails each of its events
                 results = [exc] * len(batch)
-            pending = []
+            pending, failures, written = [], [], []
             for incoming, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
+                    failures.append(metrics.failure_code(result))
                     if not isinstance(result, HubError):
                         log.error("stage step failed", stage=stage, partition=incoming.partition,
                                   offset=incoming.offset, error=type(result).__name__)
                     result = [dead_letter(stage, incoming, result)]
                 for out in result:
+                    written.append(out.topic.name)
                     pending.append(await topic(out.topic).send(key=out.key, value=out.value, headers=list(out.headers)))
             await asyncio.gather(*pending)
             if after_batch is not None:
                 await after_batch()
+            counted.batch_done(len(batch), failures, written, time.perf_counter() - started)
 
     run.__name__ = f"{stage}_agent"
     return app.agent(topic(source), name=f"hssk.{stage}")(run)
