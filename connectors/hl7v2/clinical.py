@@ -283,8 +283,9 @@ def _static_cached(obx: Segment, facility: str, category: dict[str, Any] | None)
                                                                                         tuple[str, ...]]:
     """``_static`` memoised on the raw fields it reads (a lab sends the same test, units, range and flags
     all day), with the code's id key and sensitivity flags. Returned dicts are fresh (decoded JSON)."""
-    key = (obx[3], obx[6], obx[7], obx[8], obx[11], obx[16], obx[17], facility, obx.seps,
-           category["coding"][0]["code"] if category else None)
+    # OBX-3 to OBX-17 as sent, minus the per-result fields (OBX-4 sub-id, OBX-5 value, OBX-14 time).
+    fields = obx.span(3, 17)
+    key = (fields[0], fields[3:11], fields[12:], facility, obx.seps, category["coding"][0]["code"] if category else None)
     hit = _STATIC.get(key)
     if hit is None:
         static = _static(obx, facility, category)

@@ -47,9 +47,9 @@ def clone(value: Any) -> Any:
 
 
 def memo(fn: F) -> F:
-    """Memoise a pure helper of ER7 strings (and interned Separators). A dict or list result is kept as JSON
-    bytes and decoded afresh for every caller (orjson: twice as fast as copying it in Python), so callers may
-    change what they get. The hot path meets the same codes, units, ranges and clinicians message after
+    """Memoise a pure helper of ER7 strings (and interned Separators). A nested dict or list result is kept as
+    JSON bytes and decoded afresh for every caller (orjson: twice as fast as copying it in Python), a flat dict
+    is copied, so callers may change what they get. The hot path meets the same codes, units, ranges and clinicians message after
     message; the cost is that a code-map miss is counted once per distinct value, not per occurrence."""
     cache: dict[tuple[Any, ...], Any] = {}
 
@@ -61,8 +61,17 @@ def memo(fn: F) -> F:
             if len(cache) >= MEMO_SIZE:
                 cache.clear()
             value = fn(*args)
-            hit = cache[args] = _Json(orjson.dumps(value)) if isinstance(value, (dict, list)) else value
-        return orjson.loads(hit.data) if type(hit) is _Json else hit
+            if isinstance(value, dict) and not any(isinstance(v, (dict, list)) for v in value.values()):
+                hit = _Flat(value)  # a flat dict: dict.copy is cheaper than decoding
+            elif isinstance(value, (dict, list)):
+                hit = _Json(orjson.dumps(value))
+            else:
+                hit = value
+            cache[args] = hit
+        kind = type(hit)
+        if kind is _Json:
+            return orjson.loads(hit.data)
+        return hit.data.copy() if kind is _Flat else hit
 
     return wrapper  # type: ignore[return-value]
 
@@ -73,6 +82,15 @@ class _Json:
     __slots__ = ("data",)
 
     def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Flat:
+    """A memoised dict of plain values, copied out with dict.copy."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
 
 
@@ -440,7 +458,6 @@ def units(rep: str, seps: Separators) -> dict[str, str]:
     return out
 
 
-@memo
 def quantity(value: str, unit_rep: str, seps: Separators) -> dict[str, Any] | None:
     """A number (optionally with a leading comparator ``<``, ``<=``, ``>=``, ``>``) and units -> Quantity."""
     comparator = ""

@@ -8,7 +8,6 @@ remains the source of demographics.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from connectors.hl7v2 import sensitivity
@@ -32,7 +31,7 @@ def _patient_ref(pid: Segment, ctx: Context) -> tuple[PatientRef, str]:
 
 def _with_visit(ref: PatientRef, pv1: Segment, ctx: Context) -> PatientRef:
     encounter, visit_key = encounter_reference(pv1, ctx)
-    return replace(ref, encounter=encounter, visit_key=visit_key)
+    return PatientRef(ref.reference, ref.subject, encounter, visit_key)  # not dataclasses.replace: 5x slower
 
 
 def _require(ref: PatientRef | None, what: str) -> PatientRef:

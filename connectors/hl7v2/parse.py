@@ -29,8 +29,10 @@ def decode(raw: bytes, charset: str = "utf-8") -> str:
         raise ParseError(f"unknown charset {charset!r}") from exc
     if text.startswith(BOM):
         text = text[1:]
-    text = _SEGMENT_BREAK.sub("\r", text).strip("\r\x00 \t")
-    return unicodedata.normalize("NFC", text)
+    if "\n" in text:  # CR is the standard separator; only rewrite when LF or CRLF is used
+        text = _SEGMENT_BREAK.sub("\r", text)
+    text = text.strip("\r\x00 \t")
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def split_messages(text: str) -> list[str]:
@@ -75,6 +77,10 @@ class Segment:
 
     def __getitem__(self, n: int) -> str:
         return self._fields[n] if n < len(self._fields) else ""
+
+    def span(self, first: int, last: int) -> tuple[str, ...]:
+        """Fields ``first`` to ``last`` (inclusive) as sent, e.g. as a cache key; shorter when absent."""
+        return tuple(self._fields[first:last + 1])
 
     def repetitions(self, n: int) -> list[str]:
         value = self[n]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,11 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 # PV1 fields that name a clinician, and the participation type each is.
 _PARTICIPANTS = ((7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"))
+
+
+# CX.5 + scope -> Identifier.system, memoised (the same few types and facilities arrive all day; quoting the
+# scope for the MRN system costs more than the rest of the identifier).
+_identifier_system = functools.lru_cache(maxsize=4096)(MAPS.identifier_system)
 
 
 def visit_system(facility: str) -> str:
@@ -47,7 +53,7 @@ def identifiers(reps: list[str], seps: Separators, facility: str) -> tuple[list[
             continue
         if not resource_id:
             resource_id = patient_id(facility, ident.value, ident.type_code)
-        system = MAPS.identifier_system(ident.type_code, ident.assigner or facility)
+        system = _identifier_system(ident.type_code, ident.assigner or facility)
         add(system, ident.value)
         # BHYT cards are 15 chars ending in the lifelong BHXH number; cards since 2021 show only those 10.
         if system == SYSTEM_BHYT and len(ident.value) in (10, 15) and ident.value[-10:].isdigit():
