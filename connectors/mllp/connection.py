@@ -231,10 +231,16 @@ class MllpConnection(asyncio.Protocol):
         if self._closed:
             return
         idle_for = time.monotonic() - self.last_activity
-        if idle_for >= self.server.idle_timeout_s and not self.working:
+        # Blocked on a peer that stopped reading its ACKs counts as idle too: a dead peer must not pin a
+        # worker and its buffers forever (its messages are stored; it will resend and be answered AA).
+        if idle_for >= self.server.idle_timeout_s and (not self.working or self._writable is not None):
             metrics.IDLE_CLOSED.inc()
-            log.info("idle connection closed", connection=self.peer.connection_id, idle_s=round(idle_for))
-            self.close()
+            log.info("idle connection closed", connection=self.peer.connection_id, idle_s=round(idle_for),
+                     unread_acks=self._writable is not None)
+            if self._writable is not None:
+                self.transport.abort()  # its ACK backlog can never be delivered; do not wait to flush it
+            else:
+                self.close()
             return
         delay = max(0.05, self.server.idle_timeout_s - idle_for)
         self._idle_timer = asyncio.get_running_loop().call_later(delay, self._check_idle)

@@ -4,6 +4,7 @@ tests/integration): framing across reads, limits, slow senders, idle timeout, gr
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -165,6 +166,31 @@ async def test_idle_connections_are_closed() -> None:
     t0 = time.perf_counter()
     assert await asyncio.wait_for(reader.read(), 3) == b""
     assert 0.2 < time.perf_counter() - t0 < 2.0
+    w.close()
+    await server.shutdown(1)
+
+
+async def test_a_peer_that_never_reads_its_acks_is_closed_after_the_idle_timeout() -> None:
+    """It pipelines thousands of messages with a tiny receive buffer and reads nothing: the listener's
+    writes back up, and after the idle timeout the connection is closed instead of pinning its worker."""
+    server, port = await start(SlowWriter(), mllp_idle_timeout_s=0.5)
+    for listening in server._servers:  # small kernel buffers both ways, so the ACK backlog shows up quickly
+        listening.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    loop = asyncio.get_running_loop()
+    deaf = socket.socket()  # a bare socket: nothing reads on its side, not even a StreamReader's buffer
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    deaf.setblocking(False)
+    await loop.sock_connect(deaf, ("127.0.0.1", port))
+    sending = asyncio.ensure_future(loop.sock_sendall(deaf, b"".join(frame(message(f"D{i}")) for i in range(3000))))
+    reader, w = await asyncio.open_connection("127.0.0.1", port)  # a healthy neighbour
+    w.write(frame(message("N1")))
+    assert msa((await read_acks(reader, 1))[0]) == ["AA", "N1"]
+    deadline = time.monotonic() + 5
+    while server.connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert server.connections == set()  # the deaf one too, although its worker is blocked on writing
+    sending.cancel()
+    deaf.close()
     w.close()
     await server.shutdown(1)
 
