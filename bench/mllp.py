@@ -28,21 +28,12 @@ from dataclasses import dataclass
 
 import uvloop
 
+from bench.stack import BENCH_ENV
 from bench.table import Row, percentile, render
 from connectors.mllp.framing import frame
 from hub.settings import REPO_ROOT, Settings
 from hub.synthetic import adt, person
 
-BENCH_ENV = {
-    "HSSK_STATE_DIR": str(REPO_ROOT / ".hub-bench"),
-    "HSSK_KAFKA_PORT": "39092",
-    "HSSK_KAFKA_CONTROLLER_PORT": "39093",
-    "HSSK_REDIS_PORT": "36379",
-    "HSSK_MLLP_PORT": "32575",
-    "HSSK_MLLP_METRICS_PORT": "39464",
-    "HSSK_LOG_LEVEL": "warning",
-    "HSSK_SOURCES_FILE": str(REPO_ROOT / "deploy" / "local" / "sources.toml"),
-}
 BASELINE_PORT = 32576
 ACK_OK = (b"MSA|AA|", b"MSA|CA|")
 

@@ -13,18 +13,10 @@ import subprocess
 import sys
 
 from bench import e2e_adt
+from bench.stack import BENCH_ENV
 from bench.table import render
 from hub.settings import REPO_ROOT, Settings
 
-BENCH_ENV = {
-    "HSSK_STATE_DIR": str(REPO_ROOT / ".hub-bench"),
-    "HSSK_KAFKA_PORT": "39092",
-    "HSSK_KAFKA_CONTROLLER_PORT": "39093",
-    "HSSK_REDIS_PORT": "36379",
-    "HSSK_MLLP_PORT": "32575",
-    "HSSK_MLLP_METRICS_PORT": "39464",
-    "HSSK_LOG_LEVEL": "warning",
-}
 
 
 def hub(*args: str) -> None:
