@@ -9,6 +9,8 @@ not check), every event validate against the envelope schema; then a table pins 
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "hl7" / "corpus"
 ACCEPTED = sorted(CORPUS.glob("*.hl7"))
 REJECTED = sorted((CORPUS / "rejected").glob("*.hl7"))
 RECEIVED_AT = "2026-03-05T10:00:00.000+07:00"
+EXPECTED = CORPUS / "expected"
+# Reviewed goldens: one message per resource family. Regenerate with HSSK_REGEN_GOLDEN=1, then read the diff.
+GOLDEN = ["adt_a01_full_dg1_al1_pr1_obx_nk1", "adt_a40_merge", "oru_r01_cbc_10_obx", "oul_r22_basic",
+          "vxu_v04_covid_dose2", "orm_o01_lab_order", "rde_o11_amoxicillin", "rds_o13_dispense", "ppr_pc1_diabetes",
+          "mdm_t02_discharge_summary", "siu_s12_tq1_v26"]
+REGEN = os.environ.get("HSSK_REGEN_GOLDEN") == "1"
 
 # Closed (required) value sets of the resources the translators build, which fhir.resources does not check.
 CLOSED: dict[tuple[str, str], frozenset[str]] = {
@@ -140,6 +148,20 @@ class TestCorpus:
     def test_deterministic(self, path: Path) -> None:
         """Translating the same bytes twice gives byte-identical events."""
         assert [e.to_json() for e in run(path)] == [e.to_json() for e in run(path)]
+
+
+class TestGolden:
+    @pytest.mark.parametrize("name", GOLDEN)
+    def test_golden(self, name: str) -> None:
+        """The whole output (events as on the wire) equals the reviewed expected JSON."""
+        import orjson
+
+        actual = [orjson.loads(e.to_json()) for e in run(CORPUS / f"{name}.hl7")]
+        path = EXPECTED / f"{name}.json"
+        if REGEN:
+            EXPECTED.mkdir(exist_ok=True)
+            path.write_text(json.dumps(actual, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        assert actual == json.loads(path.read_text(encoding="utf-8"))
 
 
 REJECTIONS: dict[str, tuple[type[Exception], str]] = {
