@@ -13,8 +13,8 @@ from typing import Any
 from connectors.hl7v2 import sensitivity
 from connectors.hl7v2.clinical import add_note, observation, observation_category, problem
 from connectors.hl7v2.context import Context, PatientRef, encounter_reference
-from connectors.hl7v2.documents import appointment, document_reference
 from connectors.hl7v2.datatypes import first_repetition, part, ts_field
+from connectors.hl7v2.documents import appointment, document_reference
 from connectors.hl7v2.orders import (
     OrderNumbers, dose_number, immunization, medication_dispense, medication_request, report, service_request,
 )
