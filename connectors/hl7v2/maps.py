@@ -1,10 +1,13 @@
 """Code maps for HL7 v2 translation: data in ``maps.json``, loaded and checked once at import.
 
 Every table has a default entry. A code a table does not list gets the default: for closed FHIR value sets
-(gender, Encounter.class, the ``use`` fields) that is a fixed value; for identifier types the default is a
-template the code passes through into (``urn:hssk:hl7v2:id-type:<code>``). Either way the miss is counted in
+(gender, Encounter.class, statuses, the ``use`` fields) that is a fixed value; for identifier types and
+coding systems the default is a template the code passes through into (``urn:hssk:hl7v2:id-type:<code>``,
+``urn:hssk:hl7v2:code-system:<name>``); for open tables (interpretation, relationship, route, site) the
+default is null and the translator keeps the code in its HL7 v2 table. Either way the miss is counted in
 ``UNMAPPED`` by (table, code), so operators can see which codes to add. Codes are not personal data, so the
-counter may become a metric label.
+counter may become a metric label. (Helpers that memoise their results, such as coded values and
+identifier systems, count a miss once per distinct value.)
 """
 
 from __future__ import annotations
