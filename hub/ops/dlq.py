@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -114,7 +115,7 @@ def parse_entry(record: ConsumerRecord) -> Entry:
     try:
         data = orjson.loads(record.value)
         return Entry(**base, stage=str(data["stage"]), code=str(data.get("code") or "hub"),
-                     reason=str(data.get("reason") or ""), original=base64.b64decode(data["original"]),
+                     reason=str(data.get("reason") or ""), original=base64.b64decode(data["original"], validate=True),
                      source_topic=data.get("source_topic"), source_partition=data.get("source_partition"),
                      source_offset=data.get("source_offset"), headers=dict(data.get("headers") or {}),
                      failed_at=str(data.get("failed_at") or ""))
@@ -280,7 +281,8 @@ def decode_original(entry: Entry) -> str:
         text = raw.decode(charset, "replace")
     except LookupError:
         text = raw.decode("utf-8", "replace")
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    text = unicodedata.normalize("NFC", text.lstrip("\ufeff"))
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -293,11 +295,11 @@ class ReplayRecord:
 
 def replay_record(entry: Entry, secret: bytes) -> ReplayRecord:
     """What a replay writes: the original bytes, key and headers, to the failed stage's source topic."""
+    if entry.code == "unreadable":
+        raise ValueError(f"entry {entry.id} is not a readable dead letter; it cannot be replayed")
     target = STAGE_SOURCES.get(entry.stage)
     if target is None:
         raise ValueError(f"entry {entry.id}: no source topic is known for stage {entry.stage!r}")
-    if entry.code == "unreadable":
-        raise ValueError(f"entry {entry.id} is not a readable dead letter; it cannot be replayed")
     if entry.code == "frame":
         raise ValueError(f"entry {entry.id} holds only the head of an oversized frame; the sender must resend it")
     headers = {k: v for k, v in entry.headers.items() if k != REPLAY_HEADER}

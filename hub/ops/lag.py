@@ -201,12 +201,14 @@ async def oldest_unread_timestamps(consumer: AIOKafkaConsumer, positions: set[tu
     return result
 
 
-def max_lag_by_group(rows: Iterable[PartitionLag]) -> dict[str, tuple[int, float]]:
-    """Per group: the largest lag in messages and in seconds over its partitions."""
-    out: dict[str, tuple[int, float]] = {}
+def max_lag_by_group(rows: Iterable[PartitionLag]) -> dict[str, tuple[int, float | None]]:
+    """Per group: the largest lag in messages and in seconds over its partitions (seconds None: some unknown)."""
+    out: dict[str, tuple[int, float | None]] = {}
     for r in rows:
         lag, secs = out.get(r.group, (0, 0.0))
-        out[r.group] = (max(lag, r.lag), max(secs, r.lag_seconds or 0.0))
+        if secs is not None:
+            secs = None if r.lag_seconds is None else max(secs, r.lag_seconds)
+        out[r.group] = (max(lag, r.lag), secs)
     return out
 
 
@@ -242,7 +244,8 @@ class _Snapshot:
                 latest.add_metric([r.topic, str(r.partition)], r.log_end_offset)
         for group, (most, most_s) in sorted(max_lag_by_group(self.rows).items()):
             max_lag.add_metric([group], most)
-            max_secs.add_metric([group], most_s)
+            if most_s is not None:
+                max_secs.add_metric([group], most_s)
         families = [lag, secs, max_lag, max_secs, offset, latest]
         if self.dlq_records is not None:
             dlq = GaugeMetricFamily("hssk_dlq_records", f"Records held in {DLQ.name} (log end minus log start)")
