@@ -53,9 +53,13 @@ def read_export(source: Source, *, received_at: str | None = None, facility: str
                       b"", facility)
         return
     try:
-        head = stream.read(PEEK_BYTES)
-        root = first_element(head)
-        if root == ENVELOPE_ROOT:
+        try:
+            head = stream.read(PEEK_BYTES)
+        except OSError as exc:
+            yield Failure("parse", "io", f"reading the export failed: {exc.strerror or type(exc).__name__}",
+                          "file", b"", facility)
+            return
+        if first_element(head) == ENVELOPE_ROOT:
             yield from _envelope(head, stream, recorded_at, facility, limits)
         else:
             yield _bare(head, stream, recorded_at, facility, limits)
@@ -80,7 +84,11 @@ def _envelope(head: bytes, stream: Any, recorded_at: str, facility: str | None, 
 
 
 def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Result:
-    data = head + stream.read(limits.max_table_bytes + 1 - len(head))
+    try:
+        data = head + stream.read(max(0, limits.max_table_bytes + 1 - len(head)))
+    except OSError as exc:
+        return Failure("parse", "io", f"reading the export failed: {exc.strerror or type(exc).__name__}",
+                       "document", head[:MAX_ORIGINAL], facility)
     try:
         root = parse_document(data, limits.max_table_bytes)
     except TableError as exc:

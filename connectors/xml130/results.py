@@ -22,7 +22,8 @@ class Failure:
     kind: str  # stable detail code (see connectors.xml130.errors)
     reason: str  # names the field and the problem, never a value
     where: str  # position in the export, e.g. "HOSO 3 XML2 row 5"
-    original: bytes = b""  # the bytes that failed (a table document, or its base64), capped at MAX_ORIGINAL
+    # What failed: the row or table document, or for an unreadable table its NOIDUNGFILE text (capped).
+    original: bytes = b""
     facility: str | None = None
     encounter_key: str | None = None  # MA_LK when known
 
