@@ -285,7 +285,8 @@ def _static_cached(obx: Segment, facility: str, category: dict[str, Any] | None)
     all day), with the code's id key and sensitivity flags. Returned dicts are fresh (decoded JSON)."""
     # OBX-3 to OBX-17 as sent, minus the per-result fields (OBX-4 sub-id, OBX-5 value, OBX-14 time).
     fields = obx.span(3, 17)
-    key = (fields[0], fields[3:11], fields[12:], facility, obx.seps, category["coding"][0]["code"] if category else None)
+    section = category["coding"][0]["code"] if category else None
+    key = (fields[0], fields[3:11], fields[12:], facility, obx.seps, section)
     hit = _STATIC.get(key)
     if hit is None:
         static = _static(obx, facility, category)

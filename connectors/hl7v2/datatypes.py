@@ -37,20 +37,12 @@ MEMO_SIZE = 50_000  # entries per memoised helper; cleared when full (values rep
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def clone(value: Any) -> Any:
-    """A copy of a JSON-shaped value (dicts and lists copied, strings and numbers shared)."""
-    if isinstance(value, dict):
-        return {k: clone(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) if isinstance(v, (dict, list)) else v for v in value]
-    return value
-
-
 def memo(fn: F) -> F:
     """Memoise a pure helper of ER7 strings (and interned Separators). A nested dict or list result is kept as
-    JSON bytes and decoded afresh for every caller (orjson: twice as fast as copying it in Python), a flat dict
-    is copied, so callers may change what they get. The hot path meets the same codes, units, ranges and clinicians message after
-    message; the cost is that a code-map miss is counted once per distinct value, not per occurrence."""
+    JSON bytes and decoded afresh for every caller (orjson: twice as fast as copying it in Python), a flat
+    dict is copied, so callers may change what they get. The hot path meets the same codes, units, ranges
+    and clinicians message after message; the cost is that a code-map miss is counted once per distinct
+    value, not per occurrence."""
     cache: dict[tuple[Any, ...], Any] = {}
 
     @functools.wraps(fn)

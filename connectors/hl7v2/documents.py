@@ -146,7 +146,8 @@ def appointment(sch: Segment, ctx: Context, ref: PatientRef, resources: list[Seg
     timing = first_repetition(sch, 11)
     start = (ts_field(tq1, 7) if tq1 is not None else None) or (
         to_iso(part(timing, 4, seps), "SCH-11") if timing else None) or (ts_field(ais, 4) if ais is not None else None)
-    end = (ts_field(tq1, 8) if tq1 is not None else None) or (to_iso(part(timing, 5, seps), "SCH-11") if timing else None)
+    end = (ts_field(tq1, 8) if tq1 is not None else None) or (
+        to_iso(part(timing, 5, seps), "SCH-11") if timing else None)
     minutes = _minutes(part(first_repetition(sch, 9), 1, seps), part(first_repetition(sch, 10), 1, seps))
     if minutes is None and ais is not None:
         minutes = _minutes(part(first_repetition(ais, 7), 1, seps), part(first_repetition(ais, 8), 1, seps))

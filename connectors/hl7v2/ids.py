@@ -13,16 +13,15 @@ import hashlib
 from hub.envelope import EVENT_ID_NAMESPACE
 
 _NAMESPACE = EVENT_ID_NAMESPACE.bytes
+_VARIANT = "89ab"
 
 
 def uuid5(name: str) -> str:
-    """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))``, computed without building UUID objects (4x faster; a
-    message of the ORU benchmark derives 25 ids). Tests check it equals the stdlib on many names."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode("utf-8")).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))``, computed on the hex digest without building UUID objects
+    (3x faster; one lab report derives 25 ids). Tests check it equals the stdlib."""
+    h = hashlib.sha1(_NAMESPACE + name.encode("utf-8")).hexdigest()
+    # version nibble 5; variant bits 10xx in the first nibble of the fourth group (RFC 4122)
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def _id(*parts: str) -> str:

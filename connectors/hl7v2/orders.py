@@ -257,7 +257,8 @@ def immunization(orc: Segment | None, rxa: Segment, rxr: Segment | None, ctx: Co
     status = "entered-in-error" if action == "D" else MAPS.immunization_status(part(first_repetition(rxa, 20), 1, seps))
     resource: dict[str, Any] = {
         "resourceType": "Immunization",
-        "id": immunization_id(ctx.facility, patient_key, vaccine.get("coding", [{}])[0].get("code", vaccine.get("text", "")),
+        "id": immunization_id(ctx.facility, patient_key,
+                              vaccine.get("coding", [{}])[0].get("code", vaccine.get("text", "")),
                               part(first_repetition(rxa, 3), 1, seps)),
     }
     if orc is not None and (idents := OrderNumbers(orc, None, ctx.facility).identifiers()):
