@@ -26,6 +26,7 @@ HARDENED = {
     "huge_tree": False,
     "remove_comments": True,
     "remove_pis": True,
+    "collect_ids": False,  # no xml:id hash table: nothing looks elements up by id
 }
 
 _PARSER = etree.XMLParser(**HARDENED)

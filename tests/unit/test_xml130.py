@@ -149,6 +149,16 @@ class TestXML1:
                                        "text": "12 Lê Lợi, Phường Bến Thành, Thành phố Hồ Chí Minh"}]
         assert patient["telecom"] == [{"system": "phone", "value": "0903123456"}]
 
+    def test_decomposed_text_is_normalised_to_nfc(self) -> None:
+        """Text from legacy (Windows-1258-era) systems arrives decomposed; names and addresses leave as NFC."""
+        import unicodedata
+
+        nfd_name = unicodedata.normalize("NFD", "Nguyễn Thị Bích Ngọc")
+        xml1 = edit("XML1", "<HO_TEN>Nguyễn Thị Bích Ngọc</HO_TEN>", f"<HO_TEN>{nfd_name}</HO_TEN>")
+        patient = one(read_one(tables(XML1=xml1)), "Patient")
+        assert patient["name"][0]["text"] == "Nguyễn Thị Bích Ngọc"
+        assert unicodedata.is_normalized("NFC", patient["name"][0]["family"])
+
     def test_identifiers(self, record: Record) -> None:
         """MA_BN scoped by MA_CSKCB, CCCD, both BHYT cards with their validity, and each card's BHXH number."""
         patient = one(record, "Patient")
