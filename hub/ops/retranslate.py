@@ -12,7 +12,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from hub.errors import DeliveryError
 from hub.kafka import DurableProducer
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, dead_letter
@@ -79,7 +81,11 @@ async def retranslate(settings: Settings, selection: RawRange, *, dry_run: bool 
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     producer = None if dry_run else DurableProducer(settings, client_id="hssk-retranslate")
     summary = Summary()
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise DeliveryError(f"reading {HL7V2_RAW.name}: Kafka not reachable ({type(exc).__name__})") from exc
     try:
         if producer is not None:
             await asyncio.wait_for(producer.connect(), timeout=30)

@@ -12,6 +12,7 @@ from connectors.mllp.sender import send_messages
 from hub.ops.retranslate import RawRange, retranslate
 from hub.settings import Settings
 from hub.synthetic import Person, adt
+from tests.conftest import hub_cli
 from tests.integration.kafka_tools import read_until, wait_until_idle
 from tests.integration.test_thin_path import citizen_of, load_record
 
@@ -62,3 +63,10 @@ def test_offsets_need_a_partition() -> None:
         RawRange(from_offset=3)
     with pytest.raises(ValueError, match="before --since"):
         RawRange(since_ms=2000, until_ms=1000)
+
+
+def test_retranslate_command_prints_a_summary_and_refuses_offsets_without_partition(hub_stack: Settings) -> None:
+    done = hub_cli("retranslate", "--since", "1h", "--dry-run")
+    assert done.stdout.startswith("raw messages read: ") and "events would publish: " in done.stdout
+    refused = hub_cli("retranslate", "--from-offset", "3", check=False)
+    assert refused.returncode == 2 and "--partition" in refused.stderr
