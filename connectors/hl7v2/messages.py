@@ -71,9 +71,12 @@ def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) ->
             return
         resource = report(current.orc, current.obr, ctx, current.ref, current.index,
                           [o[1]["id"] for o in current.observations], default_section)
-        flags = sensitivity.union(sensitivity.flags(resource), *(o[2] for o in current.observations))
+        own = sensitivity.flags(resource)
+        flags = sensitivity.union(own, *(o[2] for o in current.observations))
         events.append(ctx.event(resource, current.ref.subject, current.index, flags))
-        events.extend(ctx.event(o[1], current.ref.subject, o[0], o[2]) for o in current.observations)
+        # A result inherits its report's own flags: a CD4 count in an HIV panel is HIV data too.
+        events.extend(ctx.event(o[1], current.ref.subject, o[0], sensitivity.union(own, o[2]) if own else o[2])
+                      for o in current.observations)
         current = None
 
     for index, seg in enumerate(ctx.message.segments):

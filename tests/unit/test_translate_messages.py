@@ -191,6 +191,13 @@ class TestSensitivity:
     def test_union_keeps_catalogue_order(self) -> None:
         assert sensitivity.union(("mental-health",), (), ("hiv",)) == ("hiv", "mental-health")
 
+    def test_results_inherit_their_reports_flags(self) -> None:
+        """Every result of an HIV report is flagged, even one whose own code is not on the lists."""
+        raw = message(TestFailures.MSH.format(type="ORU^R01"), TestFailures.PID, "OBR|1||L1|75622-1^HIV 1+2^LN",
+                      "OBX|1|NM|26464-8^Bạch cầu^LN||6.1||||||F")
+        report, observation = translate(raw, received_at=RECEIVED_AT)
+        assert report.sensitivity == observation.sensitivity == ("hiv",)
+
     def test_value_concept_flags_the_observation(self) -> None:
         """A coded result naming HIV flags the Observation even when the test code is local."""
         raw = message(TestFailures.MSH.format(type="ORU^R01"), TestFailures.PID, "OBR|1||L1|XN^Xét nghiệm^99X",
