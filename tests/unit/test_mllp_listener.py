@@ -226,3 +226,22 @@ async def test_batch_over_mllp_accounts_for_every_message(settings: Settings) ->
     codes = [line.split("|")[1:3] for line in text.split("\r") if line.startswith("MSA")]
     assert codes == [["AA", "CTRL-1"], ["AA", "CTRL-2"], ["AR", "CTRL-3"]]
     assert [w[0] for w in writer.written] == [HL7V2_RAW.name, HL7V2_RAW.name]
+
+
+async def test_a_source_with_strict_validation_gets_ae_naming_the_problem(settings: Settings) -> None:
+    """validate = true in the sources file: hl7apy's strict check runs at ingestion; a message that fails it is
+    answered AE with the finding and dead-lettered, a conformant one is stored."""
+    strict = {"facility": [{"code": "79048", "validate": True}]}
+    conformant = ("MSH|^~\\&|HIS|79048|HSSK|SYT|20261122083000||ADT^A01^ADT_A01|STRICT-1|P|2.5\r"
+                  "EVN|A01|20261122083000\r"
+                  "PID|1||BN1^^^79048^MR||Nguyễn^An^Văn||19900101|M\r"
+                  "PV1|1|I\r").encode()
+    broken = conformant.replace(b"STRICT-1", b"STRICT-2").replace(b"PV1|1|I\r", b"PV1|1|I\rXYZ|junk\r")
+    writer = MemoryWriter()
+    listener = make(settings, writer, strict)
+    assert msa(await listener.handle_frame(Frame(conformant), P)) == ("AA", "STRICT-1")
+    ack = await listener.handle_frame(Frame(broken), P)
+    assert msa(ack) == ("AE", "STRICT-2")
+    assert b"XYZ" in ack  # the ERR text names the offending segment
+    assert [t for t, *_ in writer.written] == [HL7V2_RAW.name, DLQ.name]
+    assert orjson.loads(writer.written[1][1])["code"] == "parse"
