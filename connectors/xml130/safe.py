@@ -4,7 +4,9 @@ libxml2 (via lxml) is configured so that nothing in a document can make it fetch
 what the bytes themselves hold: entities are never substituted (``resolve_entities=False``), no DTD is loaded
 or validated, the network is off, and the huge-document mode stays off (libxml2's depth and text limits
 apply). A document that declares a DTD at all is refused: BHYT tables never have one, and the internal subset
-is where entity-expansion (billion laughs) and external-entity (XXE) attacks live. Refusal happens after a
+is where entity-expansion (billion laughs) and external-entity (XXE) attacks live. Do not add options
+casually: with lxml 6.1 / libxml2 2.14, ``collect_ids=False`` makes libxml2 load an external DTD subset
+(``<!DOCTYPE x SYSTEM "file:///...">``) despite ``load_dtd=False``; a test guards against that. Refusal happens after a
 parse that expanded nothing, so the attack costs only the bytes it sent.
 """
 
@@ -26,7 +28,6 @@ HARDENED = {
     "huge_tree": False,
     "remove_comments": True,
     "remove_pis": True,
-    "collect_ids": False,  # no xml:id hash table: nothing looks elements up by id
 }
 
 _PARSER = etree.XMLParser(**HARDENED)
