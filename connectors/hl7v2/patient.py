@@ -21,6 +21,7 @@ from hub.errors import TranslateError
 SYSTEM_BHXH = f"{VN_FHIR_BASE}/sid/bhxh_number"
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+V2_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
 # PV1 fields that name a clinician, and the participation type each is.
 _PARTICIPANTS = ((7, "ATND", "attender"), (8, "REF", "referrer"), (9, "CON", "consultant"), (17, "ADM", "admitter"))
 
@@ -90,6 +91,16 @@ def patient(pid: Segment, facility: str) -> tuple[dict[str, Any], Subject]:
         raise TranslateError("PID-3: no patient identifier")
     resource: dict[str, Any] = {"resourceType": "Patient", "id": resource_id, "identifier": idents}
     _contact_fields(resource, pid, 5, 11, (13, 14), 8, 7)
+    seps = pid.seps
+    if deceased_at := ts_field(pid, 29):  # PID-29 death date/time, else PID-30 death indicator
+        resource["deceasedDateTime"] = deceased_at
+    elif (indicator := part(first_repetition(pid, 30), 1, seps)) in ("Y", "N"):
+        resource["deceasedBoolean"] = indicator == "Y"
+    order = part(first_repetition(pid, 25), 1, seps)  # PID-24 multiple birth, PID-25 birth order (twins)
+    if order.isdigit() and int(order) > 0:
+        resource["multipleBirthInteger"] = int(order)
+    elif (multiple := part(first_repetition(pid, 24), 1, seps)) in ("Y", "N"):
+        resource["multipleBirthBoolean"] = multiple == "Y"
     first = resource.get("name", [{}])[0]
     subject = Subject(
         identifiers=tuple(Identifier(i["system"], i["value"]) for i in idents),
@@ -193,6 +204,12 @@ def encounter(pv1: Segment, ctx: Context, patient_ref: str, status: Callable[[st
         resource["location"] = locations
     if participants := _participants(pv1, ctx.facility):
         resource["participant"] = participants
+    hospitalization = {}
+    for key, field, table in (("admitSource", 14, "0023"), ("dischargeDisposition", 36, "0112")):
+        if code := part(first_repetition(pv1, field), 1, seps):  # codes as sent, in their HL7 v2 table
+            hospitalization[key] = {"coding": [{"system": f"{V2_TABLE}{table}", "code": code}]}
+    if hospitalization:
+        resource["hospitalization"] = hospitalization
     if diagnoses:
         resource["diagnosis"] = diagnoses
     return resource

@@ -303,6 +303,20 @@ class TestPatient:
         assert patient["telecom"] == [{"system": "phone", "value": "0987654321", "use": "home"},
                                       {"system": "phone", "value": "02838554137", "use": "work"}]
 
+    @pytest.mark.parametrize(("fields", "expected"), [
+        ({29: "20260301103000", 30: "Y"}, {"deceasedDateTime": "2026-03-01T10:30:00+07:00"}),
+        ({30: "Y"}, {"deceasedBoolean": True}),
+        ({30: "N"}, {"deceasedBoolean": False}),
+        ({24: "Y", 25: "2"}, {"multipleBirthInteger": 2}),
+        ({24: "N"}, {"multipleBirthBoolean": False}),
+        ({}, {}),
+    ])
+    def test_death_and_multiple_birth(self, fields: dict[int, str], expected: dict) -> None:
+        """PID-29/30 give deceased[x]; PID-24/25 give multipleBirth[x] (birth order wins)."""
+        tail = "".join(f"|{fields.get(n, '')}" for n in range(9, max(fields, default=8) + 1))
+        patient = run(adt(pid=f"PID|1||CR1^^^79048^MR||Lê^Phúc^Hoàng||1978|M{tail}"))[0].payload
+        assert {k: v for k, v in patient.items() if k.startswith(("deceased", "multipleBirth"))} == expected
+
     def test_z_segments_are_ignored(self) -> None:
         """Unknown Z-segments never fail a message and change nothing in the output."""
         with_z = adt() + b"ZPI|1|H\xe1\xbb\x99 ngh\xc3\xa8o|79^HCM\r"

@@ -255,6 +255,9 @@ VALUES: list[tuple[str, int, str, Any]] = [
     ("adt_a04_missing_optional", 0, "occurred_at", "2026-01-18T08:00:00+07:00"),
     ("adt_a04_newborn_mother_name", 0, "payload.name.0.family", "Con của Lê"),
     ("adt_a04_newborn_mother_name", 0, "payload.birthDate", "2026-01-31"),
+    ("adt_a04_newborn_mother_name", 0, "payload.multipleBirthInteger", 1),
+    ("adt_a03_discharge_final_dx", 1, "payload.hospitalization.dischargeDisposition.coding.0", {
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0112", "code": "01"}),
     ("adt_a04_newborn_mother_name", 1, "payload.identifier.0.value", "079196001234"),
     ("adt_a04_newborn_mother_name", 1, "payload.relationship.0.coding.0.code", "MTH"),
     ("adt_a05_preadmit", 1, "payload.status", "planned"),
