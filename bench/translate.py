@@ -211,13 +211,33 @@ def measure(fn: Callable[[bytes], list[Any]], messages: list[bytes], seconds: fl
             return done, elapsed, time.process_time() - cpu_start
 
 
-def pin_one_core() -> str:
+def _idle_times() -> dict[int, int]:
+    """Idle jiffies per CPU from /proc/stat (Linux); {} elsewhere."""
     try:
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    except (AttributeError, OSError):
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            out[int(name[3:])] = int(values[3]) + int(values[4])  # idle + iowait
+    return out
+
+
+def pin_one_core() -> str:
+    """Pin this process to the CPU that was idlest over the last half second (the machine may be shared)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:
         return "not pinned (no sched_setaffinity)"
+    before = _idle_times()
+    time.sleep(0.5)
+    after = _idle_times()
+    idle = {cpu: after[cpu] - before.get(cpu, 0) for cpu in after if cpu in allowed}
+    cpu = max(idle, key=idle.__getitem__) if idle else min(allowed)
+    os.sched_setaffinity(0, {cpu})
+    return f"pinned to CPU {cpu} (the idlest of {len(allowed)})"
 
 
 def main() -> None:

@@ -419,15 +419,20 @@ def ei(seg: Segment, n: int) -> tuple[str, str]:
 
 # --- NM / numbers and quantities ---------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-
-
 def number(text: str) -> int | float | None:
-    """An HL7 NM as a JSON number (int when there is no decimal point); None when it is not a number."""
+    """An HL7 NM (``[+-]digits[.digits]``) as a JSON number (int when there is no decimal point); None when it
+    is not one. Exponents, ``nan``/``inf``, digit separators and non-ASCII digits are not NM, though float()
+    would take them."""
     text = text.strip()
-    if not _NUMBER.fullmatch(text):
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body.isascii():
         return None
-    return float(text) if "." in text else int(text)
+    if body.isdigit():
+        return int(text)
+    whole, dot, fraction = body.partition(".")
+    if dot and (whole or fraction) and (not whole or whole.isdigit()) and (not fraction or fraction.isdigit()):
+        return float(text)
+    return None
 
 
 UCUM = "http://unitsofmeasure.org"
@@ -453,10 +458,9 @@ def units(rep: str, seps: Separators) -> dict[str, str]:
 def quantity(value: str, unit_rep: str, seps: Separators) -> dict[str, Any] | None:
     """A number (optionally with a leading comparator ``<``, ``<=``, ``>=``, ``>``) and units -> Quantity."""
     comparator = ""
-    for op in ("<=", ">=", "<", ">"):
-        if value.startswith(op):
-            comparator, value = op, value[len(op):]
-            break
+    if value[:1] in ("<", ">"):
+        comparator = value[:2] if value[1:2] == "=" else value[:1]
+        value = value[len(comparator):]
     num = number(value)
     if num is None:
         return None
