@@ -1,0 +1,155 @@
+"""Batch linkage: blocked pairs scored by the same ``MatchModel`` as the real-time MPI, then clustered.
+
+Clustering is union-find over accepted pairs, strongest first, with cannot-link constraints: a pair the
+model vetoed (different given names, different birth dates, newborn against an older person) is never put
+in one cluster by a chain of other links; such a chained union is reported for review instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hub.envelope import SYSTEM_CCCD
+from hub.identity.blocking import BlockingStats, candidate_pairs
+from hub.identity.model import LINK, REVIEW, VETOES, MatchModel, MatchSettings
+from hub.identity.records import Prepared, SourceRecord, prepare
+from hub.pseudonym import citizen_id_for
+
+VETO_FLAGS = VETOES
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPair:
+    record_a: str
+    record_b: str
+    weight: float
+    reason: str  # the rule or flags that sent it to review
+
+
+@dataclass
+class LinkResult:
+    clusters: list[list[int]]  # record indices per cluster, in input order
+    review: list[ReviewPair]
+    record_ids: list[str]
+    blocking: BlockingStats = field(default_factory=BlockingStats)
+    decisions: Counter = field(default_factory=Counter)
+
+    def cluster_of(self) -> list[int]:
+        """Cluster number for every record index."""
+        out = [0] * len(self.record_ids)
+        for c, members in enumerate(self.clusters):
+            for i in members:
+                out[i] = c
+        return out
+
+
+def given_name_frequencies(records: Sequence[Prepared]) -> dict[str, float]:
+    """Share of records with each ASCII given name: the u of an exact given-name match (TF adjustment)."""
+    counts = Counter(p.name.given_ascii for p in records if p.name.given_ascii)
+    total = sum(counts.values()) or 1
+    return {name: c / total for name, c in counts.items()}
+
+
+class _Clusters:
+    """Union-find with per-root cannot-link sets of record indices."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.size = [1] * n
+        self.forbid: dict[int, set[int]] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def forbid_pair(self, i: int, j: int) -> None:
+        self.forbid.setdefault(i, set()).add(j)
+        self.forbid.setdefault(j, set()).add(i)
+
+    def union(self, i: int, j: int) -> bool:
+        """Join the clusters of i and j unless a cannot-link pair would end up inside; True if joined."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return True
+        fi, fj = self.forbid.get(ri, ()), self.forbid.get(rj, ())
+        if any(self.find(x) == rj for x in fi) or any(self.find(x) == ri for x in fj):
+            return False
+        if self.size[ri] < self.size[rj]:
+            ri, rj, fi, fj = rj, ri, fj, fi
+        self.parent[rj] = ri
+        self.size[ri] += self.size[rj]
+        if fj:
+            self.forbid.setdefault(ri, set()).update(fj)
+            self.forbid.pop(rj, None)
+        return True
+
+
+def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None = None) -> LinkResult:
+    settings = settings or MatchSettings()
+    settings = settings.with_(prior_weight=settings.batch_prior(len(prepared)))
+    model = MatchModel(settings, given_name_frequencies(prepared) if settings.given_name_tf else None)
+    n = len(prepared)
+    stats = BlockingStats()
+    pairs = candidate_pairs(prepared, settings.max_block_size, stats=stats)
+    accepted: list[tuple[float, int, int]] = []
+    review: list[ReviewPair] = []
+    decisions: Counter = Counter()
+    clusters = _Clusters(n)
+    score = model.score
+    for pair in pairs:
+        i, j = divmod(pair, n)
+        a, b = prepared[i], prepared[j]
+        d = score(a, b, explain=False)
+        decisions[d.outcome] += 1
+        if d.outcome == LINK:
+            # deterministic links first, then by weight: the strongest evidence shapes the clusters
+            accepted.append((1e6 if d.rule != "probabilistic" else d.weight, i, j))
+        else:
+            if d.outcome == REVIEW:
+                review.append(ReviewPair(a.record_id, b.record_id, d.weight, ",".join((d.rule,) + d.flags)))
+            if VETO_FLAGS.intersection(d.flags):
+                clusters.forbid_pair(i, j)
+    del pairs
+    accepted.sort(reverse=True)
+    for weight, i, j in accepted:
+        if not clusters.union(i, j):
+            decisions["link_blocked_by_constraint"] += 1
+            review.append(ReviewPair(prepared[i].record_id, prepared[j].record_id, weight, "chain_conflict"))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(clusters.find(i), []).append(i)
+    ordered = sorted(groups.values(), key=lambda members: members[0])
+    return LinkResult(ordered, review, [p.record_id for p in prepared], stats, decisions)
+
+
+def link(records: Iterable[SourceRecord], settings: MatchSettings | None = None) -> LinkResult:
+    """Cluster records into citizens; pairs the model could not decide are in ``review``, not merged."""
+    return link_prepared([prepare(r, i) for i, r in enumerate(records)], settings)
+
+
+def citizen_ids(result: LinkResult, prepared: Sequence[Prepared], secret: bytes) -> list[str]:
+    """A citizen id per record: minted from the cluster's first consistent CCCD as the streaming resolver
+    mints it (``citizen_id_for``), else from its first record id; never the same id for two clusters."""
+    out = [""] * len(prepared)
+    used: set[str] = set()
+    for members in result.clusters:
+        cid = ""
+        for i in members:
+            if prepared[i].cccd and prepared[i].cccd_ok:
+                candidate = citizen_id_for(secret, SYSTEM_CCCD, prepared[i].cccd)
+                if candidate not in used:
+                    cid = candidate
+                    break
+        if not cid:
+            cid = citizen_id_for(secret, "urn:hssk:batch-record", prepared[members[0]].record_id)
+        used.add(cid)
+        for i in members:
+            out[i] = cid
+    return out

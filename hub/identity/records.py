@@ -1,0 +1,84 @@
+"""One source's view of a person, and the same view prepared once for fast comparison.
+
+Everything the comparisons look at is computed in ``prepare`` (one pass per record), so scoring a pair is
+string and integer equality with no parsing on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hub.identity import identifiers as ids
+from hub.identity import normalize as norm
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """What a source said about a person (registry row, HL7 PID, XML1 row), as text."""
+
+    record_id: str
+    name: str = ""
+    birth_date: str = ""  # dd/mm/yyyy, yyyy-mm-dd or yyyymmdd; 00/00/yyyy for unknown day and month
+    sex: str = ""
+    personal_id: str = ""  # CCCD, CMND or passport, untyped as sources send it
+    insurance: str = ""  # BHYT card(s) or BHXH number
+    phone: str = ""
+    address: str = ""
+    ward: str = ""
+    facility: str = ""
+    mrn: str = ""
+    event_date: str = ""  # when the source saw the person (dose date): tells a newborn's row apart
+
+
+class Prepared:
+    """Normalised keys of one record. Slots, no methods on the hot path."""
+
+    __slots__ = ("index", "record_id", "name", "year", "month", "day", "dob8", "dob_default", "sex", "phone",
+                 "ward", "address", "cccd", "cccd_ok", "cmnd", "passport", "bhxh", "mrn_key", "infant",
+                 "birth_row", "flags")
+
+    def __init__(self, **kw: object) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:  # never the values: they are personal data
+        return f"Prepared(record_id={self.record_id!r})"
+
+
+def prepare(rec: SourceRecord, index: int = 0) -> Prepared:
+    """Normalise once. Unreadable birth dates count as unknown and are flagged (``bad_birth_date``)."""
+    flags: list[str] = []
+    name = norm.parse_name(rec.name)
+    try:
+        y, m, d = norm.birth_date(rec.birth_date)
+    except norm.BadDate:
+        y, m, d = 0, 0, 0
+        flags.append("bad_birth_date")
+    sex = norm.sex(rec.sex)
+    pid = ids.classify_personal_id(rec.personal_id)
+    cccd_ok = False
+    if pid.cccd:
+        conflicts = ids.cccd_conflicts(pid.cccd, sex, y)
+        flags.extend(conflicts)
+        cccd_ok = not conflicts
+    if name.newborn_alias:
+        flags.append("newborn_alias")
+    infant = name.newborn_alias
+    birth_row = False
+    if y and rec.event_date:
+        try:
+            ey, em, ed = norm.birth_date(rec.event_date)
+            infant = infant or (ey - y) * 12 + (em - (m or em)) <= 12
+            # seen on the day of birth (birth dose): the name may well be the mother's
+            birth_row = (ey, em) == (y, m) and 0 <= ed - d <= 2
+        except norm.BadDate:
+            pass
+    return Prepared(
+        index=index, record_id=rec.record_id, name=name, year=y, month=m, day=d,
+        dob8=f"{y:04d}{m:02d}{d:02d}" if y and m and d else "", dob_default=(m, d) == (1, 1), sex=sex,
+        phone=norm.phone(rec.phone), ward=rec.ward.strip(), address=norm.address_tokens(rec.address),
+        cccd=pid.cccd, cccd_ok=cccd_ok, cmnd=pid.cmnd, passport=pid.passport, bhxh=ids.bhxh_number(rec.insurance),
+        mrn_key=f"{rec.facility.strip()}|{rec.mrn.strip()}" if rec.mrn.strip() else "", infant=infant,
+        birth_row=birth_row,
+        flags=tuple(flags),
+    )
