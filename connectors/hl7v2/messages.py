@@ -61,7 +61,7 @@ def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) ->
     ref: PatientRef | None = None
     orc: Segment | None = None
     current: _Report | None = None
-    loose: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []  # OBX before any OBR (OUL specimen results)
+    loose: list[Envelope] = []  # OBX before any OBR (OUL specimen results): no report names them
     last: dict[str, Any] | None = None
     loose_category = observation_category(default_section)
 
@@ -103,15 +103,17 @@ def _results(ctx: Context, default_section: str, orc_after_obr: bool = False) ->
             effective = current.effective if current is not None else None
             category = current.category if current is not None else loose_category
             resource, flags = observation(seg, ctx, owner, scope, effective, category)
-            entry = (index, resource, flags)
-            (current.observations if current is not None else loose).append(entry)
+            if current is not None:
+                current.observations.append((index, resource, flags))
+            else:
+                loose.append(ctx.event(resource, owner.subject, index, flags))
             last = resource
         elif name == "NTE" and last is not None:
             add_note(last, seg)
     flush()
     if ref is None:
         raise TranslateError("PID segment missing")
-    events.extend(ctx.event(o[1], ref.subject, o[0], o[2]) for o in loose)
+    events += loose
     if not events:
         raise TranslateError("OBR segment missing")
     return events

@@ -13,7 +13,7 @@ from connectors.hl7v2.ids import (
     immunization_id, medication_dispense_id, medication_request_id, report_id, service_request_id,
 )
 from connectors.hl7v2.maps import MAPS
-from connectors.hl7v2.parse import Segment
+from connectors.hl7v2.parse import Segment, Separators
 from hub.envelope import VN_FHIR_BASE
 from hub.errors import TranslateError
 
@@ -139,7 +139,7 @@ def report(orc: Segment | None, obr: Segment, ctx: Context, ref: PatientRef, pos
 
 # --- ORC/RXE -> MedicationRequest ---------------------------------------------------------------------------
 
-def _dose(amount: str, max_amount: str, unit_rep: str, seps: Any) -> dict[str, Any] | None:
+def _dose(amount: str, max_amount: str, unit_rep: str, seps: Separators) -> dict[str, Any] | None:
     low = quantity(amount, unit_rep, seps) if amount else None
     high = quantity(max_amount, unit_rep, seps) if max_amount else None
     if low and high and high["value"] != low["value"]:
