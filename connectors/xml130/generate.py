@@ -227,7 +227,8 @@ def xml8(v: Visit) -> bytes:
 
 
 def xml6(v: Visit) -> bytes:
-    """HIV care (sensitive): a minimal table; its content is never mapped, only its presence flags."""
+    """HIV care (sensitive): a minimal stand-in. The reference page does not give XML6's layout, so these
+    element names are illustrative; the reader never parses XML6, its presence alone flags the encounter."""
     return document("CHI_TIEU_HO_SO_BENH_AN_CHAM_SOC_VA_DIEU_TRI_HIV_AIDS", _xml([
         ("MA_LK", v.ma_lk), ("MA_THE_BHYT", v.card), ("SO_CCCD", v.person.cccd), ("NGAYKHANGDINH_HIV", "20250312"),
         ("BDDT_ARV", "20250320"), ("DU_PHONG", "")]))
