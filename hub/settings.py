@@ -53,6 +53,12 @@ class Settings:
     pseudonym_key: bytes = field(default=DEV_PSEUDONYM_KEY.encode(), repr=False)
     state_dir: Path = REPO_ROOT / ".hub"
     log_level: str = "info"
+    # The record API (hub/api). Tokens are stored as SHA-256 hashes in the token file, never in clear.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token_file: Path = REPO_ROOT / ".hub" / "api-tokens.json"
+    api_rate_per_s: float = 20.0  # token bucket per client id: sustained requests per second ...
+    api_rate_burst: int = 40  # ... and the burst a client may spend at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -86,6 +92,12 @@ class Settings:
             pseudonym_key=env.get("HSSK_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY).encode(),
             state_dir=Path(env.get("HSSK_STATE_DIR", str(REPO_ROOT / ".hub"))),
             log_level=env.get("HSSK_LOG_LEVEL", cls.log_level),
+            api_host=env.get("HSSK_API_HOST", cls.api_host),
+            api_port=int(env.get("HSSK_API_PORT", cls.api_port)),
+            api_token_file=Path(env.get("HSSK_API_TOKEN_FILE", str(Path(env.get(
+                "HSSK_STATE_DIR", str(REPO_ROOT / ".hub"))) / "api-tokens.json"))),
+            api_rate_per_s=float(env.get("HSSK_API_RATE_PER_S", cls.api_rate_per_s)),
+            api_rate_burst=int(env.get("HSSK_API_RATE_BURST", cls.api_rate_burst)),
         )
 
     def metrics_port(self, role: str) -> int:
