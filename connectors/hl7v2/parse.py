@@ -79,8 +79,10 @@ class Segment:
         return self._fields[n] if n < len(self._fields) else ""
 
     def span(self, first: int, last: int) -> tuple[str, ...]:
-        """Fields ``first`` to ``last`` (inclusive) as sent, e.g. as a cache key; shorter when absent."""
-        return tuple(self._fields[first:last + 1])
+        """Fields ``first`` to ``last`` (inclusive) as sent, e.g. as a cache key; absent fields are ""."""
+        values = self._fields[first:last + 1]
+        missing = last + 1 - first - len(values)
+        return tuple(values + [""] * missing) if missing > 0 else tuple(values)
 
     def repetitions(self, n: int) -> list[str]:
         value = self[n]
