@@ -32,7 +32,7 @@ _TS = re.compile(
     r"(?:([+-])([0-9]{2})([0-9]{2}))?"
 )
 _TS_FORMAT = "YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]"
-MEMO_SIZE = 50_000  # entries per memoised helper; cleared when full (values repeat: codes, units, ranges)
+MEMO_SIZE = 20_000  # entries per memoised helper (~12 MB at most for OBX parts); cleared when full
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -81,7 +81,7 @@ def _key(concept: dict[str, Any]) -> ConceptKey:
                                       for c in concept.get("coding", ()))
 
 
-@functools.lru_cache(maxsize=50_000)
+@functools.lru_cache(maxsize=20_000)
 def _concept_flags(key: ConceptKey) -> frozenset[str]:
     """Flags of one concept, memoised: the same codes come back message after message."""
     text, codings = key
