@@ -96,7 +96,7 @@ def _purpose(request: web.Request) -> str:
 
 async def _citizen_of(request: web.Request, deps: Deps) -> str:
     try:
-        body = await request.json(loads=orjson.loads, content_type=None)
+        body = await request.json(loads=orjson.loads)
     except (orjson.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "invalid-json", "the body is not JSON") from None
     query = lookup.parse_query(body)
