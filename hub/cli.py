@@ -175,7 +175,6 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_retranslate(settings: Settings, args: argparse.Namespace) -> int:
     """Re-run translation over a range of hl7v2.raw and publish the events again (hub.ops.retranslate)."""
-    from hub.errors import DeliveryError
     from hub.ops.dlq import parse_time
     from hub.ops.retranslate import RawRange, retranslate
 
@@ -195,6 +194,33 @@ def cmd_retranslate(settings: Settings, args: argparse.Namespace) -> int:
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
         print(f"  {n:>6}  {reason}")
     return 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """EMR export files (BHYT XML, HL7 v2 files) into Kafka (hub.ops.file_import); a summary per file."""
+    from hub.ops.file_import import import_files
+
+    def progress(text: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{text}\x1b[K", end="", file=sys.stderr, flush=True)
+
+    try:
+        reports = asyncio.run(import_files(settings, [Path(f) for f in args.files], progress))
+    except (DeliveryError, OSError, asyncio.TimeoutError) as exc:
+        print(f"hub import: Kafka not reachable or did not confirm: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 2
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for r in reports:
+        if r.error:
+            print(f"{r.path}: not imported: {r.error}", file=sys.stderr)
+            continue
+        unit = "encounters" if r.format == "xml130" else "messages"
+        print(f"{r.path} ({r.format}): {r.read} {unit} read, {r.accepted} accepted, {r.events} events published, "
+              f"{sum(r.failures.values())} failures (to hub.dlq)")
+        for reason, n in r.failures.most_common():
+            print(f"  {n:>6}  {reason}")
+    return 0 if any(r.readable and r.read for r in reports) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8)")
     va.add_argument("--warnings", action="store_true", help="also list warnings (table values, lengths)")
     va.set_defaults(func=cmd_validate)
+
+    imp = sub.add_parser("import", help="import EMR export files (BHYT XML QD 130/4210, HL7 v2 files and batches) "
+                                        "into Kafka; prints a summary per file; exit 1 only when nothing was read")
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.set_defaults(func=cmd_import)
 
     rt = sub.add_parser("retranslate", help="re-run translation over a range of hl7v2.raw (after a mapping fix); "
                                             "event ids are deterministic, so consumers absorb what they have")

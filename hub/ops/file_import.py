@@ -1,0 +1,201 @@
+"""``hub import FILE...``: EMR export files into the hub, the way most hospitals can send on day one.
+
+Formats, detected from the first bytes:
+- BHYT XML (QĐ 130, and the older 4210 layout; ``connectors.xml130``): each encounter's raw tables go to
+  ``emr.raw`` first (Kafka is the source of truth), then its events to ``events.canonical`` with those raw
+  coordinates, keyed by a keyed hash of facility + patient so one patient's events stay in order; every
+  failed table, row or file goes to ``hub.dlq`` with its bytes and position.
+- HL7 v2 files (one or many messages, FHS/BHS batches, any segment separator): each message takes the
+  MLLP listener's own path (sources file, charset, resend detection, raw headers) onto ``hl7v2.raw``, so a
+  file is simply another transport and the translator stage does the rest.
+
+Event ids are deterministic, so importing a file twice publishes the same events and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import redis.asyncio as aioredis
+
+from connectors.mllp.ack import VN_TZ
+from connectors.mllp.dedup import DedupStore
+from connectors.mllp.listener import MllpListener, Peer, split_batch
+from connectors.mllp.sender import read_ack
+from connectors.mllp.sources import SourcesFile
+from connectors.xml130 import Failure, Record, read_export
+from hub.envelope import Envelope, RawCoordinates
+from hub.kafka import DurableProducer
+from hub.pseudonym import keyed_hash
+from hub.settings import Settings
+from hub.topics import DLQ, EMR_RAW, EVENTS_CANONICAL
+
+Progress = Callable[[str], None]
+_CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
+_PROGRESS_EVERY_S = 0.5
+
+
+@dataclass
+class FileReport:
+    """What happened to one file: counts and reasons only (no personal data)."""
+
+    path: str
+    format: str
+    read: int = 0  # encounters (XML) or messages (HL7 v2)
+    events: int = 0  # events published (XML); for HL7 v2 the translator stage makes them later
+    accepted: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # reason code -> count
+    error: str = ""  # the file could not be read at all
+
+    @property
+    def readable(self) -> bool:
+        return not self.error
+
+
+def detect_format(head: bytes) -> str:
+    """``xml130``, ``hl7v2`` or ``unknown``, from a file's first bytes."""
+    start = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if start.startswith(b"<"):
+        return "xml130"
+    if start[:3] in (b"MSH", b"FHS", b"BHS"):
+        return "hl7v2"
+    return "unknown"
+
+
+class Importer:
+    """One producer (and for HL7 v2 one listener) for every file of a run."""
+
+    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.producer = DurableProducer(settings, client_id="hssk-import")
+        self.progress = progress or (lambda _text: None)
+        self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._listener: MllpListener | None = None
+        self._last_progress = 0.0
+
+    async def __aenter__(self) -> "Importer":
+        await asyncio.wait_for(self.producer.connect(), timeout=30)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.producer.stop()
+        await self._redis.aclose()
+
+    async def import_file(self, path: Path) -> FileReport:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError as exc:
+            return FileReport(str(path), "unknown", error=f"cannot read: {exc.strerror}")
+        kind = detect_format(head)
+        report = FileReport(str(path), kind)
+        if kind == "xml130":
+            await self._xml130(path, report)
+        elif kind == "hl7v2":
+            await self._hl7v2(path, report)
+        else:
+            report.error = "not a format the hub reads (BHYT XML or HL7 v2)"
+        return report
+
+    # --- BHYT XML ------------------------------------------------------------------------------------------
+
+    async def _xml130(self, path: Path, report: FileReport) -> None:
+        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        chunk: list[Record] = []
+        for result in read_export(path, received_at=received_at):
+            if isinstance(result, Failure):
+                await self._dead_letter(result, path, report)
+                if result.stage == "parse" and report.read == 0 and not chunk:
+                    report.error = result.reason  # nothing of the file could be read
+                continue
+            chunk.append(result)
+            if len(chunk) >= _CHUNK:
+                await self._publish(chunk, path, report)
+                chunk = []
+        if chunk:
+            await self._publish(chunk, path, report)
+
+    async def _publish(self, records: list[Record], path: Path, report: FileReport) -> None:
+        secret = self.settings.pseudonym_key
+        raws = [orjson.dumps({
+            "source_system": "xml130", "facility": r.facility, "encounter_key": r.encounter_key,
+            "file": path.name, "hoso": r.index, "sensitivity": list(r.sensitivity),
+            "tables": {name: base64.b64encode(data).decode() for name, data in r.tables.items()},
+        }) for r in records]
+        where = await asyncio.gather(*(
+            self.producer.write(EMR_RAW.name, raw, keyed_hash(secret, r.facility, "encounter",
+                                                              r.encounter_key or f"{path.name}#{r.index}").encode())
+            for r, raw in zip(records, raws)))
+        writes = []
+        for record, (partition, offset) in zip(records, where):
+            coords = RawCoordinates(EMR_RAW.name, partition, offset)
+            for event in record.events:
+                located = replace(event, source=replace(event.source, raw=coords))
+                writes.append(self.producer.write(EVENTS_CANONICAL.name, located.to_json(),
+                                                  _patient_key(secret, located)))
+            for failure in record.failures:
+                writes.append(self._dead_letter(failure, path, report))
+            report.read += 1
+            report.events += len(record.events)
+            report.accepted += record.ok
+        await asyncio.gather(*writes)
+        self._tick(report)
+
+    async def _dead_letter(self, failure: Failure, path: Path, report: FileReport) -> None:
+        failed_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        letter = failure.dead_letter(failed_at, source_file=path.name)
+        await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", letter.stage.encode())])
+        report.failures[failure.code] += 1
+
+    # --- HL7 v2 --------------------------------------------------------------------------------------------
+
+    async def _hl7v2(self, path: Path, report: FileReport) -> None:
+        listener = self._hl7_listener()
+        peer = Peer(f"file:{path.name}", f"import-{int(time.time())}")
+        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        for message in split_batch(path.read_bytes()):
+            ack = await listener.handle_message(message, peer, received_at)
+            code, _, text = read_ack(ack) if ack else ("AA", "", "")
+            report.read += 1
+            if code in ("AA", "CA"):
+                report.accepted += 1
+            else:
+                report.failures[f"{code}: {text.split(':', 1)[0]}"] += 1
+            self._tick(report)
+
+    def _hl7_listener(self) -> MllpListener:
+        if self._listener is None:
+            settings = self.settings
+            sources = SourcesFile(None if settings.mllp_open_mode and not settings.sources_file.exists()
+                                  else settings.sources_file, open_mode=settings.mllp_open_mode)
+            dedup = DedupStore(self._redis, settings.pseudonym_key, settings.dedup_ttl_s,
+                               in_flight_wait_s=settings.ack_timeout_s)
+            self._listener = MllpListener(settings, self.producer, sources, dedup)
+        return self._listener
+
+    def _tick(self, report: FileReport) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= _PROGRESS_EVERY_S:
+            self._last_progress = now
+            self.progress(f"{Path(report.path).name}: {report.read:,} read, {report.events:,} events, "
+                          f"{sum(report.failures.values()):,} failures")
+
+
+def _patient_key(secret: bytes, event: Envelope) -> bytes:
+    """events.canonical is keyed by facility + source patient (never the raw id): one patient, one partition."""
+    ids = event.subject.identifiers
+    patient = ids[0].value if ids else event.source.message_id
+    return keyed_hash(secret, event.source.facility, patient).encode()
+
+
+async def import_files(settings: Settings, paths: list[Path], progress: Progress | None = None) -> list[FileReport]:
+    async with Importer(settings, progress) as importer:
+        return [await importer.import_file(path) for path in paths]
