@@ -31,6 +31,8 @@ SENSITIVITY_FLAGS = frozenset({"hiv", "mental-health"})
 VN_FHIR_BASE = "http://fhir.ehealth.gov.vn/core"
 SYSTEM_CCCD = f"{VN_FHIR_BASE}/sid/national_id"
 SYSTEM_BHYT = f"{VN_FHIR_BASE}/sid/insurance_number"
+# The 10-digit lifelong social-insurance number: the last 10 characters of a 15-character BHYT card.
+SYSTEM_BHXH = f"{VN_FHIR_BASE}/sid/bhxh_number"
 SYSTEM_OLD_ID = f"{VN_FHIR_BASE}/sid/citizen_id"
 SYSTEM_PASSPORT = f"{VN_FHIR_BASE}/sid/passport"
 
