@@ -191,22 +191,35 @@ class Header:
 
 
 def read_header(message: Message) -> Header:
+    """MSH read once: each field's first component, unescaped (as ``Segment.component``), with MSH-9 split
+    into code, trigger and structure. On the per-message path of both the listener and the translator."""
     msh = message.msh
+    seps = msh.seps
+    comp, esc = seps.component, seps.escape
+
+    def first(n: int) -> str:
+        value = msh[n]
+        if comp in value:
+            value = value.split(comp, 1)[0]
+        return unescape(value, seps) if esc in value else value
+
+    msh9 = msh[9].split(comp)
+    code, trigger, structure = ([unescape(p, seps) if esc in p else p for p in msh9] + ["", ""])[:3]
     return Header(
-        sending_application=msh.component(3, 1),
-        sending_facility=msh.component(4, 1),
-        receiving_application=msh.component(5, 1),
-        receiving_facility=msh.component(6, 1),
-        timestamp=msh.component(7, 1),
-        message_code=msh.component(9, 1),
-        trigger=msh.component(9, 2),
-        structure=msh.component(9, 3),
-        control_id=msh.component(10, 1),
-        processing_id=msh.component(11, 1),
-        version=msh.component(12, 1),
-        accept_ack_type=msh.component(15, 1),
-        app_ack_type=msh.component(16, 1),
-        charset=msh.component(18, 1),
+        sending_application=first(3),
+        sending_facility=first(4),
+        receiving_application=first(5),
+        receiving_facility=first(6),
+        timestamp=first(7),
+        message_code=code,
+        trigger=trigger,
+        structure=structure,
+        control_id=first(10),
+        processing_id=first(11),
+        version=first(12),
+        accept_ack_type=first(15),
+        app_ack_type=first(16),
+        charset=first(18),
     )
 
 
