@@ -152,3 +152,22 @@ class TestNewMaps:
         assert MAPS.order_status("CM") == {"service": "completed", "medication": "completed"}
         assert MAPS.order_status("control:DC") == {"service": "revoked", "medication": "stopped"}
         assert MAPS.order_status("control:??") == {"service": "unknown", "medication": "unknown"}
+
+
+class TestReadHeader:
+    @pytest.mark.parametrize("text", [
+        "MSH|^~\\&|A\\S\\B^x|F\\T\\1|R|RF|20260101||AD\\F\\T^A\\E\\01^ST|C1^x|P|2.5|||AL|NE||UNICODE UTF-8",
+        "MSH|^~\\&",
+        "MSH|^~\\&|||||||ADT|",
+        "MSH|^~\\&|||||||^^^^|M1",
+    ])
+    def test_same_as_reading_each_component(self, text: str) -> None:
+        """The one-pass MSH reader gives what Segment.component gives field by field (escapes resolved)."""
+        from connectors.hl7v2.parse import read_header
+
+        msh = parse(text).msh
+        header = read_header(parse(text))
+        for field, n, c in (("sending_application", 3, 1), ("sending_facility", 4, 1), ("message_code", 9, 1),
+                            ("trigger", 9, 2), ("structure", 9, 3), ("control_id", 10, 1), ("version", 12, 1),
+                            ("accept_ack_type", 15, 1), ("app_ack_type", 16, 1), ("charset", 18, 1)):
+            assert getattr(header, field) == msh.component(n, c), field
