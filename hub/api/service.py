@@ -61,12 +61,16 @@ async def start(settings: Settings, *, port: int | None = None) -> Running:
         kafka_ready=lambda: producer.connected,
     )
     runner = web.AppRunner(build_app(deps), access_log=None)  # the guard logs route templates, never paths
-    await runner.setup()
-    site = web.TCPSite(runner, settings.api_host, settings.api_port if port is None else port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    log.info("api listening", host=settings.api_host, port=bound)
-    return Running(bound, runner, producer, connecting, redis)
+    running = Running(0, runner, producer, connecting, redis)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.api_host, settings.api_port if port is None else port).start()
+    except BaseException:
+        await running.stop()  # e.g. the port is taken: close the producer and Redis we opened
+        raise
+    running.port = runner.addresses[0][1]
+    log.info("api listening", host=settings.api_host, port=running.port)
+    return running
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -9,6 +9,8 @@ fails closed: no token is accepted until it is fixed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -92,6 +94,15 @@ def _save(path: Path, tokens: dict[str, dict]) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """One admin change at a time: two concurrent ``issue`` runs must not lose each other's token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def issue(path: Path, client_id: str, scopes: list[str]) -> str:
     """Add a token for ``client_id`` and return it: the only time it exists in clear."""
     unknown = sorted(set(scopes) - SCOPES)
@@ -101,27 +112,29 @@ def issue(path: Path, client_id: str, scopes: list[str]) -> str:
         raise TokenFileError("a token needs at least one scope")
     if not client_id or not client_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise TokenFileError("a client id is letters, digits, '-', '_' or '.'")
-    tokens = _load(path)
     token = new_token()
-    tokens[hash_token(token)] = {
-        "client_id": client_id, "scopes": sorted(set(scopes)), "revoked": False,
-        "issued_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    _save(path, tokens)
+    with _locked(path):
+        tokens = _load(path)
+        tokens[hash_token(token)] = {
+            "client_id": client_id, "scopes": sorted(set(scopes)), "revoked": False,
+            "issued_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        _save(path, tokens)
     return token
 
 
 def revoke(path: Path, client_id: str) -> int:
     """Revoke every token of ``client_id`` (kept, flagged, for the audit trail); return how many."""
-    tokens = _load(path)
-    count = 0
-    for entry in tokens.values():
-        if entry.get("client_id") == client_id and not entry.get("revoked"):
-            entry["revoked"] = True
-            entry["revoked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            count += 1
-    if count:
-        _save(path, tokens)
+    with _locked(path):
+        tokens = _load(path)
+        count = 0
+        for entry in tokens.values():
+            if entry.get("client_id") == client_id and not entry.get("revoked"):
+                entry["revoked"] = True
+                entry["revoked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                count += 1
+        if count:
+            _save(path, tokens)
     return count
 
 

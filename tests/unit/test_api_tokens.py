@@ -124,3 +124,14 @@ class TestTokenFile:
         [row] = tokens.listing(path)
         assert row["client_id"] == "kho-du-lieu" and row["hash_prefix"] == hash_token(token)[:8]
         assert token not in orjson.dumps(row).decode() and hash_token(token) not in orjson.dumps(row).decode()
+
+
+def test_concurrent_issues_keep_every_token(tmp_path: Path) -> None:
+    """Admin changes take a file lock, so parallel `hub api token issue` runs lose nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "t.json"
+    with ThreadPoolExecutor(8) as pool:
+        issued = list(pool.map(lambda i: tokens.issue(path, f"client-{i}", ["record:read"]), range(32)))
+    live = TokenFile(path)
+    assert all(live.authenticate(t) is not None for t in issued)
