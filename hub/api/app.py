@@ -18,14 +18,15 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from hub.api import bundle, healthbook, lookup
+from hub.api import bundle, healthbook, lookup, metrics
 from hub.api.audit import AuditLog
 from hub.api.problems import FHIR_JSON, ApiError, forbidden, operation_outcome, unauthorized
 from hub.api.ratelimit import RateLimiter
-from hub.api.tokens import (SCOPE_RECORD_READ, SCOPE_REVIEW_WRITE, SCOPE_SUBSCRIPTIONS_ADMIN, Client, TokenFile,
-                            parse_bearer)
+from hub.api.tokens import (SCOPE_OPS_READ, SCOPE_RECORD_READ, SCOPE_REVIEW_WRITE, SCOPE_SUBSCRIPTIONS_ADMIN, Client,
+                            TokenFile, parse_bearer)
 from hub.errors import DeliveryError
 from hub.logging import get_logger
 from hub.settings import REPO_ROOT, Settings
@@ -81,7 +82,8 @@ def _error(exc: ApiError) -> web.Response:
 
 def _endpoint(request: web.Request) -> str:
     info = request.match_info
-    return f"{request.method} {info.route.resource.canonical}" if info.route.resource else request.method
+    # Unmatched requests share one label: their method and path are the caller's, unbounded.
+    return f"{request.method} {info.route.resource.canonical}" if info.route.resource else "unmatched"
 
 
 def _purpose(request: web.Request) -> str:
@@ -127,8 +129,10 @@ async def _audited_read(request: web.Request, citizen_id: str,
         await deps.audit.record_read(actor=request[CLIENT].client_id, citizen_id=citizen_id, purpose=purpose,
                                      endpoint=_endpoint(request), request_id=request[REQUEST_ID])
     except DeliveryError:
+        metrics.AUDIT_FAILURES.inc()
         raise ApiError(503, "audit-unavailable", "the access could not be audited, so the record is not shown; "
                                                  "try again", {"Retry-After": "5"}) from None
+    metrics.READS.labels(client=request[CLIENT].client_id, route=_endpoint(request)).inc()
     return response
 
 
@@ -178,6 +182,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=SPEC_FILE.read_bytes(), content_type="application/json", charset="utf-8")
 
 
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def not_built(what: str, where: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         raise ApiError(501, "not-implemented", f"{what} is not served yet ({where})")
@@ -189,6 +197,7 @@ def not_built(what: str, where: str) -> Handler:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, None),
     Route("GET", "/openapi.json", openapi, None),
+    Route("GET", "/metrics", prometheus, SCOPE_OPS_READ),
     Route("GET", "/v1/citizens/{citizen_id}/record", get_record, SCOPE_RECORD_READ),
     Route("GET", "/v1/citizens/{citizen_id}/health-book", get_health_book, SCOPE_RECORD_READ),
     Route("POST", "/v1/record/search", search_record, SCOPE_RECORD_READ),
@@ -246,8 +255,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.error("request failed", route=_endpoint(request), error=type(exc).__name__)
         response = _error(ApiError(500, "internal", "internal error"))
     response.headers["X-Request-Id"] = request[REQUEST_ID]
-    log.info("request", route=_endpoint(request), status=response.status, client=client_id,
-             ms=round((time.perf_counter() - started) * 1000, 1))
+    route, seconds = _endpoint(request), time.perf_counter() - started
+    metrics.REQUESTS.labels(route=route, status=str(response.status)).inc()
+    metrics.SECONDS.labels(route=route).observe(seconds)
+    log.info("request", route=route, status=response.status, client=client_id, ms=round(seconds * 1000, 1))
     return response
 
 

@@ -133,6 +133,19 @@ class TestAuthentication:
         assert status == 200 and spec["openapi"].startswith("3.")
 
 
+class TestMetrics:
+    async def test_metrics_need_ops_read_and_carry_no_identifier(self, api: Api) -> None:
+        auth = api.token("prometheus", "ops:read")
+        await api.call("POST", "/v1/record/search", {**api.token("bv", "record:read"), **PURPOSE}, json={"cccd": CCCD})
+        assert (await api.call("GET", "/metrics", api.token("bv-doc", "record:read")))[0] == 403
+        async with api.session.get(api.url + "/metrics", headers=auth) as resp:
+            assert resp.status == 200 and resp.content_type == "text/plain"
+            text = await resp.text()
+        assert 'hssk_api_requests_total{route="POST /v1/record/search",status="200"}' in text
+        assert 'hssk_api_record_reads_total{client="bv",route="POST /v1/record/search"}' in text
+        assert CCCD not in text and CITIZEN not in text
+
+
 class TestRateLimit:
     async def test_429_with_retry_after_and_other_clients_unaffected(self, api: Api) -> None:
         busy, calm = api.token("bv-busy", "record:read"), api.token("bv-calm", "record:read")
