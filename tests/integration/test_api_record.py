@@ -246,3 +246,60 @@ async def test_reads_fail_with_503_when_the_audit_log_is_unreachable(api_setting
             assert "Nhung" not in orjson.dumps(body).decode()
     finally:
         await running.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_the_api_role_serves_until_sigterm_and_logs_no_identifier(hub_stack: Settings, nhung: str,
+                                                                        tmp_path: Path) -> None:
+    """``service.run(settings)`` as the ``hub`` command will start it: a process of its own, settings from
+    HSSK_* variables, JSON logs with route templates only, a clean exit on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from hub.settings import REPO_ROOT
+    from tests.conftest import TEST_ENV
+
+    port, token_file = _free_port(), tmp_path / "api-tokens.json"
+    token = tokens.issue(token_file, "bv-nhan-dan-115", ["record:read"])
+    env = {**os.environ, **TEST_ENV, "HSSK_API_PORT": str(port), "HSSK_API_TOKEN_FILE": str(token_file)}
+    code = ("from hub import logging as hub_logging; from hub.api import service; from hub.settings import Settings; "
+            "s = Settings.from_env(); hub_logging.configure(s.log_level); service.run(s)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}"
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while True:
+                try:
+                    await _wait_healthy(session, url)
+                    break
+                except aiohttp.ClientConnectionError:
+                    assert proc.poll() is None and loop.time() < deadline, "the api role did not start"
+                    await asyncio.sleep(0.2)
+            client = Client(url, token_file, session)
+            auth = {"Authorization": f"Bearer {token}", **purpose()}
+            status, _, bundle = await client.call("POST", "/v1/record/search", auth, json={"cccd": NHUNG.cccd})
+            assert status == 200 and bundle["entry"][0]["resource"]["name"][0]["text"] == "Đặng Thị Hồng Nhung"
+            assert (await client.call("POST", "/v1/record/search", auth, json={"cccd": "079199999997"}))[0] == 404
+        proc.send_signal(signal.SIGTERM)
+        _, logs = await asyncio.to_thread(proc.communicate, timeout=20)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = [orjson.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "request" and e.get("route") == "POST /v1/record/search" for e in lines)
+    assert any(e.get("event") == "api stopped" for e in lines)
+    assert NHUNG.cccd not in logs and "079199999997" not in logs and "Nhung" not in logs and "Đặng" not in logs
