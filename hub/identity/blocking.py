@@ -15,8 +15,8 @@ from hub.identity.records import Prepared
 KeyFn = Callable[[Prepared], str]
 
 
-def _given_middle_year(p: Prepared) -> str:
-    return f"{p.name.given_ascii}|{p.name.middle_ascii}|{p.year}" if p.name.given_ascii and p.year else ""
+def _name_year(p: Prepared) -> str:  # survives an unknown or swapped day and month
+    return f"{p.name.full_ascii}|{p.year}" if p.name.given_ascii and p.year else ""
 
 
 def _given_dob(p: Prepared) -> str:
@@ -45,7 +45,7 @@ RULES: dict[str, KeyFn] = {
     "passport": lambda p: p.passport,
     "mrn": lambda p: p.mrn_key,
     "phone": lambda p: p.phone,
-    "given_middle_year": _given_middle_year,
+    "name_year": _name_year,
     "given_dob": _given_dob,
     "name_day_month": _name_day_month,
     "ward_dob": _ward_dob,

@@ -183,6 +183,8 @@ class MatchModel:
                 flags.append("strong_id_conflict")
         elif total >= s.link_weight and not vetoed:
             outcome = LINK
+        elif vetoed and any(lvl == 4 for lvl in levels[7:]):
+            outcome = NEW  # a veto and two different valid strong ids: clearly two people, nothing to review
         elif total >= s.review_weight:
             outcome = REVIEW
         else:

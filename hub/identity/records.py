@@ -38,8 +38,8 @@ class Prepared:
                  "birth_row", "flags")
 
     def __init__(self, **kw: object) -> None:
-        for k, v in kw.items():
-            setattr(self, k, v)
+        for k in self.__slots__:
+            object.__setattr__(self, k, kw[k])
 
     def __repr__(self) -> str:  # never the values: they are personal data
         return f"Prepared(record_id={self.record_id!r})"
