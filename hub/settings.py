@@ -39,6 +39,7 @@ class Settings:
     # (translator +1, identity +2, record +3, fanout +4), so a stack that moves one port moves them all.
     stream_metrics_ports: tuple[tuple[str, int], ...] = DEFAULT_STREAM_METRICS_PORTS
     metrics_host: str = "127.0.0.1"  # where the stream roles' /metrics listen
+    lag_exporter_port: int = 9469  # `hub lag --serve`: consumer lag for Prometheus; unset, the mllp port + 5
     # Who may send: the sources file (format in connectors/mllp/sources.py). Open mode accepts any
     # facility, for local demos only.
     sources_file: Path = REPO_ROOT / "deploy" / "local" / "sources.toml"
@@ -81,8 +82,9 @@ class Settings:
             mllp_max_connections_per_peer=int(env.get("HSSK_MLLP_MAX_CONNECTIONS_PER_PEER",
                                                       cls.mllp_max_connections_per_peer)),
             mllp_metrics_port=int(env.get("HSSK_MLLP_METRICS_PORT", cls.mllp_metrics_port)),
-            stream_metrics_ports=_stream_metrics_ports(env, int(env.get("HSSK_MLLP_METRICS_PORT", cls.mllp_metrics_port))),
+            stream_metrics_ports=_stream_metrics_ports(env, _mllp_metrics_port(env)),
             metrics_host=env.get("HSSK_METRICS_HOST", cls.metrics_host),
+            lag_exporter_port=int(env.get("HSSK_LAG_EXPORTER_PORT", (_mllp_metrics_port(env) or 9464) + 5)),
             sources_file=Path(env.get("HSSK_SOURCES_FILE", str(cls.sources_file))),
             mllp_open_mode=env.get("HSSK_MLLP_OPEN_MODE", "false").lower() in ("1", "true", "yes"),
             dedup_ttl_s=int(env.get("HSSK_DEDUP_TTL_S", cls.dedup_ttl_s)),
@@ -107,6 +109,10 @@ class Settings:
     @property
     def redis_port(self) -> int:
         return int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def _mllp_metrics_port(env: Mapping[str, str]) -> int:
+    return int(env.get("HSSK_MLLP_METRICS_PORT", Settings.mllp_metrics_port))
 
 
 def _stream_metrics_ports(env: Mapping[str, str], mllp_metrics_port: int) -> tuple[tuple[str, int], ...]:

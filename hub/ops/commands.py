@@ -33,6 +33,8 @@ def _fail(command: str, message: str, code: int = 2) -> int:
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     """Print consumer lag (table, JSON or Prometheus text); with --watch, again every N seconds until Ctrl-C."""
     groups = args.group or None
+    if args.serve is not None:
+        return _serve_lag(settings, args.serve or settings.lag_exporter_port)
     try:
         while True:
             rows = asyncio.run(lag.measure(settings, groups))
@@ -54,6 +56,20 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("lag", exc.reason)
     except KeyboardInterrupt:
         return 0
+
+
+def _serve_lag(settings: Settings, port: int) -> int:
+    """Run the lag exporter (GET /metrics) in the foreground until Ctrl-C or SIGTERM."""
+    from hub.ops import exporter
+
+    print(f"lag exporter: http://{settings.metrics_host}:{port}/metrics", flush=True)
+    try:
+        asyncio.run(exporter.serve(settings, settings.metrics_host, port))
+    except OSError as exc:
+        return _fail("lag", f"cannot serve on {settings.metrics_host}:{port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _filter(args: argparse.Namespace) -> dlq.Filter:
@@ -170,6 +186,8 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true")
     out.add_argument("--prometheus", action="store_true",
                      help="Prometheus text (kafka-lag-exporter names), as an HTTP /metrics endpoint serves it")
+    out.add_argument("--serve", type=int, nargs="?", const=0, metavar="PORT",
+                     help="serve GET /metrics (Prometheus) on PORT (default HSSK_LAG_EXPORTER_PORT, 9469)")
     lg.add_argument("--group", action="append", help="only this consumer group (repeatable)")
     lg.set_defaults(func=cmd_lag)
 

@@ -159,3 +159,43 @@ def test_hub_lag_watch_repeats_until_interrupted(hub_stack: Settings) -> None:
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.count("GROUP  ") >= 2  # the table was printed more than once
+
+
+def test_the_lag_exporter_serves_metrics_over_http(hub_stack: Settings) -> None:
+    """`hub lag --serve` answers GET /metrics with the roles' lag, measured at each scrape."""
+    import urllib.request
+
+    port = hub_stack.lag_exporter_port
+    proc = subprocess.Popen([sys.executable, "-c", OPS_RUNNER, "lag", "--serve"], env={**os.environ, **TEST_ENV},
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"lag exporter: http://{hub_stack.metrics_host}:{port}/metrics"
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and not text:
+            try:
+                with urllib.request.urlopen(f"http://{hub_stack.metrics_host}:{port}/metrics", timeout=15) as resp:
+                    assert resp.headers["Content-Type"].startswith("text/plain")
+                    text = resp.read().decode()
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    lines = text.splitlines()
+    assert "# TYPE kafka_consumergroup_group_lag gauge" in lines
+    for group, topic in lag.ROLE_GROUPS.items():
+        assert any(line.startswith(f'kafka_consumergroup_group_lag{{group="{group}",partition="0",topic="{topic}"}} ')
+                   for line in lines)
+        assert any(line.startswith(f'kafka_consumergroup_group_max_lag{{group="{group}"}} ') for line in lines)
+
+
+async def test_hub_status_lag_agrees_with_the_lag_module(hub_stack: Settings) -> None:
+    """`hub status` still reports each role's total lag (now measured by hub.ops.lag)."""
+    from tests.conftest import hub_cli
+
+    await wait_until_idle(hub_stack)
+    status = json.loads(hub_cli("status", "--json").stdout)
+    assert {(g["group"], g["topic"], g["lag"]) for g in status["lag"]} == {
+        (group, topic, 0) for group, topic in lag.ROLE_GROUPS.items()}
+    assert all(set(g["partitions"]) == {str(p) for p in range(hub_stack.topic_partitions)} for g in status["lag"])

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
+from hub.errors import TranslateError
 from hub.ops import dlq
 from hub.ops.commands import add_ops_commands, render_entries
 from hub.settings import Settings
 from tests.unit.test_ops_dlq import HL7, RAW_HEADERS, letter, record
-from hub.errors import TranslateError
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -44,6 +44,10 @@ class TestParser:
         with pytest.raises(SystemExit):
             parse("lag", "--json", "--prometheus")
 
+    def test_serve_takes_an_optional_port(self) -> None:
+        assert (0, 9999, None) == (parse("lag", "--serve").serve, parse("lag", "--serve", "9999").serve,
+                                   parse("lag").serve)
+
     def test_dlq_needs_an_action(self) -> None:
         with pytest.raises(SystemExit):
             parse("dlq")
@@ -64,6 +68,15 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, kafka
     assert 2 == args.func(kafka_down, args)
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("hub dlq")
+
+
+def test_a_taken_exporter_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = parse("lag", "--serve", str(taken.getsockname()[1]))
+        assert 2 == args.func(Settings(), args)
+    assert "hub lag: cannot serve on 127.0.0.1:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["lag"], ["lag", "--json"], ["dlq", "list"], ["dlq", "show", "0/1"],
