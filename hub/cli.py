@@ -215,11 +215,13 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         if r.error:
             print(f"{r.path}: not imported: {r.error}", file=sys.stderr)
             continue
-        unit = "encounters" if r.format == "xml130" else "messages"
+        unit = {"xml130": "encounters", "registry": "rows"}.get(r.format, "messages")
         print(f"{r.path} ({r.format}): {r.read} {unit} read, {r.accepted} accepted, {r.events} events published, "
               f"{sum(r.failures.values())} failures (to hub.dlq)")
         for reason, n in r.failures.most_common():
             print(f"  {n:>6}  {reason}")
+        for note, n in r.notes.most_common():
+            print(f"  {n:>6}  imported; {note}")
     return 0 if any(r.readable and r.read for r in reports) else 1
 
 
@@ -258,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--warnings", action="store_true", help="also list warnings (table values, lengths)")
     va.set_defaults(func=cmd_validate)
 
-    imp = sub.add_parser("import", help="import EMR export files (BHYT XML QD 130/4210, HL7 v2 files and batches) "
+    imp = sub.add_parser("import", help="import EMR export files (BHYT XML QD 130/4210, vaccination registry CSV, "
+                                        "HL7 v2 files and batches) "
                                         "into Kafka; prints a summary per file; exit 1 only when nothing was read")
     imp.add_argument("files", nargs="+", metavar="FILE")
     imp.set_defaults(func=cmd_import)

@@ -5,6 +5,9 @@ Formats, detected from the first bytes:
   ``emr.raw`` first (Kafka is the source of truth), then its events to ``events.canonical`` with those raw
   coordinates, keyed by a keyed hash of facility + patient so one patient's events stay in order; every
   failed table, row or file goes to ``hub.dlq`` with its bytes and position.
+- Vaccination registry CSV (``connectors.registry``): each row's CSV text goes to ``emr.raw``, then its
+  Patient and Immunization events to ``events.canonical``; unreadable or unmappable rows go to ``hub.dlq``
+  with their line number and reason, and the rest of the file continues.
 - HL7 v2 files (one or many messages, FHS/BHS batches, any segment separator): each message takes the
   MLLP listener's own path (sources file, charset, resend detection, raw headers) onto ``hl7v2.raw``, so a
   file is simply another transport and the translator stage does the rest.
@@ -31,8 +34,10 @@ from connectors.mllp.dedup import DedupStore
 from connectors.mllp.listener import MllpListener, Peer, split_batch
 from connectors.mllp.sender import read_ack
 from connectors.mllp.sources import SourcesFile
+from connectors.registry import BadRow, RegistryFormatError, Row, read_rows, translate_row
 from connectors.xml130 import Failure, Record, read_export
-from hub.envelope import Envelope, RawCoordinates
+from hub.envelope import DeadLetter, Envelope, RawCoordinates
+from hub.errors import HubError
 from hub.kafka import DurableProducer
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
@@ -40,6 +45,7 @@ from hub.topics import DLQ, EMR_RAW, EVENTS_CANONICAL
 
 Progress = Callable[[str], None]
 _CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
+_ROW_CHUNK = 2000  # registry rows written together (three records each)
 _PROGRESS_EVERY_S = 0.5
 
 
@@ -52,7 +58,8 @@ class FileReport:
     read: int = 0  # encounters (XML) or messages (HL7 v2)
     events: int = 0  # events published (XML); for HL7 v2 the translator stage makes them later
     accepted: int = 0
-    failures: Counter[str] = field(default_factory=Counter)  # reason code -> count
+    failures: Counter[str] = field(default_factory=Counter)  # reason code -> count (each one is on hub.dlq)
+    notes: Counter[str] = field(default_factory=Counter)  # imported, with a value left out (e.g. a mistyped CCCD)
     error: str = ""  # the file could not be read at all
 
     @property
@@ -65,6 +72,8 @@ def detect_format(head: bytes) -> str:
     start = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if start.startswith(b"<"):
         return "xml130"
+    if start.startswith(b"record_id,"):
+        return "registry"
     if start[:3] in (b"MSH", b"FHS", b"BHS"):
         return "hl7v2"
     return "unknown"
@@ -101,8 +110,10 @@ class Importer:
             await self._xml130(path, report)
         elif kind == "hl7v2":
             await self._hl7v2(path, report)
+        elif kind == "registry":
+            await self._registry(path, report)
         else:
-            report.error = "not a format the hub reads (BHYT XML or HL7 v2)"
+            report.error = "not a format the hub reads (BHYT XML, registry CSV or HL7 v2)"
         return report
 
     # --- BHYT XML ------------------------------------------------------------------------------------------
@@ -154,6 +165,69 @@ class Importer:
         letter = failure.dead_letter(failed_at, source_file=path.name)
         await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", letter.stage.encode())])
         report.failures[failure.code] += 1
+
+    # --- vaccination registry CSV ------------------------------------------------------------------------
+
+    async def _registry(self, path: Path, report: FileReport) -> None:
+        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        chunk: list[Row] = []
+        try:
+            with open(path, encoding="utf-8-sig", newline="", errors="strict") as stream:
+                for item in read_rows(stream):
+                    if isinstance(item, BadRow):
+                        report.read += 1
+                        await self._bad_row(item.line, "parse", item.reason, item.original, path, report)
+                        continue
+                    chunk.append(item)
+                    if len(chunk) >= _ROW_CHUNK:
+                        await self._publish_rows(chunk, path, report, received_at)
+                        chunk = []
+        except RegistryFormatError as exc:
+            report.error = str(exc)
+            return
+        except UnicodeDecodeError as exc:
+            report.error = f"not UTF-8 (byte {exc.start} of a block)"  # the rows before it are imported
+        if chunk:
+            await self._publish_rows(chunk, path, report, received_at)
+
+    async def _publish_rows(self, rows: list[Row], path: Path, report: FileReport, received_at: str) -> None:
+        secret = self.settings.pseudonym_key
+        mapped: list[tuple[Row, list[Envelope]]] = []
+        writes = []
+        for row in rows:
+            report.read += 1
+            try:
+                translation = translate_row(row.fields, received_at=received_at)
+            except HubError as exc:
+                writes.append(self._bad_row(row.line, exc.code, exc.reason, row.original, path, report))
+                continue
+            mapped.append((row, translation.events))
+            for column in translation.dropped:
+                report.notes[f"{column} left out: not a valid number"] += 1
+        where = await asyncio.gather(*(
+            self.producer.write(EMR_RAW.name, row.original,
+                                keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
+                                [("source_system", b"registry"), ("file", path.name.encode()),
+                                 ("line", str(row.line).encode())])
+            for row, _ in mapped))
+        for (_, events), (partition, offset) in zip(mapped, where):
+            coords = RawCoordinates(EMR_RAW.name, partition, offset)
+            for event in events:
+                located = replace(event, source=replace(event.source, raw=coords))
+                writes.append(self.producer.write(EVENTS_CANONICAL.name, located.to_json(),
+                                                  _patient_key(secret, located)))
+            report.events += len(events)
+            report.accepted += 1
+        await asyncio.gather(*writes)
+        self._tick(report)
+
+    async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
+                       report: FileReport) -> None:
+        letter = DeadLetter(stage="import", code=code, reason=reason, original=original,
+                            headers={"source_system": "registry", "file": path.name, "line": str(line)},
+                            failed_at=datetime.now(VN_TZ).isoformat(timespec="milliseconds"))
+        await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", b"import")])
+        report.failures[f"{code}: {reason}"] += 1
 
     # --- HL7 v2 --------------------------------------------------------------------------------------------
 

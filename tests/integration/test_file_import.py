@@ -8,11 +8,13 @@ import base64
 import orjson
 import pytest
 
+from connectors.registry import COLUMNS
 from connectors.xml130 import generate
 from hub.settings import Settings
 from hub.synthetic import Person, adt
 from tests.conftest import hub_cli
-from tests.integration.kafka_tools import read_until
+from tests.integration.kafka_tools import read_until, wait_until_idle
+from tests.integration.test_thin_path import citizen_of
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +71,35 @@ def test_unreadable_and_unknown_files_exit_non_zero(hub_stack: Settings, tmp_pat
     done = hub_cli("import", str(junk), str(tmp_path / "missing.xml"), check=False)
     assert done.returncode == 1
     assert "notes.txt: not imported: not a format" in done.stderr and "missing.xml: not imported: cannot read" in done.stderr
+
+
+async def test_registry_csv_rows_become_events_and_bad_rows_are_dead_lettered_by_line(
+        hub_stack: Settings, tmp_path) -> None:
+    header = ",".join(COLUMNS)
+    lines = [
+        header,
+        'VX-1,Võ Thị Sáu,00/00/1952,Nữ,079152001122,,0909111222,"3 Lý Tự Trọng, P. Bến Nghé",26734,AZ,AstraZeneca,'
+        "A77,1,10/06/2021 08:15,79001",
+        "VX-2,VÕ THỊ SÁU,01/01/1952,2,,DN4797900011223,,,26734,AZ,AstraZeneca,A78,2,10/09/2021,79001",
+        "VX-3,Lý Văn Bảy,05/05/1970,1,07917000,,,,26740,PF,Pfizer,P1,1,31/04/2021,79001",  # 31 April
+        "VX-4,short,row",
+    ]
+    csv_file = tmp_path / "tiem_chung_79001.csv"
+    csv_file.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    done = hub_cli("import", str(csv_file))
+    assert "(registry): 4 rows read, 2 accepted, 4 events published, 2 failures" in done.stdout
+    assert "translate: ngay_tiem: impossible date" in done.stdout and "expected 15 columns, found 3" in done.stdout
+
+    events = await read_until(hub_stack, "events.canonical", lambda recs: sum(
+        orjson.loads(r.value)["source"]["message_id"] in ("VX-1", "VX-2") for r in recs) == 4)
+    mine = [orjson.loads(r.value) for r in events if orjson.loads(r.value)["source"]["message_id"] in ("VX-1", "VX-2")]
+    shots = [e["payload"] for e in mine if e["type"] == "immunization.recorded"]
+    assert sorted(s["lotNumber"] for s in shots) == ["A77", "A78"]
+    assert all(e["source"]["raw"]["topic"] == "emr.raw" for e in mine)
+    dlq = await read_until(hub_stack, "hub.dlq", lambda recs: sum(
+        orjson.loads(r.value)["headers"].get("file") == csv_file.name for r in recs) == 2)
+    lines_failed = sorted(int(orjson.loads(r.value)["headers"]["line"]) for r in dlq
+                          if orjson.loads(r.value)["headers"].get("file") == csv_file.name)
+    assert lines_failed == [4, 5]
+    await wait_until_idle(hub_stack)
+    assert await citizen_of(hub_stack, "079152001122") is not None  # the CCCD row reached the MPI and the record

@@ -1,0 +1,73 @@
+"""Reading the registry CSV: UTF-8 (BOM or not), RFC 4180, the documented header; a row that cannot be read
+is reported with its line number and reason (never its content) and the rest of the file continues."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+COLUMNS = ("record_id", "ho_ten", "ngay_sinh", "gioi_tinh", "so_cccd", "so_bhyt", "so_dien_thoai", "dia_chi",
+           "ma_xa", "ma_vaccine", "ten_vaccine", "so_lo", "mui_thu", "ngay_tiem", "ma_co_so")
+
+
+class RegistryFormatError(ValueError):
+    """The header is not the registry's: no column can be trusted, so nothing in the file is read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int  # 1-based line of the row in the file (the header is line 1)
+    fields: dict[str, str]
+    original: bytes  # the row as CSV, for the raw record and the DLQ
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    line: int
+    reason: str
+    original: bytes
+
+
+def _as_csv(values: list[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue().encode("utf-8")
+
+
+def read_rows(stream: TextIO) -> Iterator[Row | BadRow]:
+    """Yield every row of ``stream`` (opened with ``newline=""``) as a Row or a BadRow."""
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        return
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]
+    if tuple(h.strip() for h in header) != COLUMNS:
+        raise RegistryFormatError(f"header is not the vaccination registry's ({', '.join(COLUMNS)})")
+    width = len(COLUMNS)
+    seen: set[str] = set()
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a NUL byte or a runaway quote: this row only
+            yield BadRow(reader.line_num, f"not readable as CSV ({exc})", b"")
+            continue
+        line = reader.line_num
+        if not values:
+            continue
+        if len(values) != width:
+            yield BadRow(line, f"expected {width} columns, found {len(values)}", _as_csv(values))
+            continue
+        fields = dict(zip(COLUMNS, (v.strip() for v in values)))
+        rid = fields["record_id"]
+        if not rid or rid in seen:
+            yield BadRow(line, "record_id is empty" if not rid else "record_id repeats an earlier row",
+                         _as_csv(values))
+            continue
+        seen.add(rid)
+        yield Row(line, fields, _as_csv(values))

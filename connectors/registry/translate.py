@@ -1,0 +1,181 @@
+"""One registry row (one dose) -> a Patient and an Immunization event, as plain dicts (the bulk path: the
+unit tests validate what it builds with the fhir.resources R4B models, as for HL7 v2).
+
+Identifiers: a 12-digit ``so_cccd`` is the CCCD, a 9-digit one the old ID card; anything else is a typo the
+MPI must not trust, so it is left out (and counted by the caller through ``Translation.dropped``). A
+15-character ``so_bhyt`` is the card, whose last 10 digits are the lifelong BHXH number; a bare 10-digit
+value is that number. Names are NFC, family name first, the rest given (middle first, as spoken).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from hub.envelope import (
+    EVENT_ID_NAMESPACE, SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, VN_FHIR_BASE, Envelope, Identifier,
+    Source, Subject, event_id,
+)
+from hub.errors import TranslateError
+
+SOURCE_SYSTEM = "registry"
+VACCINE_SYSTEM = f"{VN_FHIR_BASE}/CodeSystem/registry-vaccine"
+WARD_EXTENSION = f"{VN_FHIR_BASE}/StructureDefinition/ward-code"
+FACILITY_SYSTEM = f"{VN_FHIR_BASE}/sid/facility"
+_SEX = {"nam": "male", "1": "male", "nữ": "female", "nu": "female", "2": "female", "khác": "other", "khac": "other",
+        "3": "other"}
+_DMY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2}))?$")
+_YMD = re.compile(r"(\d{4})-(\d{2})-(\d{2})$")
+_BHYT_CARD = re.compile(r"[A-Z]{2}\d{13}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    events: list[Envelope]
+    dropped: tuple[str, ...]  # columns whose value was not usable (e.g. "so_cccd"), for the import summary
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(parts)))
+
+
+def birth_date(text: str) -> str | None:
+    """``dd/mm/yyyy`` or ``yyyy-mm-dd`` -> FHIR date; ``00`` day/month -> the precision that is known."""
+    if not text:
+        return None
+    if m := _YMD.match(text):
+        year, month, day = int(m[1]), int(m[2]), int(m[3])
+    elif (m := _DMY.match(text)) and not m[4]:
+        day, month, year = int(m[1]), int(m[2]), int(m[3])
+    else:
+        raise TranslateError("ngay_sinh: not dd/mm/yyyy or yyyy-mm-dd")
+    if month == 0:
+        if day:
+            raise TranslateError("ngay_sinh: a day without a month")
+        return f"{year:04d}"
+    if day == 0:
+        _checked(year, month, 1, "ngay_sinh")
+        return f"{year:04d}-{month:02d}"
+    return _checked(year, month, day, "ngay_sinh").isoformat()
+
+
+def given_at(text: str) -> str:
+    """``dd/mm/yyyy[ HH:MM]`` -> FHIR date or dateTime at +07:00 (the registry's local time)."""
+    m = _DMY.match(text)
+    if not m:
+        raise TranslateError("ngay_tiem: not dd/mm/yyyy [HH:MM]")
+    when = _checked(int(m[3]), int(m[2]), int(m[1]), "ngay_tiem").isoformat()
+    if m[4] is None:
+        return when
+    hour, minute = int(m[4]), int(m[5])
+    if hour > 23 or minute > 59:
+        raise TranslateError("ngay_tiem: impossible time")
+    return f"{when}T{hour:02d}:{minute:02d}:00+07:00"
+
+
+def _checked(year: int, month: int, day: int, column: str) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise TranslateError(f"{column}: impossible date") from None
+
+
+def _name(text: str) -> dict[str, Any] | None:
+    words = unicodedata.normalize("NFC", text).split()
+    if not words:
+        return None
+    name: dict[str, Any] = {"use": "official", "text": " ".join(words), "family": words[0]}
+    if len(words) > 1:
+        name["given"] = words[1:]
+    return name
+
+
+def _identifiers(fields: dict[str, str]) -> tuple[list[dict[str, str]], list[str]]:
+    out: list[dict[str, str]] = []
+    dropped: list[str] = []
+    personal = fields["so_cccd"].replace(" ", "")
+    if personal:
+        if personal.isdigit() and len(personal) == 12:
+            out.append({"system": SYSTEM_CCCD, "value": personal})
+        elif personal.isdigit() and len(personal) == 9:
+            out.append({"system": SYSTEM_OLD_ID, "value": personal})
+        else:
+            dropped.append("so_cccd")
+    card = fields["so_bhyt"].replace(" ", "").upper()
+    if card:
+        if _BHYT_CARD.match(card):
+            out += [{"system": SYSTEM_BHYT, "value": card}, {"system": SYSTEM_BHXH, "value": card[-10:]}]
+        elif card.isdigit() and len(card) == 10:
+            out.append({"system": SYSTEM_BHXH, "value": card})
+        else:
+            dropped.append("so_bhyt")
+    return out, dropped
+
+
+def translate_row(fields: dict[str, str], *, received_at: str) -> Translation:
+    """The events of one row; raises TranslateError naming the column when the row cannot be mapped."""
+    rid, site = fields["record_id"], fields["ma_co_so"]
+    if not site:
+        raise TranslateError("ma_co_so: vaccination site missing")
+    if not fields["ma_vaccine"]:
+        raise TranslateError("ma_vaccine: vaccine code missing")
+    occurred = given_at(fields["ngay_tiem"])
+    dob = birth_date(fields["ngay_sinh"])
+    identifiers, dropped = _identifiers(fields)
+    patient_id = _uuid("Patient", SOURCE_SYSTEM, site, rid)
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
+    if identifiers:
+        patient["identifier"] = identifiers
+    name = _name(fields["ho_ten"])
+    if name:
+        patient["name"] = [name]
+    gender = _SEX.get(fields["gioi_tinh"].lower(), "unknown" if fields["gioi_tinh"] else None)
+    if gender:
+        patient["gender"] = gender
+    if dob:
+        patient["birthDate"] = dob
+    if phone := fields["so_dien_thoai"]:
+        patient["telecom"] = [{"system": "phone", "value": phone, "use": "mobile"}]
+    if fields["dia_chi"] or fields["ma_xa"]:
+        address: dict[str, Any] = {"use": "home", "country": "VN"}
+        if fields["dia_chi"]:
+            address["text"] = unicodedata.normalize("NFC", fields["dia_chi"])
+        if fields["ma_xa"]:
+            address["extension"] = [{"url": WARD_EXTENSION, "valueCode": fields["ma_xa"]}]
+        patient["address"] = [address]
+
+    immunization: dict[str, Any] = {
+        "resourceType": "Immunization",
+        "id": _uuid("Immunization", SOURCE_SYSTEM, site, rid),
+        "status": "completed",
+        "vaccineCode": {"coding": [{"system": VACCINE_SYSTEM, "code": fields["ma_vaccine"],
+                                    **({"display": fields["ten_vaccine"]} if fields["ten_vaccine"] else {})}],
+                        **({"text": fields["ten_vaccine"]} if fields["ten_vaccine"] else {})},
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "occurrenceDateTime": occurred,
+        "primarySource": True,
+        "performer": [{"actor": {"identifier": {"system": FACILITY_SYSTEM, "value": site}, "display": site}}],
+    }
+    if fields["so_lo"]:
+        immunization["lotNumber"] = fields["so_lo"]
+    dose = fields["mui_thu"]
+    if dose:
+        if not dose.isdigit() or int(dose) < 1:
+            raise TranslateError("mui_thu: dose number is not a positive integer")
+        immunization["protocolApplied"] = [{"doseNumberPositiveInt": int(dose)}]
+
+    subject = Subject(identifiers=tuple(Identifier(i["system"], i["value"]) for i in identifiers),
+                      family=name["family"] if name else None, given=tuple(name.get("given", ())) if name else (),
+                      birth_date=dob, sex=gender)
+    source = Source(SOURCE_SYSTEM, site, rid)
+    events = [
+        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Patient"), "patient.updated", occurred, received_at, source,
+                 subject, patient),
+        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Immunization"), "immunization.recorded", occurred, received_at,
+                 source, subject, immunization),
+    ]
+    return Translation(events, tuple(dropped))
