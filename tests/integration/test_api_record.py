@@ -14,6 +14,7 @@ import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from fhir.resources.R4B.bundle import Bundle as FhirBundle
 
 from connectors.mllp.sender import send_messages
 from hub.api import service, tokens
@@ -115,6 +116,7 @@ async def test_an_hl7_record_comes_back_as_a_bundle_with_the_vietnamese_name(api
     status, headers, bundle = await api.call("POST", "/v1/record/search", auth, json={"cccd": NHUNG.cccd})
     assert status == 200 and headers["content-type"].startswith("application/fhir+json")
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
+    FhirBundle.model_validate(bundle)  # fhir.resources, as the translators' output is checked
     patient = bundle["entry"][0]["resource"]
     assert patient["resourceType"] == "Patient" and patient["id"] == nhung
     assert patient["name"][0]["text"] == "Đặng Thị Hồng Nhung" and patient["name"][0]["family"] == "Đặng"
