@@ -192,35 +192,57 @@ def vxu_v04(ctx: Context) -> list[Envelope]:
 # --- ORM^O01, OML^O21 ---------------------------------------------------------------------------------------
 
 def _orders(ctx: Context) -> list[Envelope]:
+    """ORC + OBR -> ServiceRequest; ORC + RXO (+ RXR) -> MedicationRequest (pharmacy orders sent as ORM)."""
     events: list[Envelope] = []
     ref: PatientRef | None = None
     orc: Segment | None = None
     last: dict[str, Any] | None = None
+    pending: list[Any] = []  # [index, rxo, rxr] of a pharmacy order
+
+    def flush() -> None:
+        if not pending:
+            return
+        index, rxo, rxr = pending
+        owner = _require(ref, "RXO")
+        resource = medication_request(orc, rxo, rxr, ctx, owner, index)
+        events.append(ctx.event(resource, owner.subject, index, sensitivity.flags(resource)))
+        pending.clear()
+
     for index, seg in enumerate(ctx.message.segments):
         name = seg.name
         if name == "PID":
+            flush()
             ref, _ = _patient_ref(seg, ctx)
         elif name == "PV1" and ref is not None:
             ref = _with_visit(ref, seg, ctx)
         elif name == "ORC":
+            flush()
             orc = seg
             last = None
         elif name == "OBR":
+            flush()
             owner = _require(ref, "OBR")
             last = service_request(orc, seg, ctx, owner, index)
             events.append(ctx.event(last, owner.subject, index, sensitivity.flags(last)))
             orc = None
+        elif name == "RXO":
+            flush()
+            pending.extend([index, seg, None])
+            last = None
+        elif name == "RXR" and pending and pending[2] is None:
+            pending[2] = seg
         elif name == "NTE" and last is not None:
             add_note(last, seg)
+    flush()
     if ref is None:
         raise TranslateError("PID segment missing")
     if not events:
-        raise TranslateError("OBR segment missing")
+        raise TranslateError("OBR or RXO segment missing")
     return events
 
 
 def orm_o01(ctx: Context) -> list[Envelope]:
-    """General order: one ServiceRequest per ORC/OBR."""
+    """General order: one ServiceRequest per ORC/OBR, one MedicationRequest per ORC/RXO."""
     return _orders(ctx)
 
 

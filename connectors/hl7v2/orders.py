@@ -3,7 +3,7 @@ MedicationRequest, ORC/RXD -> MedicationDispense, ORC/RXA/RXR -> Immunization.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.hl7v2.context import Context, PatientRef
 from connectors.hl7v2.datatypes import (
@@ -164,12 +164,35 @@ def _route(rxr: Segment | None) -> dict[str, Any]:
     return out
 
 
+class _Layout(NamedTuple):
+    """Where a pharmacy order segment keeps each part (RXE in RDE, RXO in ORM); 0 means "not in it"."""
+
+    timing: int
+    code: int
+    minimum: int
+    maximum: int
+    units: int
+    instructions: int
+    dispense: int
+    dispense_units: int
+    refills: int
+
+
+_RXE = _Layout(timing=1, code=2, minimum=3, maximum=4, units=5, instructions=7, dispense=10, dispense_units=11,
+               refills=12)
+_RXO = _Layout(timing=0, code=1, minimum=2, maximum=3, units=4, instructions=7, dispense=11, dispense_units=12,
+               refills=13)
+
+
 def medication_request(orc: Segment | None, rxe: Segment, rxr: Segment | None, ctx: Context, ref: PatientRef,
                        position: int) -> dict[str, Any]:
+    """ORC + RXE (RDE^O11), or ORC + RXO (a pharmacy order sent as ORM^O01) -> MedicationRequest."""
     seps = rxe.seps
-    medication = cwe_field(rxe, 2)
+    layout = _RXO if rxe.name == "RXO" else _RXE
+    medication = cwe_field(rxe, layout.code)
     if medication is None:
-        raise TranslateError("RXE-2: give code missing")
+        what = "requested give code" if rxe.name == "RXO" else "give code"
+        raise TranslateError(f"{rxe.name}-{layout.code}: {what} missing")
     numbers = OrderNumbers(orc, None, ctx.facility)
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
@@ -184,20 +207,24 @@ def medication_request(orc: Segment | None, rxe: Segment, rxr: Segment | None, c
     if orc is not None and (requester := xcn_field(orc, 12, ctx.facility)):
         resource["requester"] = requester
     dosage: dict[str, Any] = {}
-    if instructions := cwe_field(rxe, 7):
+    if instructions := cwe_field(rxe, layout.instructions):
         dosage["text"] = instructions.get("text") or instructions["coding"][0]["code"]
-    if interval := part(first_repetition(rxe, 1), 2, seps):  # TQ.2 interval (v2.3-2.4 timing)
+    timing = first_repetition(rxe, layout.timing) if layout.timing else (
+        first_repetition(orc, 7) if orc is not None else [])  # TQ.2 interval (v2.3-2.4 timing; ORC-7 for RXO)
+    if interval := part(timing, 2, seps):
         dosage["timing"] = {"code": {"text": interval}}
     dosage.update(_route(rxr))
-    unit_rep = rxe[5].split(seps.repetition, 1)[0]
-    if dose := _dose(part(first_repetition(rxe, 3), 1, seps), part(first_repetition(rxe, 4), 1, seps), unit_rep, seps):
+    unit_rep = rxe[layout.units].split(seps.repetition, 1)[0]
+    if dose := _dose(part(first_repetition(rxe, layout.minimum), 1, seps),
+                     part(first_repetition(rxe, layout.maximum), 1, seps), unit_rep, seps):
         dosage["doseAndRate"] = [dose]
     if dosage:
         resource["dosageInstruction"] = [dosage]
     dispense: dict[str, Any] = {}
-    if amount := quantity(part(first_repetition(rxe, 10), 1, seps), rxe[11].split(seps.repetition, 1)[0], seps):
+    if amount := quantity(part(first_repetition(rxe, layout.dispense), 1, seps),
+                          rxe[layout.dispense_units].split(seps.repetition, 1)[0], seps):
         dispense["quantity"] = amount
-    refills = number(part(first_repetition(rxe, 12), 1, seps))
+    refills = number(part(first_repetition(rxe, layout.refills), 1, seps))
     if isinstance(refills, int) and refills >= 0:
         dispense["numberOfRepeatsAllowed"] = refills
     if dispense:
