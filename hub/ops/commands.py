@@ -167,6 +167,16 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) or not outcomes else 0
 
 
+def cmd_dlq_rebuild_ledger(settings: Settings, args: argparse.Namespace) -> int:
+    """Restore the replay ledger in Redis from the hssk.replay_of headers on the source topics."""
+    try:
+        found, restored = asyncio.run(dlq.rebuild_ledger(settings))
+    except DeliveryError as exc:
+        return _fail("dlq rebuild-ledger", exc.reason)
+    print(f"{found} replay{'' if found == 1 else 's'} found on the source topics, {restored} restored to the ledger")
+    return 0
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", help=f"the stage that failed: {', '.join(dlq.STAGE_SOURCES)}")
     parser.add_argument("--code", help=f"the DLQ reason code: {', '.join(dlq.CODES)}")
@@ -212,3 +222,6 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--force", action="store_true", help="replay even entries the ledger says were replayed")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_dlq_replay)
+
+    actions.add_parser("rebuild-ledger", help="restore the replay ledger (Redis) from the replays found on Kafka"
+                       ).set_defaults(func=cmd_dlq_rebuild_ledger)

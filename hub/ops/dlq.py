@@ -364,6 +364,16 @@ class RedisLedger:
     async def release(self, entry_id: str) -> None:
         await self._call("releasing a replay claim", self._redis.hdel(LEDGER_KEY, entry_id))
 
+    async def restore(self, found: dict[str, str]) -> int:
+        """Record replays found on Kafka that the ledger lacks or holds as unconfirmed; return how many."""
+        if not found:
+            return 0
+        known = await self.lookup(sorted(found))
+        missing = {i: note for i, note in found.items() if known.get(i, "pending").startswith("pending")}
+        if missing:
+            await self._call("restoring the replay ledger", self._redis.hset(LEDGER_KEY, mapping=missing))
+        return len(missing)
+
     async def lookup(self, entry_ids: list[str]) -> dict[str, str]:
         if not entry_ids:
             return {}
@@ -457,5 +467,58 @@ async def replayed(settings: Settings, found: list[Entry]) -> dict[str, str]:
     ledger = RedisLedger(settings.redis_url)
     try:
         return await ledger.lookup([e.id for e in found])
+    finally:
+        await ledger.close()
+
+
+async def replays_on_kafka(settings: Settings) -> dict[str, str]:
+    """Every replay the source topics hold (records with ``hssk.replay_of``): entry id -> ledger note.
+
+    Kafka is the source of truth, so the ledger is derived state: this rebuilds it after Redis lost it.
+    It reads the topics whole, so it is an operator's action, not part of every replay.
+    """
+    found: dict[str, str] = {}
+    for topic in sorted({t.name for t in STAGE_SOURCES.values()}):
+        found.update(await _replays_on(settings, topic))
+    return found
+
+
+async def _replays_on(settings: Settings, topic: str) -> dict[str, str]:
+    """One topic's replays (a consumer per topic: reassigning one consumer between scans lost records)."""
+    found: dict[str, str] = {}
+    consumer = _consumer(settings)
+    await _start(consumer, settings)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await partitions_of(consumer, topic))]
+        if not tps:
+            return found
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        todo = [tp for tp in tps if ends[tp] > starts[tp]]
+        for tp in todo:
+            consumer.seek(tp, starts[tp])
+        while todo:
+            for tp, records in (await consumer.getmany(*todo, timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    for name, value in record.headers or ():
+                        if name == REPLAY_HEADER:
+                            found[value.decode()] = f"{topic}/{record.partition}/{record.offset} rebuilt"
+            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"reading {topic}: {type(exc).__name__}") from exc
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def rebuild_ledger(settings: Settings) -> tuple[int, int]:
+    """Restore the replay ledger from Kafka; return (replays found, ledger entries restored)."""
+    found = await replays_on_kafka(settings)
+    ledger = RedisLedger(settings.redis_url)
+    try:
+        return len(found), await ledger.restore(found)
     finally:
         await ledger.close()

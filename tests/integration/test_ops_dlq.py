@@ -221,3 +221,30 @@ async def test_an_identity_failure_replays_into_events_canonical(hub_stack: Sett
     assert outcome["status"] == "replayed" and outcome["target"].startswith("events.canonical/")
     again = await wait_entry(hub_stack, lambda e: e.stage == "identity" and e.replay_of == entry.id)
     assert again.original == entry.original and again.key == entry.key
+
+
+async def test_the_replay_ledger_is_rebuilt_from_kafka_after_redis_loses_it(hub_stack: Settings) -> None:
+    """The ledger is derived state: with its entry gone, rebuild-ledger finds the replay by its header on
+    hl7v2.raw, and a further replay is skipped again."""
+    import redis.asyncio as aioredis
+
+    message = dft(BINH, "DLQ-LEDGER-1")
+    assert [r.code for r in await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])] == ["AA"]
+    entry = await wait_entry(hub_stack, lambda e: e.original == message and e.replay_of is None)
+    [outcome] = json.loads(ops_cli("dlq", "replay", entry.id, "--json").stdout)
+    assert outcome["status"] == "replayed"
+
+    client = aioredis.from_url(hub_stack.redis_url)
+    try:
+        assert await client.hdel(dlq.LEDGER_KEY, entry.id) == 1
+    finally:
+        await client.aclose()
+    [dry] = json.loads(ops_cli("dlq", "replay", entry.id, "--dry-run", "--json").stdout)
+    assert dry["status"] == "would-replay"  # without the ledger entry the hub would replay it again
+
+    rebuilt = ops_cli("dlq", "rebuild-ledger").stdout.strip()
+    found, restored = int(rebuilt.split()[0]), int(rebuilt.split(", ")[1].split()[0])
+    assert found >= 1 and restored == 1, rebuilt
+    [skipped] = json.loads(ops_cli("dlq", "replay", entry.id, "--json").stdout)
+    assert skipped["status"] == "skipped" and f"already replayed to {outcome['target']} rebuilt" == skipped["detail"]
+    assert ops_cli("dlq", "rebuild-ledger").stdout.strip().endswith(", 0 restored to the ledger")

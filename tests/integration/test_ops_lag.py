@@ -199,3 +199,15 @@ async def test_hub_status_lag_agrees_with_the_lag_module(hub_stack: Settings) ->
     assert {(g["group"], g["topic"], g["lag"]) for g in status["lag"]} == {
         (group, topic, 0) for group, topic in lag.ROLE_GROUPS.items()}
     assert all(set(g["partitions"]) == {str(p) for p in range(hub_stack.topic_partitions)} for g in status["lag"])
+
+
+async def test_groups_behind_at_different_points_of_one_partition_each_get_their_own_age(hub_stack: Settings) -> None:
+    topic = await _topic(hub_stack, 1)
+    await _produce(hub_stack, topic, {0: 10})
+    groups = {f"ops-lag-multi-{uuid.uuid4().hex[:6]}": n for n in (2, 6, 9)}
+    for group, n in groups.items():
+        await _consume_and_commit(hub_stack, group, topic, {0: n})
+    rows = {r.group: r for r in await lag.measure(hub_stack, list(groups))}
+    assert [rows[g].lag for g in groups] == [8, 4, 1]
+    ages = [rows[g].lag_seconds for g in groups]
+    assert all(a is not None and a > 0 for a in ages) and ages == sorted(ages, reverse=True)  # older offset, older
