@@ -23,9 +23,12 @@ class DurableProducer:
     (answering AR) and begins storing as soon as the broker is reachable.
     """
 
-    def __init__(self, settings: Settings, client_id: str) -> None:
+    def __init__(self, settings: Settings, client_id: str, max_batch_bytes: int = 16384) -> None:
         self._settings = settings
         self._client_id = client_id
+        # Per partition aiokafka holds one open batch and makes the next send wait while it drains, so bulk
+        # writers of kilobyte events need large batches; the listener's one-message writes do not.
+        self._max_batch_bytes = max_batch_bytes
         self._timeout = settings.ack_timeout_s
         self._producer: AIOKafkaProducer | None = None
 
@@ -40,6 +43,7 @@ class DurableProducer:
             # A short linger turns many concurrent ACK-waiting writes into one produce request: the broker's
             # cost is per request, and with acks=all + idempotence only one request is in flight at a time.
             linger_ms=self._settings.kafka_linger_ms,
+            max_batch_size=self._max_batch_bytes,
         )
 
     @property

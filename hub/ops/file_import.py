@@ -46,6 +46,7 @@ from hub.topics import DLQ, EMR_RAW, EVENTS_CANONICAL
 Progress = Callable[[str], None]
 _CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
 _ROW_CHUNK = 2000  # registry rows written together (three records each)
+_BULK_TIMEOUT_S = 30.0
 _PROGRESS_EVERY_S = 0.5
 
 
@@ -84,7 +85,10 @@ class Importer:
 
     def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
         self.settings = settings
-        self.producer = DurableProducer(settings, client_id="hssk-import")
+        # A bulk load, not a sender waiting for its ACK: a longer deadline per write and a short linger so
+        # thousands of writes in flight share produce requests.
+        bulk = replace(settings, ack_timeout_s=max(settings.ack_timeout_s, _BULK_TIMEOUT_S), kafka_linger_ms=5)
+        self.producer = DurableProducer(bulk, client_id="hssk-import", max_batch_bytes=1 << 20)
         self.progress = progress or (lambda _text: None)
         self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._listener: MllpListener | None = None
