@@ -115,10 +115,12 @@ def _minutes(amount: str, unit: str) -> int | None:
     return int(round(value * factor))
 
 
-def appointment(sch: Segment, ctx: Context, ref: PatientRef, resources: list[Segment]) -> dict[str, Any]:
+def appointment(sch: Segment, ctx: Context, ref: PatientRef, resources: list[Segment],
+                status: str | None = None) -> dict[str, Any]:
     """SCH (+ TQ1, AIS, AIG, AIL, AIP) -> Appointment. The start comes from TQ1-7, SCH-11.4 (v2.3-2.5 timing)
     or AIS-4; the end from TQ1-8, SCH-11.5, or start + duration (SCH-9/10, AIS-7/8). A booked appointment
-    without a start is a TranslateError (FHIR app-3)."""
+    without a start is a TranslateError (FHIR app-3). ``status`` overrides SCH-25 (the trigger says it:
+    a cancellation is cancelled whatever SCH-25 holds)."""
     seps = sch.seps
     placer, placer_ns = ei(sch, 1)
     filler, filler_ns = ei(sch, 2)
@@ -132,7 +134,7 @@ def appointment(sch: Segment, ctx: Context, ref: PatientRef, resources: list[Seg
     identifiers = [{"system": order_system(ns or ctx.facility) + "/appointment", "value": v}
                    for v, ns in ((placer, placer_ns), (filler, filler_ns)) if v]
     resource["identifier"] = identifiers
-    status = MAPS.appointment_status(part(first_repetition(sch, 25), 1, seps))
+    status = status or MAPS.appointment_status(part(first_repetition(sch, 25), 1, seps))
     resource["status"] = status
     if kind := cwe_field(sch, 8):
         resource["appointmentType"] = kind

@@ -366,8 +366,8 @@ def mdm_t02(ctx: Context) -> list[Envelope]:
 
 # --- SIU^S12 ------------------------------------------------------------------------------------------------
 
-def siu_s12(ctx: Context) -> list[Envelope]:
-    """New appointment booking: one Appointment from SCH and its resource segments."""
+def _schedule(ctx: Context, status: str | None) -> list[Envelope]:
+    """One Appointment from SCH and its resource segments (same id for every trigger about it)."""
     message = ctx.message
     sch, pid = message.first("SCH"), message.first("PID")
     if sch is None:
@@ -378,5 +378,30 @@ def siu_s12(ctx: Context) -> list[Envelope]:
     if (pv1 := message.first("PV1")) is not None:
         ref = _with_visit(ref, pv1, ctx)
     resources = [s for s in message.segments if s.name in ("TQ1", "AIS", "AIG", "AIL", "AIP")]
-    resource = appointment(sch, ctx, ref, resources)
+    resource = appointment(sch, ctx, ref, resources, status)
     return [ctx.event(resource, ref.subject, message.segments.index(sch), sensitivity.flags(resource))]
+
+
+def siu_s12(ctx: Context) -> list[Envelope]:
+    """New appointment booking (status from SCH-25, booked when empty)."""
+    return _schedule(ctx, None)
+
+
+def siu_s13(ctx: Context) -> list[Envelope]:
+    """Rescheduled: the same Appointment with its new time."""
+    return _schedule(ctx, None)
+
+
+def siu_s14(ctx: Context) -> list[Envelope]:
+    """Modified (resources, reason...): the same Appointment."""
+    return _schedule(ctx, None)
+
+
+def siu_s15(ctx: Context) -> list[Envelope]:
+    """Cancelled: the same Appointment, status cancelled."""
+    return _schedule(ctx, "cancelled")
+
+
+def siu_s17(ctx: Context) -> list[Envelope]:
+    """Deleted (booked in error): the same Appointment, entered-in-error."""
+    return _schedule(ctx, "entered-in-error")

@@ -59,6 +59,10 @@ TRANSLATORS: dict[tuple[str, str], Translator] = {
     ("PPR", "PC3"): messages.ppr_pc3,
     ("MDM", "T02"): messages.mdm_t02,
     ("SIU", "S12"): messages.siu_s12,
+    ("SIU", "S13"): messages.siu_s13,
+    ("SIU", "S14"): messages.siu_s14,
+    ("SIU", "S15"): messages.siu_s15,
+    ("SIU", "S17"): messages.siu_s17,
 }
 
 

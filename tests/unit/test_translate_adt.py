@@ -101,7 +101,8 @@ class TestDispatch:
                         "A40"}
         assert set(TRANSLATORS) == {("ADT", t) for t in adt_triggers} | {
             ("ORU", "R01"), ("OUL", "R22"), ("VXU", "V04"), ("ORM", "O01"), ("OML", "O21"), ("RDE", "O11"),
-            ("RDS", "O13"), ("PPR", "PC1"), ("PPR", "PC2"), ("PPR", "PC3"), ("MDM", "T02"), ("SIU", "S12")}
+            ("RDS", "O13"), ("PPR", "PC1"), ("PPR", "PC2"), ("PPR", "PC3"), ("MDM", "T02"), ("SIU", "S12"),
+            ("SIU", "S13"), ("SIU", "S14"), ("SIU", "S15"), ("SIU", "S17")}
 
     @pytest.mark.parametrize(("msh9", "reason"), [
         ("ADT^A09^ADT_A09", "unsupported message type ADT^A09"),

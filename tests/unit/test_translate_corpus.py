@@ -427,6 +427,11 @@ VALUES: list[tuple[str, int, str, Any]] = [
     ("siu_s12_ais_duration", 0, "payload.status", "pending"),
     ("siu_s12_ais_duration", 0, "payload.end", "2026-03-15T14:30:00+07:00"),
     ("siu_s12_international", 0, "payload.participant.1.actor.display", "Dr. Trần Hải"),
+    ("siu_s13_rescheduled", 0, "payload.start", "2026-03-06T09:00:00+07:00"),
+    ("siu_s13_rescheduled", 0, "payload.status", "booked"),
+    ("siu_s14_modified", 0, "payload.participant.1.actor.display", "PKNHI / P.TIEM / 1"),
+    ("siu_s15_cancelled", 0, "payload.status", "cancelled"),
+    ("siu_s17_deleted", 0, "payload.status", "entered-in-error"),
 ]
 
 

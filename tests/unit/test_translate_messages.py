@@ -73,6 +73,14 @@ class TestIds:
                         if p["resourceType"] == "Condition" and p["code"]["coding"][0]["code"] == "J18.9")
         assert payload("adt_a03_discharge_final_dx", "Condition")["id"] == admitted["id"]
 
+    def test_appointment_triggers_share_one_appointment(self) -> None:
+        """S12 booking, S13 reschedule and S15 cancellation about SCH-2 UMC-F-1 change one Appointment."""
+        booked, moved, cancelled = (payload(n, "Appointment") for n in (
+            "siu_s12_tq1_v26", "siu_s13_rescheduled", "siu_s15_cancelled"))
+        assert booked["id"] == moved["id"] == cancelled["id"]
+        assert (booked["start"], moved["start"]) == ("2026-03-05T08:00:00+07:00", "2026-03-06T09:00:00+07:00")
+        assert cancelled["status"] == "cancelled" and "start" not in cancelled
+
     def test_deleted_immunization_replaces_the_original(self) -> None:
         """RXA-21 D for the same patient, vaccine and time marks the same Immunization entered-in-error."""
         given, deleted = payload("vxu_v04_covid_dose2", "Immunization"), payload("vxu_v04_deleted", "Immunization")
