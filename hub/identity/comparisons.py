@@ -202,8 +202,14 @@ class Phone(Comparison):
         return 2 if sum(1 for i in range(10) if a.phone[i] != b.phone[i]) == 1 else 3
 
 
-def _jaccard(x: frozenset[str], y: frozenset[str]) -> float:
-    return len(x & y) / len(x | y) if x and y else 0.0
+def _jaccard(x: str, y: str) -> float:
+    """Word overlap of two address keys (``normalize.address_key``)."""
+    if not x or not y:
+        return 0.0
+    if x == y:
+        return 1.0
+    sx, sy = set(x.split()), set(y.split())
+    return len(sx & sy) / len(sx | sy)
 
 
 class Residence(Comparison):

@@ -154,7 +154,8 @@ class MatchModel:
             alias = True  # a birth-day row whose name is not the child's: written under a parent's name
         if alias:  # the name on a "Con của …" row is the mother's: it says nothing about the child
             levels[0] = levels[1] = levels[2] = 0
-        weights = [c.weight(a, b, lvl) for c, lvl in zip(self.comparisons, levels)]
+        weights = [c.weights[lvl] for c, lvl in zip(self.comparisons, levels)]
+        weights[2] = self.given.weight(a, b, levels[2])  # the only comparison whose weight depends on the value
         total = self.settings.prior_weight + sum(weights)
         flags: list[str] = []
         if levels[2] == 4:

@@ -6,6 +6,7 @@ string and integer equality with no parsing on the hot path.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from hub.identity import identifiers as ids
@@ -76,9 +77,9 @@ def prepare(rec: SourceRecord, index: int = 0) -> Prepared:
     return Prepared(
         index=index, record_id=rec.record_id, name=name, year=y, month=m, day=d,
         dob8=f"{y:04d}{m:02d}{d:02d}" if y and m and d else "", dob_default=(m, d) == (1, 1), sex=sex,
-        phone=norm.phone(rec.phone), ward=rec.ward.strip(), address=norm.address_tokens(rec.address),
+        phone=norm.phone(rec.phone), ward=sys.intern(rec.ward.strip()), address=norm.address_key(rec.address),
         cccd=pid.cccd, cccd_ok=cccd_ok, cmnd=pid.cmnd, passport=pid.passport, bhxh=ids.bhxh_number(rec.insurance),
         mrn_key=f"{rec.facility.strip()}|{rec.mrn.strip()}" if rec.mrn.strip() else "", infant=infant,
         birth_row=birth_row,
-        flags=tuple(flags),
+        flags=tuple(flags) if flags else (),
     )
