@@ -64,9 +64,11 @@ def _attachment(content: list[Segment]) -> dict[str, Any]:
     return attachment
 
 
-def document_reference(txa: Segment, content: list[Segment], ctx: Context, ref: PatientRef) -> dict[str, Any]:
-    """TXA -> DocumentReference: type TXA-2, masterIdentifier TXA-12, docStatus TXA-17, status TXA-19,
-    date TXA-6 (else TXA-4), authors TXA-9/TXA-5, content from the OBX segments."""
+def document_reference(txa: Segment, content: list[Segment], ctx: Context, ref: PatientRef,
+                       relation: str | None = None, status: str | None = None) -> dict[str, Any]:
+    """TXA -> DocumentReference: type TXA-2, masterIdentifier TXA-12, docStatus TXA-17, status TXA-19 (or
+    ``status``), date TXA-6 (else TXA-4), authors TXA-9/TXA-5, content from the OBX segments. ``relation``
+    (``appends`` for an addendum, ``replaces`` for a replacement) points at the parent document TXA-13."""
     seps = txa.seps
     kind = cwe_field(txa, 2)
     if kind is None:
@@ -79,7 +81,7 @@ def document_reference(txa: Segment, content: list[Segment], ctx: Context, ref: 
     }
     if number_:
         resource["masterIdentifier"] = {"system": document_system(namespace or ctx.facility), "value": number_}
-    resource["status"] = MAPS.document_availability(part(first_repetition(txa, 19), 1, seps))
+    resource["status"] = status or MAPS.document_availability(part(first_repetition(txa, 19), 1, seps))
     if doc_status := MAPS.document_status(part(first_repetition(txa, 17), 1, seps)):
         resource["docStatus"] = doc_status
     resource["type"] = kind
@@ -100,6 +102,11 @@ def document_reference(txa: Segment, content: list[Segment], ctx: Context, ref: 
     if not attachment:
         raise TranslateError("TXA/OBX: the document has neither content nor a title")
     resource["content"] = [{"attachment": attachment}]
+    parent, parent_ns = ei(txa, 13)
+    if relation and parent:
+        resource["relatesTo"] = [{"code": relation, "target": {
+            "reference": "DocumentReference/" + document_id(ctx.facility, f"document|{parent_ns or ctx.facility}|{parent}"),
+            "identifier": {"system": document_system(parent_ns or ctx.facility), "value": parent}}}]
     if ref.encounter:
         resource["context"] = {"encounter": [{"reference": ref.encounter}]}
     return resource

@@ -348,8 +348,8 @@ def ppr_pc3(ctx: Context) -> list[Envelope]:
 
 # --- MDM^T02 ------------------------------------------------------------------------------------------------
 
-def mdm_t02(ctx: Context) -> list[Envelope]:
-    """Original document notification and content: one DocumentReference, content from the OBX segments."""
+def _document(ctx: Context, relation: str | None = None, status: str | None = None) -> list[Envelope]:
+    """One DocumentReference from TXA, content from the OBX segments."""
     message = ctx.message
     pid, txa = message.first("PID"), message.first("TXA")
     if pid is None:
@@ -359,9 +359,39 @@ def mdm_t02(ctx: Context) -> list[Envelope]:
     ref, _ = _patient_ref(pid, ctx)
     if (pv1 := message.first("PV1")) is not None:
         ref = _with_visit(ref, pv1, ctx)
-    resource = document_reference(txa, message.all("OBX"), ctx, ref)
+    resource = document_reference(txa, message.all("OBX"), ctx, ref, relation, status)
     index = message.segments.index(txa)
     return [ctx.event(resource, ref.subject, index, sensitivity.flags(resource))]
+
+
+def mdm_t02(ctx: Context) -> list[Envelope]:
+    """Original document notification and content."""
+    return _document(ctx)
+
+
+def mdm_t04(ctx: Context) -> list[Envelope]:
+    """Document status change notification and content (e.g. now authenticated): the same document."""
+    return _document(ctx)
+
+
+def mdm_t06(ctx: Context) -> list[Envelope]:
+    """Addendum notification and content: a new document that appends to its parent (TXA-13)."""
+    return _document(ctx, relation="appends")
+
+
+def mdm_t08(ctx: Context) -> list[Envelope]:
+    """Edit notification and content: the same document, edited."""
+    return _document(ctx)
+
+
+def mdm_t10(ctx: Context) -> list[Envelope]:
+    """Replacement notification and content: a new document that replaces its parent (TXA-13)."""
+    return _document(ctx, relation="replaces")
+
+
+def mdm_t11(ctx: Context) -> list[Envelope]:
+    """Document cancel notification: the document is entered-in-error (no content; TXA-2 gives the title)."""
+    return _document(ctx, status="entered-in-error")
 
 
 # --- SIU^S12 ------------------------------------------------------------------------------------------------

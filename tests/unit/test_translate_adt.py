@@ -101,7 +101,8 @@ class TestDispatch:
                         "A40"}
         assert set(TRANSLATORS) == {("ADT", t) for t in adt_triggers} | {
             ("ORU", "R01"), ("OUL", "R22"), ("VXU", "V04"), ("ORM", "O01"), ("OML", "O21"), ("RDE", "O11"),
-            ("RDS", "O13"), ("PPR", "PC1"), ("PPR", "PC2"), ("PPR", "PC3"), ("MDM", "T02"), ("SIU", "S12"),
+            ("RDS", "O13"), ("PPR", "PC1"), ("PPR", "PC2"), ("PPR", "PC3"), ("MDM", "T02"), ("MDM", "T04"), ("MDM", "T06"), ("MDM", "T08"),
+            ("MDM", "T10"), ("MDM", "T11"), ("SIU", "S12"),
             ("SIU", "S13"), ("SIU", "S14"), ("SIU", "S15"), ("SIU", "S17")}
 
     @pytest.mark.parametrize(("msh9", "reason"), [

@@ -73,6 +73,22 @@ class TestIds:
                         if p["resourceType"] == "Condition" and p["code"]["coding"][0]["code"] == "J18.9")
         assert payload("adt_a03_discharge_final_dx", "Condition")["id"] == admitted["id"]
 
+    def test_document_lifecycle(self) -> None:
+        """T04 updates the T02 document; T06/T10 are new documents pointing at their parent; T11 cancels one."""
+        original, pdf = payload("mdm_t02_discharge_summary", "DocumentReference"), payload("mdm_t02_pdf", "DocumentReference")
+        authenticated = payload("mdm_t04_authenticated", "DocumentReference")
+        assert authenticated["id"] == pdf["id"] and authenticated["docStatus"] == "final"
+        addendum, replacement = (payload(n, "DocumentReference") for n in ("mdm_t06_addendum", "mdm_t10_replacement"))
+        assert addendum["relatesTo"][0]["code"] == "appends"
+        assert replacement["relatesTo"][0]["code"] == "replaces"
+        for doc in (addendum, replacement):
+            assert doc["relatesTo"][0]["target"]["reference"] == f"DocumentReference/{original['id']}"
+            assert doc["id"] != original["id"]
+        cancelled = payload("mdm_t11_cancel", "DocumentReference")
+        assert cancelled["id"] == addendum["id"] and cancelled["status"] == "entered-in-error"
+        assert cancelled["content"] == [{"attachment": {"title": "Giấy ra viện",
+                                                        "creation": "2026-02-13T08:50:00+07:00"}}]
+
     def test_appointment_triggers_share_one_appointment(self) -> None:
         """S12 booking, S13 reschedule and S15 cancellation about SCH-2 UMC-F-1 change one Appointment."""
         booked, moved, cancelled = (payload(n, "Appointment") for n in (
