@@ -29,9 +29,14 @@ def now_received_at() -> str:
     return datetime.now(VN_TZ).isoformat(timespec="milliseconds")
 
 
+_MLLP_FRAMING = bytes.maketrans(b"\x0b\x1c", b"\r\r")
+
+
 def read_file(path: Path, charset: str) -> list[str]:
-    """The decoded messages of one file; OSError or ParseError when it cannot be read at all."""
-    return split_messages(decode(path.read_bytes(), charset))
+    """The decoded messages of one file; OSError or ParseError when it cannot be read at all. Captures of an
+    MLLP stream (start 0x0B, end 0x1C 0x0D around each message) are read too: the framing becomes segment
+    breaks."""
+    return split_messages(decode(path.read_bytes().translate(_MLLP_FRAMING), charset))
 
 
 def _control_id(message: str) -> str:

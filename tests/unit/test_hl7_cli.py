@@ -71,6 +71,16 @@ class TestTranslate:
         assert errors[0].startswith(f"{tmp_path / 'missing.hl7'}: cannot read: ")
         assert errors[1] == f"{bad}: cannot read: bytes 16-17 are not valid utf-8"
 
+    def test_mllp_capture(self, tmp_path: Path) -> None:
+        """A file captured from an MLLP stream (0x0B ... 0x1C 0x0D per message) translates message by message."""
+        one = (CORPUS / "adt_a04_emergency.hl7").read_bytes()
+        two = (CORPUS / "vxu_v04_covid_dose2.hl7").read_bytes()
+        path = tmp_path / "capture.bin"
+        path.write_bytes(b"\x0b" + one + b"\x1c\r\x0b" + two + b"\x1c\r")
+        status, events, errors = run_translate(path)
+        assert (status, errors) == (0, [])
+        assert [e["type"] for e in events] == ["patient.updated", "encounter.recorded", "immunization.recorded"]
+
     def test_charset(self, tmp_path: Path) -> None:
         """--charset decodes legacy files (Windows-1258) before translating."""
         path = tmp_path / "cp1258.hl7"
