@@ -14,11 +14,9 @@ from connectors.hl7v2.datatypes import (
 from connectors.hl7v2.ids import encounter_id, patient_id, related_person_id
 from connectors.hl7v2.maps import MAPS
 from connectors.hl7v2.parse import Segment, Separators
-from hub.envelope import SYSTEM_BHYT, VN_FHIR_BASE, Identifier, Subject
+from hub.envelope import SYSTEM_BHXH, SYSTEM_BHYT, VN_FHIR_BASE, Identifier, Subject
 from hub.errors import TranslateError
 
-# The 10-digit lifelong social-insurance number: the last 10 characters of a BHYT card.
-SYSTEM_BHXH = f"{VN_FHIR_BASE}/sid/bhxh_number"
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 V2_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
