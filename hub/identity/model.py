@@ -5,13 +5,16 @@ every blocked pair. A decision is ``link``, ``review`` or ``new``, with its matc
 of each comparison's log2 Bayes factor), the rule that decided it and the flags raised on the way.
 
 Rules, in order:
+0. Names written for a newborn ("Con của <mother>", or a row seen on the day of birth whose name is not the
+   child's own) are the parent's: the three name comparisons count as null for that pair.
 1. Vetoes, which no score overrides into a link: the given names differ outright (twins, siblings, a
    newborn's row under the mother's name against the child's own rows); the birth dates differ outright
    (mother against the newborn recorded under her name); a newborn's row against an older person's.
 2. Strong identifier agrees (CCCD consistent with both records, BHXH number, CMND, passport, facility+MRN):
-   link — unless a veto fired, then review (one CCCD claimed by two clearly different people).
+   link — unless a veto fired, then review (one CCCD claimed by two clearly different people). A CCCD that
+   contradicts its own record's sex or birth year is no strong identifier: it only adds a smaller weight.
 3. Otherwise the match weight against the link and review thresholds; a vetoed pair can reach review, never
-   link.
+   link — and a vetoed pair whose two valid strong identifiers differ is new (clearly two people).
 """
 
 from __future__ import annotations
