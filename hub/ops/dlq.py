@@ -404,11 +404,28 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def ledger_keys(entry: Entry) -> list[str]:
+    """The ledger keys of an entry: its own id, and the source record it failed on (``src:<topic/p/o>``).
+
+    The second catches two entries for one source record (a stage that crashed after dead-lettering and
+    before committing dead-letters the record again when it is redelivered): only one of them is replayed.
+    """
+    return [entry.id] + ([f"src:{entry.source}"] if entry.source_topic is not None else [])
+
+
+def _skip_reason(held: str, topic: str, key: str, entry_id: str) -> str:
+    if held.startswith("pending"):
+        return f"an earlier replay did not confirm ({held}); check {topic} or use --force"
+    if key != entry_id:
+        return f"its source record {key[4:]} was already replayed to {held}"
+    return f"already replayed to {held}"
+
+
 async def replay_entries(found: list[Entry], secret: bytes, ledger: Ledger, writer: Writer | None, *,
                          force: bool = False) -> list[Outcome]:
     """Replay each entry once: claim it in the ledger, write it, confirm where it went (``writer`` None: dry run).
 
-    A write that fails releases the claim, so the entry can be replayed later; a claim already held is
+    A write that fails releases the claims, so the entry can be replayed later; a claim already held is
     reported as skipped (``force`` replays anyway: downstream event ids still absorb the duplicate).
     """
     outcomes: list[Outcome] = []
@@ -418,26 +435,36 @@ async def replay_entries(found: list[Entry], secret: bytes, ledger: Ledger, writ
         except ValueError as exc:
             outcomes.append(Outcome(item.id, "failed", "-", str(exc)))
             continue
+        keys = ledger_keys(item)
         if writer is None:
-            done = (await ledger.lookup([item.id])).get(item.id)
-            outcomes.append(Outcome(item.id, "skipped" if done and not force else "would-replay",
-                                    record.topic.name, f"already replayed: {done}" if done else ""))
+            done = await ledger.lookup(keys)
+            key = next((k for k in keys if k in done), None)
+            outcomes.append(Outcome(item.id, "skipped" if key and not force else "would-replay", record.topic.name,
+                                    _skip_reason(done[key], record.topic.name, key, item.id) if key else ""))
             continue
-        held = await ledger.claim(item.id, f"pending {_now()}")
+        claimed, held, held_key = [], None, ""
+        for key in keys:
+            held = await ledger.claim(key, f"pending {_now()}")
+            if held is not None:
+                held_key = key
+                break
+            claimed.append(key)
         if held is not None and not force:
-            detail = (f"an earlier replay did not confirm ({held}); check {record.topic.name} or use --force"
-                      if held.startswith("pending") else f"already replayed to {held}")
-            outcomes.append(Outcome(item.id, "skipped", record.topic.name, detail))
+            for key in claimed:
+                await ledger.release(key)
+            outcomes.append(Outcome(item.id, "skipped", record.topic.name,
+                                    _skip_reason(held, record.topic.name, held_key, item.id)))
             continue
         try:
             partition, offset = await writer.write(record.topic.name, record.value, record.key, record.headers)
         except DeliveryError as exc:
-            if held is None:
-                await ledger.release(item.id)
+            for key in claimed:
+                await ledger.release(key)
             outcomes.append(Outcome(item.id, "failed", record.topic.name, exc.reason))
             continue
         where = f"{record.topic.name}/{partition}/{offset}"
-        await ledger.confirm(item.id, f"{where} {_now()}")
+        for key in keys:
+            await ledger.confirm(key, f"{where} {_now()}")
         outcomes.append(Outcome(item.id, "replayed", where, "forced" if held is not None else ""))
     return outcomes
 

@@ -125,14 +125,16 @@ def test_unknown_entries_are_a_clear_not_found(hub_stack: Settings) -> None:
     assert bad.returncode == 2 and "unknown stage 'translator'" in bad.stderr
 
 
-async def _dead_letter_of_a_since_fixed_bug(settings: Settings, message: bytes, p: Person) -> tuple[str, bytes, dict]:
+async def _dead_letter_of_a_since_fixed_bug(settings: Settings, message: bytes, p: Person, control_id: str = "DLQ-FIX-1",
+                                           source_offset: int = 987654, reason: str = "PV1-44 mapping bug"
+                                           ) -> tuple[str, bytes, dict]:
     """A translate-stage entry for a message that translates now, as if a mapping bug had since been fixed."""
     key = keyed_hash(settings.pseudonym_key, p.facility, p.mrn).encode()
-    headers = {"hl7.message_type": b"ADT", "hl7.trigger": b"A01", "hl7.control_id": b"DLQ-FIX-1",
+    headers = {"hl7.message_type": b"ADT", "hl7.trigger": b"A01", "hl7.control_id": control_id.encode(),
                "hl7.sending_facility": p.facility.encode(), "charset": b"utf-8",
                "received_at": b"2026-11-22T08:30:00.000+07:00"}
-    out = dead_letter("translate", Incoming(key, message, headers, HL7V2_RAW.name, 0, 987654, time.time()),
-                      TranslateError("simulated: PV1-44 mapping bug, since fixed"))
+    out = dead_letter("translate", Incoming(key, message, headers, HL7V2_RAW.name, 0, source_offset, time.time()),
+                      TranslateError(f"simulated: {reason}, since fixed"))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -236,7 +238,7 @@ async def test_the_replay_ledger_is_rebuilt_from_kafka_after_redis_loses_it(hub_
 
     client = aioredis.from_url(hub_stack.redis_url)
     try:
-        assert await client.hdel(dlq.LEDGER_KEY, entry.id) == 1
+        assert await client.hdel(dlq.LEDGER_KEY, *dlq.ledger_keys(entry)) == 2  # its id and its source record
     finally:
         await client.aclose()
     [dry] = json.loads(ops_cli("dlq", "replay", entry.id, "--dry-run", "--json").stdout)
@@ -248,3 +250,20 @@ async def test_the_replay_ledger_is_rebuilt_from_kafka_after_redis_loses_it(hub_
     [skipped] = json.loads(ops_cli("dlq", "replay", entry.id, "--json").stdout)
     assert skipped["status"] == "skipped" and f"already replayed to {outcome['target']} rebuilt" == skipped["detail"]
     assert ops_cli("dlq", "rebuild-ledger").stdout.strip().endswith(", 0 restored to the ledger")
+
+
+async def test_two_entries_for_one_source_record_are_replayed_once(hub_stack: Settings) -> None:
+    """A stage that crashed after dead-lettering and before committing dead-letters the record again: both
+    entries name the same source record, and a replay of both writes it once."""
+    chau = Person(cccd="079196008899", family="Châu", middle="Ngọc", given="Trâm", birth_date="19960606", sex="F",
+                  mrn="BN-DLQ-TRAM", facility="79012", phone="0977888999")
+    message = adt(chau, "A01", "DLQ-TWICE-1")
+    first, _, _ = await _dead_letter_of_a_since_fixed_bug(hub_stack, message, chau, "DLQ-TWICE-1", 987700,
+                                                          "OBX mapping bug twice")
+    second, _, _ = await _dead_letter_of_a_since_fixed_bug(hub_stack, message, chau, "DLQ-TWICE-1", 987700,
+                                                           "OBX mapping bug twice")
+    outcomes = json.loads(ops_cli("dlq", "replay", "--reason", "OBX mapping bug twice", "--json").stdout)
+    assert {o["entry"]: o["status"] for o in outcomes} == {first: "replayed", second: "skipped"}
+    assert "its source record hl7v2.raw/0/987700 was already replayed" in outcomes[1]["detail"]
+    await wait_until_idle(hub_stack)
+    assert len([r for r in await read_all(hub_stack, HL7V2_RAW.name) if r.value == message]) == 1

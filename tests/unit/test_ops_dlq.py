@@ -279,3 +279,30 @@ class TestReplayOnce:
         writer = MemoryWriter()
         outcomes = await dlq.replay_entries([broken, self.ENTRY], SECRET, MemoryLedger(), writer)
         assert [o.status for o in outcomes] == ["failed", "replayed"] and len(writer.written) == 1
+
+
+class TestOneReplayPerSourceRecord:
+    """Two entries for one source record (dead-lettered again after a crash before the commit): one replay."""
+
+    FIRST = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), RAW_HEADERS), offset=7))
+    AGAIN = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), RAW_HEADERS), offset=8))
+
+    def test_ledger_keys(self) -> None:
+        assert ["1/7", "src:hl7v2.raw/3/42"] == dlq.ledger_keys(self.FIRST)
+        ingest = dlq.parse_entry(record(orjson.dumps({"stage": "ingest", "code": "parse", "reason": "x",
+                                                      "original": ""})))
+        assert ["1/7"] == dlq.ledger_keys(ingest)
+
+    async def test_the_second_entry_of_a_source_record_is_skipped(self) -> None:
+        ledger, writer = MemoryLedger(), MemoryWriter()
+        outcomes = await dlq.replay_entries([self.FIRST, self.AGAIN], SECRET, ledger, writer)
+        assert [o.status for o in outcomes] == ["replayed", "skipped"] and len(writer.written) == 1
+        assert "its source record hl7v2.raw/3/42 was already replayed to hl7v2.raw/2/0" in outcomes[1].detail
+        assert "1/8" not in ledger.notes  # the skipped entry's own claim is given back
+        [dry] = await dlq.replay_entries([self.AGAIN], SECRET, ledger, None)
+        assert dry.status == "skipped" and "source record" in dry.detail
+
+    async def test_a_failed_write_gives_back_every_claim(self) -> None:
+        ledger = MemoryLedger()
+        await dlq.replay_entries([self.FIRST], SECRET, ledger, MemoryWriter(fail=True))
+        assert ledger.notes == {}
