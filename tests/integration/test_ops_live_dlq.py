@@ -27,7 +27,7 @@ from hub.synthetic import Person, adt
 from hub.topics import DLQ, EVENTS_CANONICAL, HL7V2_RAW, RECORD_CHANGES
 from tests.conftest import TEST_ENV
 from tests.integration.kafka_tools import wait_until_idle
-from tests.integration.test_ops_lag import OPS_RUNNER, ops_cli
+from tests.integration.test_ops_live_lag import OPS_RUNNER, ops_cli
 from tests.integration.test_thin_path import citizen_of, load_record
 
 pytestmark = pytest.mark.integration
