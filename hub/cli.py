@@ -11,6 +11,7 @@ import orjson
 
 from hub import logging as hub_logging
 from hub.errors import DeliveryError, ParseError
+from hub.ops.local import ROLES
 from hub.settings import REPO_ROOT, Settings
 
 DEMO_FILE = REPO_ROOT / "deploy" / "local" / "demo" / "adt-demo.hl7"
@@ -42,6 +43,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  MLLP (HL7 v2)  {settings.mllp_host}:{settings.mllp_port}")
     print(f"  Kafka          {settings.kafka_bootstrap}")
     print(f"  Redis          {settings.redis_url}")
+    print(f"  Record API     http://{settings.api_host}:{settings.api_port} (tokens: hub api token issue)")
     print(f"  roles          {', '.join(local.ROLES)} (logs in {settings.state_dir / 'logs'})")
     return 0
 
@@ -140,6 +142,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         from connectors.mllp import service
 
         service.run(settings)
+        return 0
+    if args.role == "api":
+        from hub.api import service as api_service
+
+        api_service.run(settings)
         return 0
     import importlib
 
@@ -276,9 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--dry-run", action="store_true", help="translate and count, publish nothing")
     rt.set_defaults(func=cmd_retranslate)
 
+    from hub.api.commands import add_api_commands
     from hub.ops.commands import add_ops_commands
 
     add_ops_commands(sub)
+    add_api_commands(sub)
 
     rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")
     who = rec.add_mutually_exclusive_group(required=True)
@@ -291,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_demo)
 
     run = sub.add_parser("run", help="run one role in the foreground (what `hub up` starts)")
-    run.add_argument("role", choices=["mllp", "translator", "identity", "record", "fanout"])
+    run.add_argument("role", choices=list(ROLES))
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser("topics", help="topic catalogue operations")

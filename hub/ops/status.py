@@ -94,6 +94,8 @@ async def wait_ready(settings: Settings, roles: tuple[str, ...], timeout_s: floa
                     continue
                 if role == "mllp":
                     ready = port_open(settings.mllp_host, settings.mllp_port)
+                elif role == "api":
+                    ready = port_open(settings.api_host, settings.api_port)
                 else:
                     ready = await group_is_stable(admin, group_of(role))
                 if ready:
@@ -114,7 +116,8 @@ async def collect(settings: Settings) -> Status:
     status.services["redis"] = {"up": port_open(redis_host, int(redis_port)), "address": redis_addr}
     for role in local.ROLES:
         pid = local.role_pid(settings, role)
-        address = f"{settings.mllp_host}:{settings.mllp_port}" if role == "mllp" else f"group {group_of(role)}"
+        address = (f"{settings.mllp_host}:{settings.mllp_port}" if role == "mllp" else
+                   f"http://{settings.api_host}:{settings.api_port}" if role == "api" else f"group {group_of(role)}")
         status.roles[role] = {"up": pid is not None, "pid": pid, "address": address}
     if status.services["kafka"]["up"]:
         try:

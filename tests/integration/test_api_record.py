@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 NHUNG = Person(cccd="079192006688", family="Đặng", middle="Thị Hồng", given="Nhung", birth_date="19920815",
                sex="F", mrn="BN260815", facility="79048", phone="0909111222")
-KHOA = Person(cccd="079088003344", family="Bùi", middle="Đức", given="Khoa", birth_date="19880101",
+KHOA = Person(cccd="079088007711", family="Bùi", middle="Đức", given="Khoa", birth_date="19880101",
               sex="M", mrn="BN880101", facility="79033", phone="0912333444")
 BURST = 20
 
