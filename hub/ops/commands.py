@@ -86,6 +86,16 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("dlq list", str(exc))
     except DeliveryError as exc:
         return _fail("dlq list", exc.reason)
+    if args.summary:
+        rows = dlq.counts(found)
+        if args.json:
+            _print_json([{"stage": stage, "code": code, "entries": n} for stage, code, n in rows])
+        else:
+            print(f"{'STAGE':<10} {'CODE':<10} ENTRIES")
+            for stage, code, n in rows:
+                print(f"{stage:<10} {code:<10} {n:>7}")
+            print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}")
+        return 0
     try:
         done = asyncio.run(dlq.replayed(settings, found))
     except DeliveryError as exc:  # the list is still useful without the ledger
@@ -206,6 +216,7 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("list", help="entries with stage, reason code, facility and source coordinates")
     _add_filters(ls)
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--summary", action="store_true", help="count the entries by stage and reason code instead")
     ls.set_defaults(func=cmd_dlq_list)
 
     sh = actions.add_parser("show", help="one entry with its original bytes decoded (prints personal data)")

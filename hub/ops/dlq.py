@@ -268,6 +268,14 @@ async def entry(settings: Settings, entry_id: EntryId) -> Entry:
         await consumer.stop()
 
 
+def counts(found: list[Entry]) -> list[tuple[str, str, int]]:
+    """Entries per (stage, code), most first: the "DLQ by reason" view of a dashboard."""
+    tally: dict[tuple[str, str], int] = {}
+    for e in found:
+        tally[(e.stage, e.code)] = tally.get((e.stage, e.code), 0) + 1
+    return sorted(((stage, code, n) for (stage, code), n in tally.items()), key=lambda row: (-row[2], row[0], row[1]))
+
+
 def decode_original(entry: Entry) -> str:
     """The original bytes for reading: HL7 as text (its charset, segments on lines), events as indented JSON."""
     raw = entry.original

@@ -98,6 +98,9 @@ async def test_a_translation_failure_is_listed_with_filters_and_shown_with_its_b
                   ["--until", iso(since_ms)], ["--since", "2099-01-01"]):
         assert entry.id not in ids(*other), other
 
+    summary = json.loads(ops_cli("dlq", "list", "--summary", "--json", "--facility", "79033").stdout)
+    assert {"stage": "translate", "code": "translate", "entries": len(ids("--facility", "79033", "--stage", "translate",
+                                                                           "--code", "translate"))} in summary
     table = ops_cli("dlq", "list", "--stage", "translate", "--facility", "79033").stdout.splitlines()
     [line] = [row for row in table if row.startswith(entry.id + " ")]
     assert line.split()[2:7] == ["translate", "translate", "79033", listed["source"], "no"]

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from hub.envelope import Envelope, Source, Subject, event_id
-from hub.errors import DeliveryError, TranslateError
+from hub.errors import DeliveryError, IdentityError, TranslateError
 from hub.ops import dlq
 from hub.pseudonym import keyed_hash
 from hub.stream.app import Incoming, dead_letter
@@ -306,3 +306,12 @@ class TestOneReplayPerSourceRecord:
         ledger = MemoryLedger()
         await dlq.replay_entries([self.FIRST], SECRET, ledger, MemoryWriter(fail=True))
         assert ledger.notes == {}
+
+
+def test_counts_by_stage_and_code_most_first() -> None:
+    entries = [dlq.parse_entry(record(letter(stage, HL7, exc), offset=i)) for i, (stage, exc) in enumerate([
+        ("translate", TranslateError("a")), ("identity", IdentityError("b")), ("translate", TranslateError("c")),
+        ("translate", KeyError("PID"))])]
+    assert [("translate", "translate", 2), ("identity", "identity", 1), ("translate", "internal", 1)] == dlq.counts(
+        entries)
+    assert [] == dlq.counts([])
