@@ -197,32 +197,30 @@ class Importer:
     async def _publish_rows(self, rows: list[Row], path: Path, report: FileReport, received_at: str) -> None:
         secret = self.settings.pseudonym_key
         mapped: list[tuple[Row, list[Envelope]]] = []
-        writes = []
         for row in rows:
             report.read += 1
             try:
                 translation = translate_row(row.fields, received_at=received_at)
             except HubError as exc:
-                writes.append(self._bad_row(row.line, exc.code, exc.reason, row.original, path, report))
+                await self._bad_row(row.line, exc.code, exc.reason, row.original, path, report)
                 continue
             mapped.append((row, translation.events))
             for column in translation.dropped:
                 report.notes[f"{column} left out: not a valid number"] += 1
-        where = await asyncio.gather(*(
-            self.producer.write(EMR_RAW.name, row.original,
-                                keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
-                                [("source_system", b"registry"), ("file", path.name.encode()),
-                                 ("line", str(row.line).encode())])
-            for row, _ in mapped))
-        for (_, events), (partition, offset) in zip(mapped, where):
+        where = await self.producer.write_many([
+            (EMR_RAW.name, row.original,
+             keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
+             [("source_system", b"registry"), ("file", path.name.encode()), ("line", str(row.line).encode())])
+            for row, _ in mapped])
+        events = []
+        for (_, row_events), (partition, offset) in zip(mapped, where):
             coords = RawCoordinates(EMR_RAW.name, partition, offset)
-            for event in events:
+            for event in row_events:
                 located = replace(event, source=replace(event.source, raw=coords))
-                writes.append(self.producer.write(EVENTS_CANONICAL.name, located.to_json(),
-                                                  _patient_key(secret, located)))
-            report.events += len(events)
+                events.append((EVENTS_CANONICAL.name, located.to_json(), _patient_key(secret, located), ()))
             report.accepted += 1
-        await asyncio.gather(*writes)
+        await self.producer.write_many(events)
+        report.events += len(events)
         self._tick(report)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
