@@ -132,6 +132,9 @@ async def measure(settings: Settings, groups: Iterable[str] | None = None, *, se
         await consumer.start()
         names = sorted(set(groups)) if groups is not None else await _group_names(admin)
         committed = {g: await _committed(admin, consumer, g) for g in names}
+        existing = {t: await partitions_of(consumer, t) for t in {tp.topic for c in committed.values() for tp in c}}
+        # Offsets a group committed on a topic since deleted are not lag: nothing is left to read.
+        committed = {g: {tp: o for tp, o in c.items() if tp.partition in existing[tp.topic]} for g, c in committed.items()}
         tps = sorted({tp for by_tp in committed.values() for tp in by_tp})
         if not tps:
             return []

@@ -211,3 +211,24 @@ async def test_groups_behind_at_different_points_of_one_partition_each_get_their
     assert [rows[g].lag for g in groups] == [8, 4, 1]
     ages = [rows[g].lag_seconds for g in groups]
     assert all(a is not None and a > 0 for a in ages) and ages == sorted(ages, reverse=True)  # older offset, older
+
+
+async def test_offsets_left_on_a_deleted_topic_do_not_break_the_measurement(hub_stack: Settings) -> None:
+    topic = await _topic(hub_stack, 1)
+    group = f"ops-lag-gone-{uuid.uuid4().hex[:6]}"
+    await _produce(hub_stack, topic, {0: 3})
+    await _consume_and_commit(hub_stack, group, topic, {0: 1})
+    admin = AIOKafkaAdminClient(bootstrap_servers=hub_stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = await lag.measure(hub_stack)
+        if not [r for r in rows if r.group == group]:
+            break
+        await asyncio.sleep(0.5)
+    assert not [r for r in rows if r.group == group]
+    assert {r.group for r in rows} >= set(lag.ROLE_GROUPS)
