@@ -27,7 +27,7 @@ from hub.synthetic import Person, adt
 from hub.topics import DLQ, EVENTS_CANONICAL, HL7V2_RAW, RECORD_CHANGES
 from tests.conftest import TEST_ENV
 from tests.integration.kafka_tools import wait_until_idle
-from tests.integration.test_ops_live_lag import OPS_RUNNER, ops_cli
+from tests.integration.test_ops_live_lag import HUB, ops_cli
 from tests.integration.test_thin_path import citizen_of, load_record
 
 pytestmark = pytest.mark.integration
@@ -109,7 +109,7 @@ async def test_a_translation_failure_is_listed_with_filters_and_shown_with_its_b
     assert f"stage:      translate" in shown and f"source:     {listed['source']}" in shown
     assert "target:     hl7v2.raw (where a replay writes)" in shown and "header:     hl7.control_id=DLQ-INT-1" in shown
     assert "PID|1||BN-DLQ-HOA^^^79033^MR||Lý^Hoa^Thị" in shown  # the original, decoded, one segment a line
-    raw = subprocess.run([sys.executable, "-c", OPS_RUNNER, "dlq", "show", entry.id, "--raw"],
+    raw = subprocess.run([*HUB, "dlq", "show", entry.id, "--raw"],
                          env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, capture_output=True, timeout=60)
     assert raw.returncode == 0 and raw.stdout == message
     as_json = json.loads(ops_cli("dlq", "show", entry.id, "--json").stdout)

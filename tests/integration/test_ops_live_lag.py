@@ -19,23 +19,17 @@ from aiokafka.structs import OffsetAndMetadata
 
 from hub.ops import lag
 from hub.settings import REPO_ROOT, Settings
-from tests.conftest import TEST_ENV
+from tests.conftest import TEST_ENV, hub_cli
 from tests.integration.kafka_tools import wait_until_idle
 
 pytestmark = pytest.mark.integration
 
-OPS_RUNNER = ("import argparse,sys; from hub.settings import Settings; from hub.ops.commands import add_ops_commands; "
-              "p=argparse.ArgumentParser(); s=p.add_subparsers(dest='c', required=True); add_ops_commands(s); "
-              "a=p.parse_args(sys.argv[1:]); sys.exit(a.func(Settings.from_env(), a))")
+HUB = (sys.executable, "-m", "hub.cli")
 
 
 def ops_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`hub lag|dlq ...` against the test stack (hub.ops.commands, until hub.cli registers them)."""
-    proc = subprocess.run([sys.executable, "-c", OPS_RUNNER, *args], env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"hub {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    """`hub lag|dlq ...` against the test stack."""
+    return hub_cli(*args, check=check, timeout=timeout)
 
 
 async def _topic(settings: Settings, partitions: int) -> str:
@@ -149,7 +143,7 @@ async def test_metrics_text_reports_the_roles_caught_up_and_the_dlq_size(hub_sta
 
 
 def test_hub_lag_watch_repeats_until_interrupted(hub_stack: Settings) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", OPS_RUNNER, "lag", "--watch", "0.3", "--group", "hssk-translator"],
+    proc = subprocess.Popen([*HUB, "lag", "--watch", "0.3", "--group", "hssk-translator"],
                             env={**os.environ, **TEST_ENV}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -166,7 +160,7 @@ def test_the_lag_exporter_serves_metrics_over_http(hub_stack: Settings) -> None:
     import urllib.request
 
     port = hub_stack.lag_exporter_port
-    proc = subprocess.Popen([sys.executable, "-c", OPS_RUNNER, "lag", "--serve"], env={**os.environ, **TEST_ENV},
+    proc = subprocess.Popen([*HUB, "lag", "--serve"], env={**os.environ, **TEST_ENV},
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -192,8 +186,6 @@ def test_the_lag_exporter_serves_metrics_over_http(hub_stack: Settings) -> None:
 
 async def test_hub_status_lag_agrees_with_the_lag_module(hub_stack: Settings) -> None:
     """`hub status` still reports each role's total lag (now measured by hub.ops.lag)."""
-    from tests.conftest import hub_cli
-
     await wait_until_idle(hub_stack)
     status = json.loads(hub_cli("status", "--json").stdout)
     assert {(g["group"], g["topic"], g["lag"]) for g in status["lag"]} == {
