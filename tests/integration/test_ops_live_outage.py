@@ -1,0 +1,44 @@
+"""With Kafka stopped, `hub lag` and `hub dlq` fail at once with one clear line (exit 2), the lag exporter
+answers 503; with Kafka back, lag is measured again and returns to zero."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hub.ops import lag
+from hub.ops.exporter import build_app
+from hub.ops.local import STACK_SCRIPT
+from hub.settings import Settings
+from tests.conftest import TEST_ENV, hub_cli
+from tests.integration.kafka_tools import wait_until_idle
+
+pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
+
+
+def _stack(command: str) -> int:
+    """stack.sh on this session's own stack (its state folder and ports), nothing else."""
+    return subprocess.call(["bash", str(STACK_SCRIPT), command], env={**os.environ, **TEST_ENV})
+
+
+async def test_ops_commands_say_kafka_is_down_and_lag_recovers(hub_stack: Settings) -> None:
+    await wait_until_idle(hub_stack)
+    assert _stack("stop-kafka") == 0
+    try:
+        for args in (["lag"], ["lag", "--prometheus"], ["dlq", "list", "--stage", "translate"], ["dlq", "show", "0/0"],
+                     ["dlq", "replay", "0/0"], ["dlq", "rebuild-ledger"]):
+            proc = hub_cli(*args, check=False, timeout=60)
+            assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+            assert f"Kafka at {hub_stack.kafka_bootstrap} is not reachable" in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr and proc.stdout == ""
+        async with TestClient(TestServer(build_app(hub_stack))) as client:
+            response = await client.get("/metrics")
+            assert response.status == 503 and "is not reachable" in await response.text()
+    finally:
+        assert _stack("start-kafka") == 0
+    await wait_until_idle(hub_stack, timeout_s=120)
+    rows = await lag.measure(hub_stack, lag.ROLE_GROUPS)
+    assert {r.group for r in rows} == set(lag.ROLE_GROUPS) and all(r.lag == 0 for r in rows)
