@@ -44,23 +44,25 @@ def _peak_mb() -> float:
 # -- engines (run in a child process) --------------------------------------------------------------------
 
 def run_ours(input_path: Path, output: Path) -> dict:
-    from hub.identity.linkage import citizen_ids, link_prepared
+    from hub.identity.linkage import citizen_ids, link_prepared, paused_gc
     from hub.identity.records import prepare
     from hub.identity.registry import read_records
     from hub.settings import Settings
 
     started = time.perf_counter()
-    with open(input_path, encoding="utf-8-sig", newline="") as f:
-        prepared = [prepare(r, i) for i, r in enumerate(read_records(f))]
-    read_s = time.perf_counter() - started
-    result = link_prepared(prepared)
+    with paused_gc():  # as hub link runs it
+        with open(input_path, encoding="utf-8-sig", newline="") as f:
+            prepared = [prepare(r, i) for i, r in enumerate(read_records(f))]
+        read_s = time.perf_counter() - started
+        result = link_prepared(prepared)
     ids = citizen_ids(result, prepared, Settings().pseudonym_key)
     with open(output, "w", encoding="utf-8", newline="") as out:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(("record_id", "citizen_id"))
         w.writerows(zip(result.record_ids, ids))
     return {"seconds": time.perf_counter() - started, "read_seconds": read_s, "peak_mb": _peak_mb(),
-            "pairs": sum(result.blocking.pairs_by_rule.values()), "review": len(result.review)}
+            "pairs": sum(result.blocking.pairs_by_rule.values()), "review": len(result.review),
+            "pairs_by_rule": result.blocking.pairs_by_rule, "skipped_blocks": result.blocking.skipped_blocks}
 
 
 def _splink_rows(input_path: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hub.identity import population
 from hub.identity.evaluate import pairwise, read_mapping
-from hub.identity.linkage import citizen_ids, link_prepared
+from hub.identity.linkage import citizen_ids, link_prepared, paused_gc
 from hub.identity.model import MatchSettings
 from hub.identity.records import prepare
 from hub.identity.registry import BadRow, RegistryFormatError, read_records
@@ -51,12 +51,18 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     match = MatchSettings.from_json(args.match_settings) if args.match_settings else MatchSettings()
     started = time.perf_counter()
     bad: list[BadRow] = []
-    try:
-        with open(args.input, encoding="utf-8-sig", newline="") as f:
-            prepared = [prepare(r, i) for i, r in enumerate(read_records(f, bad))]
-    except (OSError, RegistryFormatError) as exc:
-        print(f"hub link: reading {args.input}: {exc}", file=sys.stderr)
-        return 2
+    with paused_gc():
+        try:
+            with open(args.input, encoding="utf-8-sig", newline="") as f:
+                prepared = [prepare(r, i) for i, r in enumerate(read_records(f, bad))]
+        except (OSError, RegistryFormatError) as exc:
+            print(f"hub link: reading {args.input}: {exc}", file=sys.stderr)
+            return 2
+        return _link_and_write(args, match, settings, prepared, bad, started)
+
+
+def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Settings, prepared: list,
+                    bad: list[BadRow], started: float) -> int:
     for row in bad[:20]:
         print(f"hub link: line {row.line} skipped: {row.reason}", file=sys.stderr)
     if len(bad) > 20:
