@@ -1,4 +1,4 @@
-"""The operator commands ``hub lag`` and ``hub dlq list|show|replay``, registered on the ``hub`` parser.
+"""The operator commands ``hub lag`` and ``hub dlq list|show|replay|rebuild-ledger`` for the ``hub`` parser.
 
 Exit codes: 0 done; 1 nothing found or some replay failed; 2 bad arguments or a service (Kafka, Redis)
 not reachable, said in one line on stderr.
@@ -10,16 +10,11 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Callable
-
 import orjson
 
 from hub.errors import DeliveryError
 from hub.ops import dlq, lag
 from hub.settings import Settings
-
-Command = Callable[[Settings, argparse.Namespace], int]
-
 
 def _print_json(data: object) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
@@ -37,7 +32,14 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
         return _serve_lag(settings, args.serve or settings.lag_exporter_port)
     try:
         while True:
-            rows = asyncio.run(lag.measure(settings, groups))
+            try:
+                rows = asyncio.run(lag.measure(settings, groups))
+            except DeliveryError as exc:
+                if args.watch is None:
+                    raise
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S %z')} hub lag: {exc.reason}", file=sys.stderr, flush=True)
+                time.sleep(args.watch)  # an outage is when lag is watched most: keep trying
+                continue
             if args.prometheus:
                 sys.stdout.write(lag.render_prometheus(rows))
             elif args.json:

@@ -4,7 +4,10 @@ answers 503; with Kafka back, lag is measured again and returns to zero."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -12,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hub.ops import lag
 from hub.ops.exporter import build_app
 from hub.ops.local import STACK_SCRIPT
-from hub.settings import Settings
+from hub.settings import REPO_ROOT, Settings
 from tests.conftest import TEST_ENV, hub_cli
 from tests.integration.kafka_tools import wait_until_idle
 
@@ -34,6 +37,12 @@ async def test_ops_commands_say_kafka_is_down_and_lag_recovers(hub_stack: Settin
             assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
             assert f"Kafka at {hub_stack.kafka_bootstrap} is not reachable" in proc.stderr, proc.stderr
             assert "Traceback" not in proc.stderr and proc.stdout == ""
+        watch = subprocess.Popen([sys.executable, "-m", "hub.cli", "lag", "--watch", "0.3"], cwd=REPO_ROOT,
+                                 env={**os.environ, **TEST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=20)
+        assert watch.returncode == 0 and err.count("is not reachable") >= 2  # --watch keeps trying
         async with TestClient(TestServer(build_app(hub_stack))) as client:
             response = await client.get("/metrics")
             assert response.status == 503 and "is not reachable" in await response.text()
