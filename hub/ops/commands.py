@@ -13,7 +13,7 @@ import time
 import orjson
 
 from hub.errors import DeliveryError
-from hub.ops import dlq, lag
+from hub.ops import dlq, lag, replay
 from hub.settings import Settings
 
 def _print_json(data: object) -> None:
@@ -99,7 +99,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}")
         return 0
     try:
-        done = asyncio.run(dlq.replayed(settings, found))
+        done = asyncio.run(replay.replayed(settings, found))
     except DeliveryError as exc:  # the list is still useful without the ledger
         print(f"hub dlq list: replay status unknown: {exc.reason}", file=sys.stderr)
         done = None
@@ -162,7 +162,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
             raise ValueError("give entry ids or filters, not both")
         found = ([asyncio.run(dlq.entry(settings, i)) for i in sorted(set(ids))] if ids
                  else asyncio.run(dlq.entries(settings, selection, limit=args.limit)))
-        outcomes = asyncio.run(dlq.replay(settings, found, dry_run=args.dry_run, force=args.force))
+        outcomes = asyncio.run(replay.replay(settings, found, dry_run=args.dry_run, force=args.force))
     except ValueError as exc:
         return _fail("dlq replay", str(exc))
     except dlq.EntryNotFound as exc:
@@ -182,7 +182,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dlq_rebuild_ledger(settings: Settings, args: argparse.Namespace) -> int:
     """Restore the replay ledger in Redis from the hssk.replay_of headers on the source topics."""
     try:
-        found, restored = asyncio.run(dlq.rebuild_ledger(settings))
+        found, restored = asyncio.run(replay.rebuild_ledger(settings))
     except DeliveryError as exc:
         return _fail("dlq rebuild-ledger", exc.reason)
     print(f"{found} replay{'' if found == 1 else 's'} found on the source topics, {restored} restored to the ledger")

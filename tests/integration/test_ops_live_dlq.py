@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 
@@ -18,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from connectors.mllp.sender import send_messages
 from hub.errors import TranslateError
-from hub.ops import dlq
+from hub.ops import dlq, replay
 from hub.ops.lag import partitions_of
 from hub.pseudonym import keyed_hash
 from hub.settings import REPO_ROOT, Settings
@@ -241,7 +240,7 @@ async def test_the_replay_ledger_is_rebuilt_from_kafka_after_redis_loses_it(hub_
 
     client = aioredis.from_url(hub_stack.redis_url)
     try:
-        assert await client.hdel(dlq.LEDGER_KEY, *dlq.ledger_keys(entry)) == 2  # its id and its source record
+        assert await client.hdel(replay.LEDGER_KEY, *replay.ledger_keys(entry)) == 2  # its id and its source record
     finally:
         await client.aclose()
     [dry] = json.loads(ops_cli("dlq", "replay", entry.id, "--dry-run", "--json").stdout)

@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 
 from hub.envelope import Envelope, Source, Subject, event_id
 from hub.errors import DeliveryError, IdentityError, TranslateError
-from hub.ops import dlq
+from hub.ops import dlq, replay
 from hub.pseudonym import keyed_hash
 from hub.stream.app import Incoming, dead_letter
 from hub.synthetic import Person, adt
@@ -172,11 +172,11 @@ class TestReplayRecord:
                                                   ("fanout", "record.changes")])
     def test_each_stage_replays_into_its_source_topic(self, stage: str, topic: str) -> None:
         entry = dlq.parse_entry(record(letter(stage, HL7, TranslateError("x"))))
-        assert topic == dlq.replay_record(entry, SECRET).topic.name
+        assert topic == replay.replay_record(entry, SECRET).topic.name
 
     def test_original_bytes_key_and_headers_plus_the_replay_header(self) -> None:
         entry = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), RAW_HEADERS)))
-        out = dlq.replay_record(entry, SECRET)
+        out = replay.replay_record(entry, SECRET)
         assert (out.value, out.key) == (HL7, b"k-1")
         assert dict(out.headers) == {**RAW_HEADERS, "hssk.replay_of": b"1/7"}
 
@@ -184,7 +184,7 @@ class TestReplayRecord:
         entry = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), {"hssk.replay_of": b"0/1"}),
                                        offset=9))
         assert entry.replay_of == "0/1"
-        headers = dlq.replay_record(entry, SECRET).headers
+        headers = replay.replay_record(entry, SECRET).headers
         assert [v for k, v in headers if k == "hssk.replay_of"] == [b"1/9"]
 
     def test_ingest_entries_get_the_listeners_key_and_receipt_time(self) -> None:
@@ -192,7 +192,7 @@ class TestReplayRecord:
         value = orjson.dumps({"stage": "ingest", "code": "parse", "reason": "x", "original": base64.b64encode(HL7).decode(),
                               "headers": {"facility": "79033"},
                               "failed_at": "2026-11-22T08:30:00.000+07:00"})
-        out = dlq.replay_record(dlq.parse_entry(record(value, key=None)), SECRET)
+        out = replay.replay_record(dlq.parse_entry(record(value, key=None)), SECRET)
         assert out.key == keyed_hash(SECRET, "79033", LAN.mrn).encode()
         assert dict(out.headers)["received_at"] == b"2026-11-22T08:30:00.000+07:00"
 
@@ -203,7 +203,7 @@ class TestReplayRecord:
     ])
     def test_entries_that_cannot_be_replayed(self, value: bytes, message: str) -> None:
         with pytest.raises(ValueError, match=message):
-            dlq.replay_record(dlq.parse_entry(record(value)), SECRET)
+            replay.replay_record(dlq.parse_entry(record(value)), SECRET)
 
 
 class MemoryLedger:
@@ -243,41 +243,41 @@ class TestReplayOnce:
 
     async def test_a_second_replay_of_the_same_entry_is_skipped_and_says_where_the_first_went(self) -> None:
         ledger, writer = MemoryLedger(), MemoryWriter()
-        [first] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, writer)
-        [second] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, writer)
+        [first] = await replay.replay_entries([self.ENTRY], SECRET, ledger, writer)
+        [second] = await replay.replay_entries([self.ENTRY], SECRET, ledger, writer)
         assert (first.status, first.target) == ("replayed", "hl7v2.raw/2/0")
         assert second.status == "skipped" and "already replayed to hl7v2.raw/2/0" in second.detail
         assert len(writer.written) == 1
 
     async def test_a_failed_write_releases_the_claim_so_a_later_replay_can_work(self) -> None:
         ledger = MemoryLedger()
-        [failed] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, MemoryWriter(fail=True))
+        [failed] = await replay.replay_entries([self.ENTRY], SECRET, ledger, MemoryWriter(fail=True))
         assert failed.status == "failed" and "did not confirm" in failed.detail and ledger.notes == {}
-        [retried] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, MemoryWriter())
+        [retried] = await replay.replay_entries([self.ENTRY], SECRET, ledger, MemoryWriter())
         assert retried.status == "replayed"
 
     async def test_an_unconfirmed_claim_is_reported_not_replayed(self) -> None:
         ledger, writer = MemoryLedger(), MemoryWriter()
         ledger.notes["1/7"] = "pending 2026-11-22T01:00:00+00:00"
-        [outcome] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, writer)
+        [outcome] = await replay.replay_entries([self.ENTRY], SECRET, ledger, writer)
         assert outcome.status == "skipped" and "did not confirm" in outcome.detail and writer.written == []
 
     async def test_force_replays_again(self) -> None:
         ledger, writer = MemoryLedger(), MemoryWriter()
-        await dlq.replay_entries([self.ENTRY], SECRET, ledger, writer)
-        [again] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, writer, force=True)
+        await replay.replay_entries([self.ENTRY], SECRET, ledger, writer)
+        [again] = await replay.replay_entries([self.ENTRY], SECRET, ledger, writer, force=True)
         assert (again.status, again.detail) == ("replayed", "forced") and len(writer.written) == 2
         assert ledger.notes["1/7"].startswith("hl7v2.raw/2/1 ")
 
     async def test_dry_run_writes_and_claims_nothing(self) -> None:
         ledger = MemoryLedger()
-        [outcome] = await dlq.replay_entries([self.ENTRY], SECRET, ledger, None)
+        [outcome] = await replay.replay_entries([self.ENTRY], SECRET, ledger, None)
         assert (outcome.status, outcome.target) == ("would-replay", "hl7v2.raw") and ledger.notes == {}
 
     async def test_an_entry_that_cannot_be_replayed_fails_alone(self) -> None:
         broken = dlq.parse_entry(record(b"garbage", offset=8))
         writer = MemoryWriter()
-        outcomes = await dlq.replay_entries([broken, self.ENTRY], SECRET, MemoryLedger(), writer)
+        outcomes = await replay.replay_entries([broken, self.ENTRY], SECRET, MemoryLedger(), writer)
         assert [o.status for o in outcomes] == ["failed", "replayed"] and len(writer.written) == 1
 
 
@@ -288,23 +288,23 @@ class TestOneReplayPerSourceRecord:
     AGAIN = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), RAW_HEADERS), offset=8))
 
     def test_ledger_keys(self) -> None:
-        assert ["1/7", "src:hl7v2.raw/3/42"] == dlq.ledger_keys(self.FIRST)
+        assert ["1/7", "src:hl7v2.raw/3/42"] == replay.ledger_keys(self.FIRST)
         ingest = dlq.parse_entry(record(orjson.dumps({"stage": "ingest", "code": "parse", "reason": "x",
                                                       "original": ""})))
-        assert ["1/7"] == dlq.ledger_keys(ingest)
+        assert ["1/7"] == replay.ledger_keys(ingest)
 
     async def test_the_second_entry_of_a_source_record_is_skipped(self) -> None:
         ledger, writer = MemoryLedger(), MemoryWriter()
-        outcomes = await dlq.replay_entries([self.FIRST, self.AGAIN], SECRET, ledger, writer)
+        outcomes = await replay.replay_entries([self.FIRST, self.AGAIN], SECRET, ledger, writer)
         assert [o.status for o in outcomes] == ["replayed", "skipped"] and len(writer.written) == 1
         assert "its source record hl7v2.raw/3/42 was already replayed to hl7v2.raw/2/0" in outcomes[1].detail
         assert "1/8" not in ledger.notes  # the skipped entry's own claim is given back
-        [dry] = await dlq.replay_entries([self.AGAIN], SECRET, ledger, None)
+        [dry] = await replay.replay_entries([self.AGAIN], SECRET, ledger, None)
         assert dry.status == "skipped" and "source record" in dry.detail
 
     async def test_a_failed_write_gives_back_every_claim(self) -> None:
         ledger = MemoryLedger()
-        await dlq.replay_entries([self.FIRST], SECRET, ledger, MemoryWriter(fail=True))
+        await replay.replay_entries([self.FIRST], SECRET, ledger, MemoryWriter(fail=True))
         assert ledger.notes == {}
 
 

@@ -6,9 +6,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub.errors import DeliveryError
-from hub.ops.dlq import RedisLedger
 from hub.ops.exporter import build_app
 from hub.ops.lag import KafkaUnavailable, PartitionLag, render_prometheus
+from hub.ops.replay import RedisLedger
 from hub.settings import Settings
 from tests.unit.test_ops_commands import closed_port
 
