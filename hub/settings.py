@@ -21,6 +21,7 @@ DEFAULT_STREAM_METRICS_PORTS = tuple((role, 9465 + i) for i, role in enumerate(S
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_controller_port: int = 9093  # the local stack's KRaft controller listener (deploy/local/stack.sh)
     mllp_host: str = "127.0.0.1"
     mllp_port: int = 2575  # plain TCP; 0: no plain listener (TLS only)
     mllp_max_frame_bytes: int = 10 * 1024 * 1024
@@ -69,6 +70,7 @@ class Settings:
         return cls(
             kafka_bootstrap=env.get("HSSK_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
             redis_url=env.get("HSSK_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+            kafka_controller_port=int(env.get("HSSK_KAFKA_CONTROLLER_PORT", cls.kafka_controller_port)),
             mllp_host=env.get("HSSK_MLLP_HOST", cls.mllp_host),
             mllp_port=int(env.get("HSSK_MLLP_PORT", cls.mllp_port)),
             mllp_max_frame_bytes=int(env.get("HSSK_MLLP_MAX_FRAME_BYTES", cls.mllp_max_frame_bytes)),

@@ -24,6 +24,9 @@ def stack_env(settings: Settings) -> dict[str, str]:
     env["HSSK_STATE_DIR"] = str(settings.state_dir)
     env.setdefault("HSSK_KAFKA_PORT", settings.kafka_bootstrap.rsplit(":", 1)[1])
     env.setdefault("HSSK_REDIS_PORT", str(settings.redis_port))
+    # stack.sh rewrites server.properties at every start: without this a restarted test or bench broker
+    # would take the demo's controller port.
+    env.setdefault("HSSK_KAFKA_CONTROLLER_PORT", str(settings.kafka_controller_port))
     return env
 
 
