@@ -13,6 +13,7 @@ BENCH_ENV = {
     "HSSK_MLLP_PORT": "32575",
     "HSSK_MLLP_METRICS_PORT": "39464",
     "HSSK_API_PORT": "38080",
+    "HSSK_PG_PORT": "35432",
     "HSSK_LOG_LEVEL": "warning",
     "HSSK_SOURCES_FILE": str(REPO_ROOT / "deploy" / "local" / "sources.toml"),
 }

@@ -61,6 +61,10 @@ class Settings:
     api_token_file: Path = REPO_ROOT / ".hub" / "api-tokens.json"
     api_rate_per_s: float = 20.0  # token bucket per client id: sustained requests per second ...
     api_rate_burst: int = 40  # ... and the burst a client may spend at once
+    # The city data warehouse (hub/warehouse): PostgreSQL from deploy/local/postgres.sh. Unset, the DSN
+    # follows the port, so a stack that moves HSSK_PG_PORT moves the warehouse with it.
+    pg_port: int = 5432
+    pg_dsn: str = "postgresql://hssk@127.0.0.1:5432/hssk"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -102,6 +106,8 @@ class Settings:
                 "HSSK_STATE_DIR", str(REPO_ROOT / ".hub"))) / "api-tokens.json"))),
             api_rate_per_s=float(env.get("HSSK_API_RATE_PER_S", cls.api_rate_per_s)),
             api_rate_burst=int(env.get("HSSK_API_RATE_BURST", cls.api_rate_burst)),
+            pg_port=int(env.get("HSSK_PG_PORT", cls.pg_port)),
+            pg_dsn=env.get("HSSK_PG_DSN", f"postgresql://hssk@127.0.0.1:{env.get('HSSK_PG_PORT', cls.pg_port)}/hssk"),
         )
 
     def metrics_port(self, role: str) -> int:
