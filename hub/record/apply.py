@@ -71,12 +71,41 @@ def _apply_encounter(record: Record, event: Envelope) -> bool:
         "identifier": encounter.get("identifier"),
         "provenance": _provenance(event),
     }
+    if event.sensitivity:  # e.g. an admission whose diagnoses are HIV-related: readers withhold it
+        entry["sensitivity"] = list(event.sensitivity)
     record["encounters"][encounter["id"]] = entry
     return current is None or {k: v for k, v in entry.items() if k != "provenance"} != {
         k: v for k, v in current.items() if k != "provenance"}
 
 
-APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_encounter}
+# Clinical events kept as FHIR resources, one section each, keyed by resource id: sources re-send the same
+# resource (a corrected lab result, an updated problem) under the same id, and the newest occurrence wins.
+CLINICAL_SECTIONS = {
+    "condition.recorded": "conditions", "allergy.recorded": "allergies", "immunization.recorded": "immunizations",
+    "observation.recorded": "observations", "medication.recorded": "medications", "procedure.recorded": "procedures",
+    "report.recorded": "reports", "document.recorded": "documents", "order.recorded": "orders",
+    "appointment.recorded": "appointments", "related-person.recorded": "related_persons",
+}
+
+
+def _apply_clinical(record: Record, event: Envelope) -> bool:
+    """Keep the resource in its section (created on first use, so older records keep their shape)."""
+    resource = event.payload
+    section = record.setdefault(CLINICAL_SECTIONS[event.type], {})
+    current = section.get(resource.get("id", event.event_id))
+    if not _newer(event, current):
+        return False
+    entry: dict[str, Any] = {"resource": resource, "facility": event.source.facility,
+                             "provenance": _provenance(event)}
+    if event.sensitivity:
+        entry["sensitivity"] = list(event.sensitivity)
+    section[resource.get("id", event.event_id)] = entry
+    return current is None or {k: v for k, v in entry.items() if k != "provenance"} != {
+        k: v for k, v in current.items() if k != "provenance"}
+
+
+APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_encounter,
+            **{event_type: _apply_clinical for event_type in CLINICAL_SECTIONS}}
 
 
 def apply(record: Record | None, event: Envelope) -> tuple[Record, bool]:
