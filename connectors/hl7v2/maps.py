@@ -21,13 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 from hub import envelope
+from hub.codemap import CodeMap, TemplateMap
 
 MAPS_PATH = Path(__file__).with_name("maps.json")
 
 # (table, code) -> how many times the code was not in the table, since the process started.
 UNMAPPED: Counter[tuple[str, str]] = Counter()
-
-_MISSING = object()
 
 # The identifier systems a map entry may name; everything else must be a literal URI.
 _SYSTEMS: dict[str, str] = {
@@ -38,40 +37,6 @@ _SYSTEMS: dict[str, str] = {
 CODING_TABLES = frozenset({"encounter_class", "interpretation", "diagnosis_use", "relationship", "route", "site"})
 
 SystemResolver = Callable[[str, str], str]  # (type code, scope: CX.4 assigner or sending facility) -> system
-
-
-class CodeMap:
-    """One table: ``table(code)`` gives the mapped value, or the default and counts the miss."""
-
-    __slots__ = ("name", "_codes", "_default")
-
-    def __init__(self, name: str, codes: dict[str, Any], default: Any) -> None:
-        self.name = name
-        self._codes = codes
-        self._default = default
-
-    def __call__(self, code: str) -> Any:
-        value = self._codes.get(code, _MISSING)
-        if value is _MISSING:
-            UNMAPPED[(self.name, code)] += 1
-            return self._default
-        return value
-
-    def __contains__(self, code: str) -> bool:
-        return code in self._codes
-
-
-class TemplateMap(CodeMap):
-    """A table whose default is a template: an unlisted code becomes ``default.format(code=...)``."""
-
-    __slots__ = ()
-
-    def __call__(self, code: str) -> Any:
-        value = self._codes.get(code, _MISSING)
-        if value is _MISSING:
-            UNMAPPED[(self.name, code)] += 1
-            return self._default.format(code=quote(code, safe=""))
-        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +115,9 @@ def load(path: Path = MAPS_PATH) -> Maps:
             codes = {code: _coding(f.name, system, entry) for code, entry in codes.items()}
             default = _coding(f.name, system, default)
         elif isinstance(default, str) and "{code}" in default:  # unknown codes pass through into a template
-            tables[f.name] = TemplateMap(f.name, codes, default)
+            tables[f.name] = TemplateMap(f.name, codes, default, UNMAPPED)
             continue
-        tables[f.name] = CodeMap(f.name, codes, default)
+        tables[f.name] = CodeMap(f.name, codes, default, UNMAPPED)
     return Maps(**tables)
 
 

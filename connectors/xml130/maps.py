@@ -13,33 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub.codemap import CodeMap
+
 MAPS_PATH = Path(__file__).with_name("maps.json")
 
 UNMAPPED: Counter[tuple[str, str]] = Counter()
-
-_MISSING = object()
-
-
-class CodeMap:
-    """One table: ``table(code)`` gives the mapped value, or the default and counts the miss."""
-
-    __slots__ = ("name", "system", "_codes", "_default")
-
-    def __init__(self, name: str, codes: dict[str, Any], default: Any, system: str | None = None) -> None:
-        self.name = name
-        self.system = system
-        self._codes = codes
-        self._default = default
-
-    def __call__(self, code: str) -> Any:
-        value = self._codes.get(code, _MISSING)
-        if value is _MISSING:
-            UNMAPPED[(self.name, code)] += 1
-            return self._default
-        return value
-
-    def __contains__(self, code: str) -> bool:
-        return code in self._codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +53,8 @@ def _coding_map(data: dict[str, Any], name: str) -> CodeMap:
             raise ValueError(f"{name}: {entry!r} needs a code and a display")
         return {"system": system, "code": entry["code"], "display": entry["display"]}
 
-    return CodeMap(name, {c: coding(e) for c, e in table["codes"].items()}, coding(table["default"]), system)
+    return CodeMap(name, {c: coding(e) for c, e in table["codes"].items()}, coding(table["default"]), UNMAPPED,
+                   system)
 
 
 def _plain_map(data: dict[str, Any], name: str, allowed: frozenset[str] | None = None) -> CodeMap:
@@ -83,7 +62,7 @@ def _plain_map(data: dict[str, Any], name: str, allowed: frozenset[str] | None =
     values = [*table["codes"].values(), table["default"]]
     if allowed is not None and not set(values) <= allowed:
         raise ValueError(f"{name}: values must be among {sorted(allowed)}")
-    return CodeMap(name, dict(table["codes"]), table["default"], table.get("system"))
+    return CodeMap(name, dict(table["codes"]), table["default"], UNMAPPED, table.get("system"))
 
 
 def load(path: Path = MAPS_PATH) -> Maps:
@@ -101,7 +80,7 @@ def load(path: Path = MAPS_PATH) -> Maps:
         encounter_class=_coding_map(data, "encounter_class"),
         encounter_type=_plain_map(data, "encounter_type"),
         treatment_outcome=_plain_map(data, "treatment_outcome"),
-        discharge_type=CodeMap("discharge_type", dict(discharge["codes"]), discharge["default"],
+        discharge_type=CodeMap("discharge_type", dict(discharge["codes"]), discharge["default"], UNMAPPED,
                                discharge.get("system")),
         discharge_hl7_system=discharge["hl7_system"],
         service_group=_plain_map(data, "service_group",
