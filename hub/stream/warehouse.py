@@ -1,0 +1,113 @@
+"""Role ``warehouse``: events.citizen -> the city data warehouse in PostgreSQL (hub/warehouse).
+
+The write happens inside the batch step, so a batch is in PostgreSQL (one transaction) before faust may
+commit its offsets; a crash in between replays the batch, which the idempotent upserts absorb.
+
+Two kinds of failure, two answers:
+- PostgreSQL unreachable (down, restarting, network): not the events' fault. The step reconnects and
+  retries with capped backoff until the write succeeds; the stage stalls (its lag grows and is visible),
+  nothing goes to the DLQ, nothing is committed past.
+- PostgreSQL refuses the data (a value out of range...): the batch is written again one event per
+  transaction, and only the events that still fail go to hub.dlq (stage ``warehouse``).
+Events the warehouse cannot map go to the DLQ too; event types it does not model are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import asyncpg
+import faust
+
+from hub.logging import get_logger
+from hub.settings import Settings
+from hub.stream.app import Incoming, Result, add_stage, make_app
+from hub.topics import EVENTS_CITIZEN
+from hub.warehouse.errors import WarehouseError
+from hub.warehouse.mapping import Rows
+from hub.warehouse.plan import Plan, plan_events, plan_of
+from hub.warehouse.writer import CONNECTION_ERRORS, Warehouse
+
+log = get_logger("warehouse")
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 10.0
+
+
+class WarehouseStage:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._warehouse: Warehouse | None = None
+
+    async def _connected(self) -> Warehouse:
+        if self._warehouse is None or self._warehouse.conn.is_closed():
+            warehouse = await Warehouse.connect(self.dsn)
+            applied = await warehouse.migrate()
+            if applied:
+                log.info("warehouse migrations applied", versions=applied)
+            self._warehouse = warehouse
+        return self._warehouse
+
+    async def _drop_connection(self) -> None:
+        if self._warehouse is not None:
+            try:
+                self._warehouse.conn.terminate()
+            finally:
+                self._warehouse = None
+
+    async def _write(self, plan: Plan) -> None:
+        """Write ``plan``, waiting out a PostgreSQL outage (reconnect, capped exponential backoff with jitter)."""
+        delay, attempt = RETRY_FIRST_S, 0
+        while True:
+            try:
+                warehouse = await self._connected()
+                await warehouse.write(plan)
+                if attempt:
+                    log.info("warehouse reachable again", attempts=attempt + 1)
+            except CONNECTION_ERRORS as exc:
+                attempt += 1
+                log.warning("warehouse unreachable; retrying", attempt=attempt, error=type(exc).__name__,
+                            retry_in_s=round(delay, 2))
+                await self._drop_connection()
+            except WarehouseError as exc:  # e.g. an applied migration was edited: a deployment problem
+                attempt += 1
+                log.error("warehouse schema cannot be migrated; retrying", attempt=attempt, reason=exc.reason)
+                await self._drop_connection()
+            else:
+                return
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def step(self, batch: list[Incoming]) -> list[Result]:
+        outcomes, plan = plan_events([incoming.value for incoming in batch])
+        results: list[Result] = [o if isinstance(o, Exception) else [] for o in outcomes]
+        if not plan:
+            return results
+        try:
+            await self._write(plan)
+        except asyncpg.PostgresError as exc:
+            log.warning("warehouse refused a batch; writing its events one by one", error=type(exc).__name__,
+                        events=len(batch))
+            await self._write_each(outcomes, results)
+        return results
+
+    async def _write_each(self, outcomes: list[Rows | None | Exception], results: list[Result]) -> None:
+        for i, outcome in enumerate(outcomes):
+            if not isinstance(outcome, Rows):
+                continue
+            try:
+                await self._write(plan_of([outcome]))
+            except asyncpg.PostgresError as exc:
+                results[i] = WarehouseError(f"PostgreSQL refused the rows ({type(exc).__name__})")
+
+    async def close(self) -> None:
+        if self._warehouse is not None:
+            await self._warehouse.close()
+            self._warehouse = None
+
+
+def build(settings: Settings) -> faust.App:
+    app = make_app("warehouse", settings)
+    stage = WarehouseStage(settings.pg_dsn)
+    add_stage(app, "warehouse", EVENTS_CITIZEN, stage.step)
+    return app

@@ -1,0 +1,150 @@
+"""Writing plans to PostgreSQL: the batched writer, and the row-at-a-time baseline bench/warehouse.py measures.
+
+Batched: per table, one binary COPY of the batch's rows into a temp table, then one
+``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE ... WHERE newer``: two round trips per table instead of
+one per row, and the server does the upsert as a set. The whole plan is one transaction, so a batch is in
+the warehouse entirely or not at all, before the stage lets its offsets be committed.
+
+Facts of a citizen that was merged away are written to the survivor (joined through citizen_merge), and
+each merge re-points what the retired citizen already had. Rows only ever move forward: the WHERE of the
+upsert keeps the row whose ``(event_occurred_at, event_id)`` is larger, so replays change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from hub.warehouse import schema
+from hub.warehouse.migrate import migrate
+from hub.warehouse.plan import Plan
+from hub.warehouse.schema import Table
+
+# Errors that say "the database is not reachable right now", as opposed to "this data cannot be written".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ConnectionError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+)
+
+
+def _tmp(table: Table) -> str:
+    return f"tmp_{table.name}"
+
+
+def _newer(table: Table, dim: bool = False) -> str:
+    cond = "(EXCLUDED.event_occurred_at, EXCLUDED.event_id) > (t.event_occurred_at, t.event_id)"
+    return f"t.event_id IS NULL OR {cond}" if dim else cond
+
+
+def _upsert_from_tmp(table: Table) -> str:
+    cols = ", ".join(table.columns)
+    picked = ", ".join("coalesce(m.survivor_id, s.citizen_id)" if c == "citizen_id" else f"s.{c}"
+                       for c in table.columns)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
+    join = " LEFT JOIN citizen_merge m ON m.retired_id = s.citizen_id" if table in schema.FACTS else ""
+    if table not in schema.FACTS:
+        picked = ", ".join(f"s.{c}" for c in table.columns)
+    return (f"INSERT INTO {table.name} AS t ({cols}) SELECT {picked} FROM {_tmp(table)} s{join} "
+            f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
+
+
+def _upsert_one(table: Table) -> str:
+    cols = ", ".join(table.columns)
+    values = ", ".join(
+        f"coalesce((SELECT survivor_id FROM citizen_merge WHERE retired_id = ${i}), ${i})"
+        if c == "citizen_id" and table in schema.FACTS else f"${i}"
+        for i, c in enumerate(table.columns, start=1))
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
+    return (f"INSERT INTO {table.name} AS t ({cols}) VALUES ({values}) "
+            f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
+
+
+_UPSERT_FROM_TMP = {t.name: _upsert_from_tmp(t) for t in (*schema.FACTS, schema.CITIZEN)}
+_UPSERT_ONE = {t.name: _upsert_one(t) for t in (*schema.FACTS, schema.CITIZEN)}
+_PLACEHOLDER_CITIZENS = "INSERT INTO dim_citizen (citizen_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+_PLACEHOLDER_FACILITIES = "INSERT INTO dim_facility (facility_code) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+
+
+class Warehouse:
+    """One connection to the warehouse database; ``write`` takes a whole plan in one transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._temp_ready = False
+
+    @classmethod
+    async def connect(cls, dsn: str, timeout_s: float = 10.0) -> "Warehouse":
+        return cls(await asyncpg.connect(dsn, timeout=timeout_s))
+
+    async def migrate(self) -> list[int]:
+        return await migrate(self.conn)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def _ensure_temp_tables(self) -> None:
+        # Per connection, emptied at every commit: created once, reused by every batch.
+        if self._temp_ready:
+            return
+        for table in (*schema.FACTS, schema.CITIZEN):
+            await self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_tmp(table)} "
+                                    f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        self._temp_ready = True
+
+    async def write(self, plan: Plan) -> None:
+        """The batched writer."""
+        if not plan:
+            return
+        await self._ensure_temp_tables()
+        conn = self.conn
+        async with conn.transaction():
+            await self._dimensions_and_merges(plan)
+            if plan.citizens:
+                await conn.copy_records_to_table(_tmp(schema.CITIZEN), records=list(plan.citizens.values()),
+                                                 columns=list(schema.CITIZEN.columns))
+                await conn.execute(_UPSERT_FROM_TMP[schema.CITIZEN.name])
+            for table in schema.FACTS:
+                rows = plan.facts.get(table.name)
+                if rows:
+                    await conn.copy_records_to_table(_tmp(table), records=list(rows.values()),
+                                                     columns=list(table.columns))
+                    await conn.execute(_UPSERT_FROM_TMP[table.name])
+
+    async def write_row_at_a_time(self, plan: Plan) -> None:
+        """The baseline: the same upserts, one INSERT statement (one round trip) per row."""
+        if not plan:
+            return
+        conn = self.conn
+        async with conn.transaction():
+            await self._dimensions_and_merges(plan)
+            for row in plan.citizens.values():
+                await conn.execute(_UPSERT_ONE[schema.CITIZEN.name], *row)
+            for table in schema.FACTS:
+                sql = _UPSERT_ONE[table.name]
+                for row in plan.facts.get(table.name, {}).values():
+                    await conn.execute(sql, *row)
+
+    async def _dimensions_and_merges(self, plan: Plan) -> None:
+        conn = self.conn
+        await conn.execute(_PLACEHOLDER_FACILITIES, sorted(plan.facilities))
+        await conn.execute(_PLACEHOLDER_CITIZENS, sorted(plan.citizen_ids | {m[1] for m in plan.merges}))
+        for merge in plan.merges:
+            await self._merge(*merge)
+
+    async def _merge(self, retired: str, survivor: str, event_id: str, occurred: Any) -> None:
+        """Retire ``retired`` into ``survivor`` (or whoever ``survivor`` was itself merged into). Idempotent."""
+        conn = self.conn
+        final = await conn.fetchval(
+            "SELECT coalesce((SELECT survivor_id FROM citizen_merge WHERE retired_id = $1), $1)", survivor)
+        if final == retired:  # a merge back into itself (A -> B after B -> A): keep the first
+            return
+        await conn.execute("INSERT INTO citizen_merge (retired_id, survivor_id, event_id, event_occurred_at) "
+                           "VALUES ($1, $2, $3, $4) ON CONFLICT (retired_id) DO NOTHING",
+                           retired, final, event_id, occurred)
+        final = await conn.fetchval("SELECT survivor_id FROM citizen_merge WHERE retired_id = $1", retired)
+        await conn.execute("UPDATE citizen_merge SET survivor_id = $2 WHERE survivor_id = $1", retired, final)
+        for table in schema.FACTS:
+            await conn.execute(f"UPDATE {table.name} SET citizen_id = $2 WHERE citizen_id = $1", retired, final)
+        await conn.execute("UPDATE dim_citizen SET merged_into = $2 WHERE (citizen_id = $1 OR merged_into = $1) "
+                           "AND merged_into IS DISTINCT FROM $2", retired, final)
