@@ -77,11 +77,44 @@ class Comparison:
         return self.weights[level]
 
 
-class FamilyName(Comparison):
+class TermFrequencies(Comparison):
+    """Exact and ASCII agreement weighed by how common the value is, as Splink's term-frequency adjustment.
+
+    With a frequency table, the u of an exact (or ASCII) match on value v is the share of records with v
+    (floored), so agreeing on Nguyễn (~38%) counts for far less than agreeing on Quách, and "Anh" less than
+    "Khuê". Without a table (real time, before one is loaded) the level's own u is used.
+    """
+
+    def __init__(self, params: Mapping[str, tuple[float, float]], tf: Mapping[str, float] | None = None,
+                 tf_floor: float = 0.0005) -> None:
+        super().__init__(params)
+        self.tf = tf
+        self._cache: dict[str, tuple[float, float]] = {}
+        self._floor = tf_floor
+
+    def tf_value(self, a: Prepared) -> str:
+        raise NotImplementedError
+
+    def weight(self, a: Prepared, b: Prepared, level: int) -> float:
+        if self.tf is None or level not in (1, 2):
+            return self.weights[level]
+        value = self.tf_value(a)
+        cached = self._cache.get(value)
+        if cached is None:
+            u = max(self.tf.get(value, self._floor), self._floor)
+            cached = (math.log2(self.levels[1].m / u), math.log2(self.levels[2].m / u))
+            self._cache[value] = cached
+        return cached[level - 1]
+
+
+class FamilyName(TermFrequencies):
     """Weak on its own (Nguyễn is ~38%): exact, without diacritics, regional variant (Hoàng/Huỳnh), typo."""
 
     name = "family_name"
     level_names = ("null", "exact", "ascii", "variant", "typo", "else")
+
+    def tf_value(self, a: Prepared) -> str:
+        return a.name.family_ascii
 
     def level(self, a: Prepared, b: Prepared) -> int:
         x, y = a.name, b.name
@@ -96,11 +129,14 @@ class FamilyName(Comparison):
         return 4 if within_one_edit(x.family_ascii, y.family_ascii) else 5
 
 
-class MiddleName(Comparison):
+class MiddleName(TermFrequencies):
     """Middle names are often dropped or shortened ("Thị Bích" / "Bích"): a ``part`` level for that."""
 
     name = "middle_name"
     level_names = ("null", "exact", "ascii", "part", "typo", "else")
+
+    def tf_value(self, a: Prepared) -> str:
+        return a.name.middle_ascii
 
     def level(self, a: Prepared, b: Prepared) -> int:
         x, y = a.name, b.name
@@ -116,22 +152,14 @@ class MiddleName(Comparison):
         return 4 if within_one_edit(x.middle_ascii, y.middle_ascii) else 5
 
 
-class GivenName(Comparison):
-    """The discriminating part of a Vietnamese name. Exact levels use term frequencies when given.
-
-    With a frequency table, the u of an exact match is the share of records with that given name (floored),
-    so "Anh" counts for less than "Khuê", as Splink's term-frequency adjustment does.
-    """
+class GivenName(TermFrequencies):
+    """The discriminating part of a Vietnamese name; exact levels weighed by frequency when a table is given."""
 
     name = "given_name"
     level_names = ("null", "exact", "ascii", "typo", "else")
 
-    def __init__(self, params: Mapping[str, tuple[float, float]], tf: Mapping[str, float] | None = None,
-                 tf_floor: float = 0.0005) -> None:
-        super().__init__(params)
-        self.tf = tf
-        self._cache: dict[str, tuple[float, float]] = {}
-        self._floor = tf_floor
+    def tf_value(self, a: Prepared) -> str:
+        return a.name.given_ascii
 
     def level(self, a: Prepared, b: Prepared) -> int:
         x, y = a.name, b.name
@@ -143,17 +171,6 @@ class GivenName(Comparison):
             return 2
         gx, gy = x.given_ascii, y.given_ascii
         return 3 if max(len(gx), len(gy)) > 2 and (within_one_edit(gx, gy) or transposed(gx, gy)) else 4
-
-    def weight(self, a: Prepared, b: Prepared, level: int) -> float:
-        if self.tf is None or level not in (1, 2):
-            return self.weights[level]
-        value = a.name.given_ascii
-        cached = self._cache.get(value)
-        if cached is None:
-            u = max(self.tf.get(value, self._floor), self._floor)
-            cached = (math.log2(self.levels[1].m / u), math.log2(self.levels[2].m / u))
-            self._cache[value] = cached
-        return cached[level - 1]
 
 
 class BirthDate(Comparison):

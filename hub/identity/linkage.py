@@ -47,11 +47,17 @@ class LinkResult:
         return out
 
 
-def given_name_frequencies(records: Sequence[Prepared]) -> dict[str, float]:
-    """Share of records with each ASCII given name: the u of an exact given-name match (TF adjustment)."""
-    counts = Counter(p.name.given_ascii for p in records if p.name.given_ascii)
-    total = sum(counts.values()) or 1
-    return {name: c / total for name, c in counts.items()}
+def name_frequencies(records: Sequence[Prepared]) -> dict[str, dict[str, float]]:
+    """Share of records with each ASCII family, middle and given name: the u of an exact match on that value
+    (term-frequency adjustment), keyed like the comparisons."""
+    out: dict[str, dict[str, float]] = {}
+    for comparison, attr in (("family_name", "family_ascii"), ("middle_name", "middle_ascii"),
+                             ("given_name", "given_ascii")):
+        counts = Counter(getattr(p.name, attr) for p in records)
+        counts.pop("", None)
+        total = sum(counts.values()) or 1
+        out[comparison] = {value: c / total for value, c in counts.items()}
+    return out
 
 
 class _Clusters:
@@ -96,7 +102,7 @@ class _Clusters:
 def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None = None) -> LinkResult:
     settings = settings or MatchSettings()
     settings = settings.with_(prior_weight=settings.batch_prior(len(prepared)))
-    model = MatchModel(settings, given_name_frequencies(prepared) if settings.given_name_tf else None)
+    model = MatchModel(settings, name_frequencies(prepared) if settings.term_frequencies else None)
     n = len(prepared)
     stats = BlockingStats()
     pairs = candidate_pairs(prepared, settings.max_block_size, stats=stats)

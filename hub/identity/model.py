@@ -14,7 +14,8 @@ Rules, in order:
    link — unless a veto fired, then review (one CCCD claimed by two clearly different people). A CCCD that
    contradicts its own record's sex or birth year is no strong identifier: it only adds a smaller weight.
 3. Otherwise the match weight against the link and review thresholds; a vetoed pair can reach review, never
-   link — and a vetoed pair whose two valid strong identifiers differ is new (clearly two people).
+   link — and a vetoed pair whose two valid strong identifiers differ, or a newborn's row against a person
+   born years earlier, is new (clearly two people).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ DEFAULT_LEVELS: dict[str, dict[str, tuple[float, float]]] = {
                    "year_only": (0.033, 0.011), "else": (0.002, 0.988)},
     "sex": {"exact": (0.995, 0.5), "else": (0.005, 0.5)},
     "phone": {"exact": (0.55, 0.0002), "one_digit": (0.01, 0.0002), "else": (0.44, 0.9996)},
-    "residence": {"address_ward": (0.82, 0.0005), "ward": (0.1, 0.006), "address_only": (0.02, 0.0005),
+    "residence": {"address_ward": (0.82, 0.00002), "ward": (0.1, 0.006), "address_only": (0.02, 0.0005),
                   "else": (0.06, 0.993)},
     "cccd": {"exact": (0.975, 1e-7), "exact_inconsistent": (0.005, 1e-6), "one_digit": (0.01, 1e-6),
              "else": (0.01, 0.999999)},
@@ -71,7 +72,7 @@ class MatchSettings:
     rows_per_person: float = 1.39
     link_weight: float = 4.0  # posterior ≥ 0.94 (bench.linkage: precision 0.998 on 100k generated rows)
     review_weight: float = -2.0  # posterior ≥ 0.2: a steward looks at it
-    given_name_tf: bool = True  # batch: weigh exact given names by their frequency in the input
+    term_frequencies: bool = True  # batch: weigh exact name parts by their frequency in the input
     tf_floor: float = 0.0005
     max_block_size: int = 400  # a blocking key shared by more records is skipped as uninformative
     levels: dict[str, dict[str, tuple[float, float]]] = field(default_factory=lambda: DEFAULT_LEVELS)
@@ -134,12 +135,15 @@ class Decision:
 class MatchModel:
     """Built once from settings (validates every comparison), then scores pairs."""
 
-    def __init__(self, settings: MatchSettings | None = None, given_tf: Mapping[str, float] | None = None) -> None:
+    def __init__(self, settings: MatchSettings | None = None,
+                 frequencies: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        """``frequencies``: per name comparison (family_name, middle_name, given_name), value → share."""
         self.settings = s = settings or MatchSettings()
         lv = s.levels
-        self.family = FamilyName(lv["family_name"])
-        self.middle = MiddleName(lv["middle_name"])
-        self.given = GivenName(lv["given_name"], given_tf if s.given_name_tf else None, s.tf_floor)
+        tf = frequencies if frequencies and s.term_frequencies else {}
+        self.family = FamilyName(lv["family_name"], tf.get("family_name"), s.tf_floor)
+        self.middle = MiddleName(lv["middle_name"], tf.get("middle_name"), s.tf_floor)
+        self.given = GivenName(lv["given_name"], tf.get("given_name"), s.tf_floor)
         self.birth = BirthDate(lv["birth_date"])
         self.sex = Sex(lv["sex"])
         self.phone = Phone(lv["phone"])
@@ -158,7 +162,10 @@ class MatchModel:
         if alias:  # the name on a "Con của …" row is the mother's: it says nothing about the child
             levels[0] = levels[1] = levels[2] = 0
         weights = [c.weights[lvl] for c, lvl in zip(self.comparisons, levels)]
-        weights[2] = self.given.weight(a, b, levels[2])  # the only comparison whose weight depends on the value
+        # the name comparisons' weights depend on the value (term frequencies)
+        weights[0] = self.family.weight(a, b, levels[0])
+        weights[1] = self.middle.weight(a, b, levels[1])
+        weights[2] = self.given.weight(a, b, levels[2])
         total = self.settings.prior_weight + sum(weights)
         flags: list[str] = []
         if levels[2] == 4:
@@ -187,8 +194,11 @@ class MatchModel:
                 flags.append("strong_id_conflict")
         elif total >= s.link_weight and not vetoed:
             outcome = LINK
-        elif vetoed and any(lvl == 4 for lvl in levels[7:]):
-            outcome = NEW  # a veto and two different valid strong ids: clearly two people, nothing to review
+        elif vetoed and (any(lvl == 4 for lvl in levels[7:])
+                         or ("newborn_vs_older" in flags and "birth_date_differs" in flags)):
+            # clearly two people, nothing to review: a veto and two different valid strong ids, or a newborn's
+            # row against someone born years earlier (the mother whose name it carries)
+            outcome = NEW
         elif total >= s.review_weight:
             outcome = REVIEW
         else:
