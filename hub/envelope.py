@@ -190,3 +190,14 @@ class DeadLetter:
         data = asdict(self)
         data["original"] = base64.b64encode(self.original).decode()
         return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "DeadLetter":
+        """The inverse of ``to_json``; raises ValueError (or KeyError/TypeError) for anything else."""
+        import base64
+
+        data = orjson.loads(raw)
+        return cls(stage=str(data["stage"]), code=str(data.get("code") or "hub"), reason=str(data.get("reason") or ""),
+                   original=base64.b64decode(data["original"], validate=True), source_topic=data.get("source_topic"),
+                   source_partition=data.get("source_partition"), source_offset=data.get("source_offset"),
+                   headers=dict(data.get("headers") or {}), failed_at=str(data.get("failed_at") or ""))

@@ -8,16 +8,16 @@ operator; nothing here logs it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from hub.envelope import DeadLetter
 from hub.ops.lag import KafkaUnavailable, partitions_of
 from hub.settings import Settings
 from hub.topics import DLQ, EVENTS_CANONICAL, EVENTS_CITIZEN, HL7V2_RAW, RECORD_CHANGES, Topic
@@ -55,23 +55,14 @@ class EntryId:
         return f"{self.partition}/{self.offset}"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One hub.dlq record, decoded (``DeadLetter`` as written by the stages and the MLLP listener)."""
+@dataclass(frozen=True, kw_only=True)
+class Entry(DeadLetter):
+    """One hub.dlq record: the ``DeadLetter`` a stage or the MLLP listener wrote, and where it sits on hub.dlq."""
 
     partition: int
     offset: int
     timestamp_ms: int
     key: bytes | None
-    stage: str
-    code: str
-    reason: str
-    original: bytes
-    source_topic: str | None = None
-    source_partition: int | None = None
-    source_offset: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    failed_at: str = ""
 
     @property
     def id(self) -> str:
@@ -105,12 +96,8 @@ def parse_entry(record: ConsumerRecord) -> Entry:
     base = {"partition": record.partition, "offset": record.offset, "timestamp_ms": record.timestamp,
             "key": record.key}
     try:
-        data = orjson.loads(record.value)
-        return Entry(**base, stage=str(data["stage"]), code=str(data.get("code") or "hub"),
-                     reason=str(data.get("reason") or ""), original=base64.b64decode(data["original"], validate=True),
-                     source_topic=data.get("source_topic"), source_partition=data.get("source_partition"),
-                     source_offset=data.get("source_offset"), headers=dict(data.get("headers") or {}),
-                     failed_at=str(data.get("failed_at") or ""))
+        letter = DeadLetter.from_json(record.value)
+        return Entry(**base, **{f.name: getattr(letter, f.name) for f in fields(DeadLetter)})
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         stage = dict(record.headers or ()).get("stage", b"unknown").decode("utf-8", "replace")
         return Entry(**base, stage=stage, code="unreadable", reason=f"not a dead letter ({type(exc).__name__})",
