@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Local infrastructure for HSSK Hub without Docker: a real single-node Apache Kafka
-# (KRaft, broker+controller in one JVM, jars from Maven Central) and a Redis server,
-# both on 127.0.0.1, both with their data under one state directory.
+# (KRaft, broker+controller in one JVM, jars from Maven Central), a Redis server and a
+# PostgreSQL cluster for the warehouse (postgres.sh), all on 127.0.0.1, all with their
+# data under one state directory.
 #
 # Why not Docker: developer machines and CI here have no container engine, and the
 # tests need a real broker (consumer groups, compaction, offsets), not a fake.
 #
 # Usage: deploy/local/stack.sh COMMAND
-#   start | stop | status            both services
+#   start | stop | status            all services (PostgreSQL through postgres.sh)
 #   start-kafka | stop-kafka         only Kafka   (tests stop/restart the broker alone)
 #   start-redis | stop-redis         only Redis
 #   fetch                            download the Kafka jars into the cache (no-op when cached)
@@ -21,6 +22,7 @@
 #   HSSK_KAFKA_PORT            9092                 PLAINTEXT listener
 #   HSSK_KAFKA_CONTROLLER_PORT 9093                 KRaft controller listener
 #   HSSK_REDIS_PORT            6379
+#   HSSK_PG_PORT               5432                 PostgreSQL (see postgres.sh)
 #   HSSK_KAFKA_VERSION         4.1.2                any 4.x on Maven Central (needs Java 17+)
 #   HSSK_CACHE_DIR             ${XDG_CACHE_HOME:-$HOME/.cache}/hssk-hub   downloaded jars
 #   HSSK_START_TIMEOUT         60                   seconds to wait for each service
@@ -513,12 +515,16 @@ status_line() {
 cmd_status() {
     status_line kafka "$KAFKA_PORT"
     status_line redis "$REDIS_PORT"
+    postgres_sh status
 }
 
 cmd_env() {
     printf 'export HSSK_KAFKA_BOOTSTRAP=%s\n' "$HOST:$KAFKA_PORT"
     printf 'export HSSK_REDIS_URL=%s\n' "redis://$HOST:$REDIS_PORT/0"
+    postgres_sh env
 }
+
+postgres_sh() { bash "$SCRIPT_DIR/postgres.sh" "$@"; }
 
 # ---------------------------------------------------------------- main
 
@@ -527,8 +533,8 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
-    start)       lock_state; start_kafka; start_redis ;;
-    stop)        lock_state; stop_kafka; stop_redis ;;
+    start)       lock_state; start_kafka; start_redis; postgres_sh start ;;
+    stop)        lock_state; stop_kafka; stop_redis; postgres_sh stop ;;
     status)      cmd_status ;;
     start-kafka) lock_state; start_kafka ;;
     stop-kafka)  lock_state; stop_kafka ;;

@@ -38,15 +38,26 @@ class WarehouseStage:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._warehouse: Warehouse | None = None
+        self._connecting = asyncio.Lock()  # the startup task and the first batch may both connect
+
+    async def start(self) -> None:
+        """At worker start: connect and migrate, so the tables exist before the first event (and a wrong DSN
+        shows in the log at once)."""
+        await self._write(Plan())
 
     async def _connected(self) -> Warehouse:
-        if self._warehouse is None or self._warehouse.conn.is_closed():
-            warehouse = await Warehouse.connect(self.dsn)
-            applied = await warehouse.migrate()
-            if applied:
-                log.info("warehouse migrations applied", versions=applied)
-            self._warehouse = warehouse
-        return self._warehouse
+        async with self._connecting:
+            if self._warehouse is None or self._warehouse.conn.is_closed():
+                warehouse = await Warehouse.connect(self.dsn)
+                try:
+                    applied = await warehouse.migrate()
+                except BaseException:
+                    warehouse.conn.terminate()
+                    raise
+                if applied:
+                    log.info("warehouse migrations applied", versions=applied)
+                self._warehouse = warehouse
+            return self._warehouse
 
     async def _drop_connection(self) -> None:
         if self._warehouse is not None:
@@ -109,5 +120,19 @@ class WarehouseStage:
 def build(settings: Settings) -> faust.App:
     app = make_app("warehouse", settings)
     stage = WarehouseStage(settings.pg_dsn)
+    app.task(stage.start)
     add_stage(app, "warehouse", EVENTS_CITIZEN, stage.step)
     return app
+
+
+def main() -> None:
+    """``python -m hub.stream.warehouse``: the role on its own, as ``hub run`` runs the others (faust worker)."""
+    from hub import logging as hub_logging
+
+    settings = Settings.from_env()
+    hub_logging.configure(settings.log_level)
+    faust.Worker(build(settings), loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
