@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvloop
 
@@ -161,17 +162,31 @@ def _wait_port(port: int, timeout_s: float = 60) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout_s:g} s")
 
 
-async def measure(name: str, port: int, seconds: float, rate: float, tag: str, reconnect: bool) -> list[Row]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(name: str, port: int, seconds: float, rate: float, tag: str, reconnect: bool,
+                  server_pid: int) -> list[Row]:
+    """Each row's note says how busy the server process was: with one Python process per listener, one
+    core is the ceiling, and on this 2-core machine Kafka, Redis and the load generator share the other."""
     frames = make_frames(int(max(rate, 12_000) * seconds * 1.5), tag)
     await saturate(port, frames[:300], 10, 2, reconnect)  # warm-up: connections, producer metadata, JIT-free caches
     rows = []
     offset = 300
     for senders in (1, 10, 100):
+        cpu0 = cpu_seconds(server_pid)
         result = await saturate(port, frames[offset:], senders, seconds, reconnect)
+        busy = (cpu_seconds(server_pid) - cpu0) / result.seconds * 100
         offset += result.acked + result.failed
-        rows.append(_row(f"{name}: {senders} senders", result, "saturating"))
+        rows.append(_row(f"{name}: {senders} senders", result, f"saturating; server CPU {busy:.0f}% of a core"))
+    cpu0 = cpu_seconds(server_pid)
     result = await fixed_rate(port, frames[offset:], rate, seconds, reconnect)
-    rows.append(_row(f"{name}: fixed {rate:,.0f} msg/s", result, "latency from scheduled send"))
+    busy = (cpu_seconds(server_pid) - cpu0) / result.seconds * 100
+    rows.append(_row(f"{name}: fixed {rate:,.0f} msg/s", result,
+                     f"latency from scheduled send; server CPU {busy:.0f}%"))
     return rows
 
 
@@ -192,6 +207,11 @@ def main() -> int:
     if local.stack("start", settings) != 0:
         return 1
     asyncio.run(ensure_topics(settings))
+    for port in (settings.mllp_port, BASELINE_PORT):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is already taken (a listener left from an earlier run?): "
+                                 "stop it first, or the benchmark would measure that process")
     local.start_role(settings, "mllp")
     baseline = subprocess.Popen([sys.executable, "-m", "bench.hl7apy_server", str(BASELINE_PORT)],
                                 cwd=REPO_ROOT, env=dict(os.environ))
@@ -199,8 +219,11 @@ def main() -> int:
         _wait_port(settings.mllp_port)
         _wait_port(BASELINE_PORT)
         tag = f"b{int(time.time())}"
-        ours = uvloop.run(measure("hub mllp", settings.mllp_port, args.seconds, args.rate, tag + "h", False))
-        theirs = uvloop.run(measure("hl7apy MLLPServer", BASELINE_PORT, args.seconds, args.rate, tag + "b", True))
+        listener_pid = local.role_pid(settings, "mllp")
+        ours = uvloop.run(measure("hub mllp", settings.mllp_port, args.seconds, args.rate, tag + "h", False,
+                                  listener_pid))
+        theirs = uvloop.run(measure("hl7apy MLLPServer", BASELINE_PORT, args.seconds, args.rate, tag + "b", True,
+                                    baseline.pid))
     finally:
         baseline.terminate()
         baseline.wait(10)

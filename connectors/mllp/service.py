@@ -48,7 +48,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sources.reload)
     if settings.mllp_metrics_port:
-        start_http_server(settings.mllp_metrics_port, addr=settings.mllp_host)
+        try:
+            start_http_server(settings.mllp_metrics_port, addr=settings.mllp_host)
+        except OSError as exc:  # HL7 feeds matter more than a scrape target: serve them anyway, loudly
+            log.error("metrics endpoint not started", port=settings.mllp_metrics_port, error=exc.strerror)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     dedup = DedupStore(redis, settings.pseudonym_key, settings.dedup_ttl_s, in_flight_wait_s=settings.ack_timeout_s)
     producer = DurableProducer(settings, client_id="hssk-mllp")
