@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from hub.api import bundle, healthbook, lookup, metrics
+from hub.api import bundle, dashboard, healthbook, lookup, metrics
 from hub.api.audit import AuditLog
 from hub.api.problems import FHIR_JSON, ApiError, forbidden, operation_outcome, unauthorized
 from hub.api.ratelimit import RateLimiter
@@ -198,6 +198,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, None),
     Route("GET", "/openapi.json", openapi, None),
     Route("GET", "/metrics", prometheus, SCOPE_OPS_READ),
+    Route("GET", "/dashboard", dashboard.page, None),  # the page holds no data; it asks for an ops:read token
+    Route("GET", "/v1/ops/dashboard", dashboard.data, SCOPE_OPS_READ),
     Route("GET", "/v1/citizens/{citizen_id}/record", get_record, SCOPE_RECORD_READ),
     Route("GET", "/v1/citizens/{citizen_id}/health-book", get_health_book, SCOPE_RECORD_READ),
     Route("POST", "/v1/record/search", search_record, SCOPE_RECORD_READ),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from hub.api import dashboard
 from hub.api.app import Deps, build_app
 from hub.api.audit import AuditLog
 from hub.api.ratelimit import RateLimiter
@@ -60,7 +61,9 @@ async def start(settings: Settings, *, port: int | None = None) -> Running:
         audit=AuditLog(producer),
         kafka_ready=lambda: producer.connected,
     )
-    runner = web.AppRunner(build_app(deps), access_log=None)  # the guard logs route templates, never paths
+    app = build_app(deps)
+    dashboard.mount(app, settings)  # its sampler runs while the app does (each replica keeps its own history)
+    runner = web.AppRunner(app, access_log=None)  # the guard logs route templates, never paths
     running = Running(0, runner, producer, connecting, redis)
     try:
         await runner.setup()
