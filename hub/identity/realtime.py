@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hub.envelope import SYSTEM_CCCD
-from hub.identity.blocking import RULES
+from hub.identity.blocking import PROBE_RULES, RULES
 from hub.identity.model import LINK, NEW, REVIEW, VETOES, Decision, MatchModel, MatchSettings
 from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.pseudonym import citizen_id_for
@@ -65,15 +65,17 @@ class Matcher:
 
     def _candidates(self, p: Prepared) -> Iterable[int]:
         seen: set[int] = set()
-        for rule in RULES.values():
+        plan = [(rule, None) for rule in RULES.values()] + list(PROBE_RULES.values())
+        for rule, probe in plan:
             key = rule(p)
             if not key:
                 continue
             refs = self.index.lookup(key)
             if len(refs) > self.settings.max_block_size:
                 continue
+            only_probes = probe is not None and not probe(p)  # a loose key pairs a probe with anything
             for ref in refs:
-                if ref not in seen:
+                if ref not in seen and not (only_probes and not probe(self.records[ref])):  # type: ignore[misc]
                     seen.add(ref)
                     yield ref
 
@@ -99,7 +101,7 @@ class Matcher:
         self._used.add(cid)
         self.records.append(p)
         self.citizen.append(cid)
-        for rule in RULES.values():
+        for rule in [*RULES.values(), *(key_fn for key_fn, _ in PROBE_RULES.values())]:
             key = rule(p)
             if key:
                 self.index.add(key, p.index)

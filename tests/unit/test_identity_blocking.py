@@ -21,11 +21,19 @@ def test_a_swapped_day_and_month_without_ids_or_phone_is_still_a_candidate() -> 
     assert pairs_of(a, b) == {("a", "b")}
 
 
-def test_an_unknown_day_and_month_and_a_wrong_year_are_still_candidates() -> None:
+def test_an_unknown_day_and_month_pairs_on_name_and_year_only_with_incomplete_dates() -> None:
+    """Name + birth year is a loose key: it pairs a row whose date is incomplete, never two full dates."""
     a = SourceRecord("a", name="Phạm Văn Đức", birth_date="00/00/1962")
     b = SourceRecord("b", name="Phạm Văn Đức", birth_date="14/08/1962")
-    c = SourceRecord("c", name="Phạm Văn Đức", birth_date="14/08/1963")
-    assert pairs_of(a, b, c) == {("a", "b"), ("b", "c")}
+    c = SourceRecord("c", name="Phạm Văn Đức", birth_date="02/03/1962")
+    assert pairs_of(a, b, c) == {("a", "b"), ("a", "c")}
+
+
+def test_a_wrong_birth_year_is_found_at_a_stable_address() -> None:
+    home = dict(address="45 Nguyễn Trãi, P. Chợ Quán", ward="27301")
+    b = SourceRecord("b", name="Phạm Văn Đức", birth_date="14/08/1962", **home)
+    c = SourceRecord("c", name="PHAM VAN DUC", birth_date="14/08/1963", **home)
+    assert pairs_of(b, c) == {("b", "c")}
 
 
 def test_the_surname_alone_never_makes_a_candidate() -> None:
