@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import resource
 import subprocess
@@ -197,7 +198,7 @@ def compare(records: int, seed: int, workdir: Path, with_splink: bool) -> str:
 def scale(sizes: list[int], seed: int, workdir: Path) -> str:
     out = ["hub link alone on larger generated files", f"{'rows':>12} {'wall s':>9} {'rows/s':>9} {'peak MB':>9} "
            f"{'precision':>9} {'recall':>9}"]
-    last: tuple[int, dict] | None = None
+    runs: list[tuple[int, dict]] = []
     for n in sizes:
         reg, truth = workdir / f"registry-{n}.csv", workdir / f"truth-{n}.csv"
         write_files(n, reg, truth, seed=seed)
@@ -206,15 +207,24 @@ def scale(sizes: list[int], seed: int, workdir: Path) -> str:
         s = pairwise(read_mapping(clusters), read_mapping(truth))
         out.append(f"{n:>12,} {run['seconds']:>9.1f} {n / run['seconds']:>9,.0f} {run['peak_mb']:>9,.0f} "
                    f"{s.precision:>9.5f} {s.recall:>9.5f}")
-        last = (n, run)
+        out.append(f"{'':>12} pairs by rule: {run['pairs_by_rule']}; skipped blocks: "
+                   f"{ {k: v for k, v in run['skipped_blocks'].items() if v} }")
+        runs.append((n, run))
         for p in (reg, truth, clusters):
             p.unlink(missing_ok=True)
-    if last:
-        n, run = last
+    if runs:
+        n, run = runs[-1]
         factor = CITY_ROWS / n
         out.append(f"extrapolated, linear from {n:,} rows (not a run): {CITY_ROWS:,} rows ≈ "
                    f"{run['seconds'] * factor / 60:.0f} min and ≈ {run['peak_mb'] * factor / 1024:.1f} GB peak "
                    f"in one process; load average {os.getloadavg()[0]:.1f}")
+    if len(runs) >= 2:
+        (n0, r0), (n1, r1) = runs[-2], runs[-1]
+        b = math.log(r1["seconds"] / r0["seconds"]) / math.log(n1 / n0)
+        out.append(f"extrapolated with the measured growth t ∝ N^{b:.2f} between {n0:,} and {n1:,} rows (not a run): "
+                   f"{CITY_ROWS:,} rows ≈ {r1['seconds'] * (CITY_ROWS / n1) ** b / 60:.0f} min; memory at the "
+                   f"marginal {(r1['peak_mb'] - r0['peak_mb']) * 1024 / (n1 - n0):.2f} kB/row ≈ "
+                   f"{(r1['peak_mb'] + (r1['peak_mb'] - r0['peak_mb']) * (CITY_ROWS - n1) / (n1 - n0)) / 1024:.1f} GB")
     return "\n".join(out)
 
 
