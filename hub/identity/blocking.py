@@ -10,7 +10,7 @@ than ``max_block_size`` records are skipped (counted), so one junk value cannot 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hub.identity.records import Prepared
@@ -123,11 +123,3 @@ def candidate_pairs(records: Sequence[Prepared], max_block_size: int = 1000,
             stats.skipped_blocks[rule] = skipped
     return pairs
 
-
-def decode(pair: int, n: int) -> tuple[int, int]:
-    return divmod(pair, n)
-
-
-def iter_pairs(pairs: set[int], n: int) -> Iterator[tuple[int, int]]:
-    for pair in pairs:
-        yield divmod(pair, n)
