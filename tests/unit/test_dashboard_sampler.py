@@ -173,6 +173,30 @@ class TestLoop:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    async def test_clients_that_fail_to_close_do_not_end_the_sampling(self) -> None:
+        world = World()
+        world.down = True
+        history = History(600, 0.02)
+
+        async def broken_close() -> None:
+            raise RuntimeError("closing failed")
+
+        def probe() -> FakeProbe:
+            made = world.probe()
+            made.close = broken_close  # type: ignore[method-assign]
+            return made
+
+        task = asyncio.create_task(Sampler(history, probe).run())
+        try:
+            for _ in range(100):
+                if len(world.probes) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert not task.done() and len(world.probes) >= 3
+        finally:
+            task.cancel()
+            assert (await asyncio.gather(task, return_exceptions=True))[0].__class__ is asyncio.CancelledError
+
     def test_mount_gives_the_app_a_history(self) -> None:
         app = web.Application()
         history = dashboard.mount(app, Settings())

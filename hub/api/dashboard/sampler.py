@@ -60,35 +60,44 @@ class Probe(Protocol):
 
 
 class KafkaProbe:
-    """Long-lived Kafka clients for the sampler (reused across ticks, closed when a tick fails)."""
+    """Long-lived Kafka clients for the sampler (reused across ticks, closed when a tick fails).
+
+    Two consumers: once a consumer is assigned partitions, aiokafka refreshes metadata for those topics only,
+    so the one that tails hub.dlq could no longer see the other topics' partitions.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._admin: AIOKafkaAdminClient | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None  # never assigned: metadata of every topic
+        self._tail: AIOKafkaConsumer | None = None  # assigned to hub.dlq
 
-    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+    async def _consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=10_000)
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer, AIOKafkaConsumer]:
         if self._admin is None:
             self._admin = await lag.admin_client(self.settings)
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                        enable_auto_commit=False, auto_offset_reset="earliest",
-                                        request_timeout_ms=10_000)
-            try:
-                await consumer.start()
-            except BaseException:
-                await consumer.stop()
-                raise
-            self._consumer = consumer
-        return self._admin, self._consumer
+        if self._ends is None:
+            self._ends = await self._consumer()
+        if self._tail is None:
+            self._tail = await self._consumer()
+        return self._admin, self._ends, self._tail
 
     async def lag(self) -> list[lag.PartitionLag]:
-        admin, _ = await self._clients()
+        admin, _, _ = await self._clients()
         return await lag.measure(self.settings, admin=admin)
 
     async def topic_ends(self, topics: Iterable[str]) -> dict[str, int]:
         """Sum of log end offsets per topic (topics that do not exist are left out)."""
-        _, consumer = await self._clients()
+        _, consumer, _ = await self._clients()
         tps = [TopicPartition(t, p) for t in topics for p in sorted(await lag.partitions_of(consumer, t))]
         ends = await consumer.end_offsets(tps) if tps else {}
         totals: dict[str, int] = {}
@@ -101,7 +110,7 @@ class KafkaProbe:
 
         Returns the entries read and whether every partition was read up to its end as it was at the start.
         """
-        _, consumer = await self._clients()
+        _, _, consumer = await self._clients()
         tps = [TopicPartition(DLQ.name, p) for p in sorted(await lag.partitions_of(consumer, DLQ.name))]
         if not tps:
             return [], True
@@ -125,9 +134,11 @@ class KafkaProbe:
         return found, not todo
 
     async def close(self) -> None:
-        consumer, admin, self._consumer, self._admin = self._consumer, self._admin, None, None
-        if consumer is not None:
-            await consumer.stop()
+        consumers, admin = (self._ends, self._tail), self._admin
+        self._ends = self._tail = self._admin = None
+        for consumer in consumers:
+            if consumer is not None:
+                await consumer.stop()
         if admin is not None:
             await admin.close()
 
@@ -167,8 +178,10 @@ class Sampler:
     async def _drop_probe(self) -> None:
         probe, self._probe = self._probe, None
         if probe is not None:
-            with contextlib.suppress(KafkaError, OSError, asyncio.TimeoutError):
+            try:
                 await probe.close()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort; the next tick opens fresh clients
+                log.warning("dashboard sampler: closing Kafka clients failed", error=type(exc).__name__)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,181 @@
+"""The operators' dashboard in a real headless browser (Debian's chromium through chromedriver and selenium),
+on the session's real stack: it asks for a token, refuses one without ops:read, and with known traffic (ADT
+messages over MLLP and one unsupported DFT^P03) shows the ingest rate rising, the DLQ entry under translate /
+translate, throughput rows for every stage, the stream roles' groups back at lag 0, and no personal data."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from connectors.mllp.sender import send_messages
+from hub.api import tokens
+from hub.api.dashboard.view import STAGE_OUTPUTS
+from hub.ops import dlq
+from hub.settings import Settings
+from hub.synthetic import adt, person
+from tests.integration.kafka_tools import wait_until_idle
+from tests.integration.test_ops_live_dlq import dft
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# This machine's network is closed: nothing in the browser may try to reach out (sync, updates, QUIC probes).
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1280,1400")
+ROLE_GROUPS = ("hssk-translator", "hssk-identity", "hssk-record", "hssk-fanout")
+N_ADT = 12
+T = TypeVar("T")
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extras (bootstrap.sh)")
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Debian's chromium, headless, with a fresh profile; never a browser or driver downloaded at run time."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (deploy/local/test.sh installs them as root)")
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER),
+                                                               log_output=str(tmp_path / "chromedriver.log")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def eventually(driver: webdriver.Chrome, what: str, check: Callable[[], T | None], timeout_s: float = 45) -> T:
+    """Poll the page until ``check`` returns something truthy (the page redraws its tables every 2 s)."""
+
+    def attempt(_: object) -> T | None:
+        try:
+            return check()
+        except StaleElementReferenceException:  # a table redrawn between finding a row and reading it
+            return None
+
+    try:
+        return WebDriverWait(driver, timeout_s, poll_frequency=0.25).until(attempt)
+    except TimeoutException:
+        raise AssertionError(f"the dashboard never showed {what}; status line: "
+                             f"{driver.find_element(By.ID, 'status').text!r}") from None
+
+
+_READ_TABLE = """
+return Array.from(document.querySelectorAll(`#${arguments[0]} tbody tr`), (tr) => ({
+  keys: arguments[1].map((k) => tr.dataset[k]),
+  cells: Object.fromEntries(Array.from(tr.cells, (td) => [td.className.split(" ")[0], td.textContent]))}));
+"""
+
+
+def table(driver: webdriver.Chrome, table_id: str, *keys: str) -> dict[tuple[str, ...], dict[str, str]]:
+    """The rows of one of the page's tables, by their data-* keys, as {cell class: text}, read in one script
+    call: the page redraws its tables every 2 s, so element-by-element reads would race the redraw."""
+    return {tuple(r["keys"]): r["cells"] for r in driver.execute_script(_READ_TABLE, table_id, list(keys))}
+
+
+def enter_token(driver: webdriver.Chrome, token: str) -> None:
+    field = eventually(driver, "the token form", lambda: (f := driver.find_element(By.ID, "token")).is_displayed()
+                       and f)
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "token-save").click()
+
+
+async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: webdriver.Chrome) -> None:
+    rng = random.Random(20261201)
+    people = [person(rng, serial=880000 + i) for i in range(N_ADT)]
+    ops_token = tokens.issue(hub_stack.api_token_file, "dashboard-live", ["ops:read"])
+    reader_token = tokens.issue(hub_stack.api_token_file, "dashboard-live-reader", ["record:read"])
+
+    browser.get(f"http://{hub_stack.api_host}:{hub_stack.api_port}/dashboard")
+    assert browser.title == "HSSK Hub: operations"
+    enter_token(browser, reader_token)  # a valid token without ops:read is refused, and the form asks again
+    eventually(browser, "the missing-scope message",
+               lambda: "lacks the ops:read scope" in browser.find_element(By.ID, "token-message").text)
+    assert not browser.find_element(By.ID, "panels").is_displayed()
+    enter_token(browser, ops_token)
+    eventually(browser, "its panels", lambda: browser.find_element(By.ID, "panels").is_displayed())
+    assert browser.execute_script("return sessionStorage.getItem('hssk.ops.token')") == ops_token
+
+    dead = dft(people[0], "DASH-DFT-1")
+    messages = [adt(p, "A01", f"DASH-ADT-{i}", visit=f"V-DASH-{i}") for i, p in enumerate(people)] + [dead]
+    assert [r.code for r in await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, messages)] == ["AA"] * (
+        N_ADT + 1)
+
+    def ingest_rate() -> float | None:
+        cells = table(browser, "throughput-table", "stage").get(("ingest",))
+        return float(cells["rate"].replace(",", "")) if cells and cells["rate"] not in ("-", "0") else None
+
+    assert eventually(browser, "an ingest rate above 0 after the traffic", ingest_rate) > 0
+
+    await wait_until_idle(hub_stack)
+    for _ in range(120):  # the DFT^P03 is in hub.dlq once the translator has committed past it
+        if any(e.original == dead for e in await dlq.entries(hub_stack, dlq.Filter(stage="translate"))):
+            break
+        await asyncio.sleep(0.5)
+    expected = {(stage, code): str(n) for stage, code, n in dlq.counts(await dlq.entries(hub_stack))}
+    assert int(expected[("translate", "translate")]) >= 1
+
+    def dlq_as_expected() -> bool:
+        shown = {key: cells["entries"].replace(",", "") for key, cells in table(browser, "dlq-table", "stage",
+                                                                                 "code").items()}
+        return shown == expected
+
+    eventually(browser, f"the DLQ counts {expected}", dlq_as_expected)
+    assert browser.find_element(By.ID, "dlq-total").text.replace(",", "") == str(
+        sum(int(n) for n in expected.values()))
+    bars = browser.find_elements(By.CSS_SELECTOR, "#dlq-chart rect")
+    assert len(bars) == len(expected) and "translate / translate" in browser.find_element(By.ID, "dlq-chart").text
+
+    def idle_groups() -> bool:
+        rows = table(browser, "lag-table", "group")
+        return all(rows.get((g,), {}).get("lag") == "0" for g in ROLE_GROUPS)
+
+    eventually(browser, f"lag 0 for {ROLE_GROUPS}", idle_groups)
+    lines = {el.get_attribute("data-series") for el in browser.find_elements(By.CSS_SELECTOR, "#lag-chart polyline")}
+    assert set(ROLE_GROUPS) <= lines  # a line per consumer group over time
+    legend = browser.find_element(By.ID, "lag-legend").text
+    assert all(g in legend for g in ROLE_GROUPS)
+
+    throughput = table(browser, "throughput-table", "stage")
+    assert [k[0] for k in throughput] == [stage for stage, _ in STAGE_OUTPUTS]
+    assert throughput[("ingest",)]["topic"] == "hl7v2.raw"
+    assert int(throughput[("ingest",)]["total"].replace(",", "")) >= N_ADT + 1
+    assert int(throughput[("translate",)]["total"].replace(",", "")) >= 2 * N_ADT  # patient + encounter per A01
+
+    assert browser.find_element(By.ID, "subscriptions").text == "no subscriptions configured"
+    assert browser.find_element(By.ID, "review-queue").text == "not built yet"
+    assert "fails" not in browser.find_element(By.ID, "status").text
+
+    page = browser.page_source
+    for p in people:  # nothing about a patient anywhere on the page
+        for value in (p.cccd, p.mrn, p.family + " ", p.phone, p.full_name):
+            assert value not in page, value
+
+
+def test_a_revoked_token_sends_the_operator_back_to_the_form(hub_stack: Settings, browser: webdriver.Chrome) -> None:
+    token = tokens.issue(hub_stack.api_token_file, "dashboard-live-revoked", ["ops:read"])
+    browser.get(f"http://{hub_stack.api_host}:{hub_stack.api_port}/dashboard")
+    enter_token(browser, token)
+    eventually(browser, "its panels", lambda: browser.find_element(By.ID, "panels").is_displayed())
+    tokens.revoke(hub_stack.api_token_file, "dashboard-live-revoked")
+    eventually(browser, "the unknown-token message",
+               lambda: "unknown or revoked" in browser.find_element(By.ID, "token-message").text)
+    assert browser.execute_script("return sessionStorage.getItem('hssk.ops.token')") is None
