@@ -15,5 +15,15 @@ if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev
   fi
 fi
 
+# The dashboard test drives Debian's Chromium headless through chromedriver: install both if missing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian's chromium and chromium-driver for the dashboard test ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "test: no chromium/chromedriver; install them (Debian: sudo apt-get install chromium chromium-driver)" >&2
+  fi
+fi
+
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"
