@@ -25,5 +25,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   fi
 fi
 
+# The warehouse tests run a real PostgreSQL (deploy/local/postgres.sh): install Debian's package if missing.
+bash "$root/deploy/local/postgres.sh" install
+
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"
