@@ -173,6 +173,10 @@ async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: w
     assert browser.find_element(By.ID, "review-queue").text == "not built yet"
     assert "fails" not in browser.find_element(By.ID, "status").text
 
+    # No script error and no Content-Security-Policy violation; only the refused token's 403 may be logged.
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m for m in errors if "status of 403" not in m] == [], errors
+
     page = browser.page_source
     for p in people:  # nothing about a patient anywhere on the page
         for value in (p.cccd, p.mrn, p.family + " ", p.phone, p.full_name):

@@ -33,7 +33,7 @@ def content_security_policy(html: str) -> str:
     """Only this page's own inline script and style run; data comes from this origin only."""
     scripts = " ".join(_sha256(m) for m in _INLINE["script"].findall(html))
     styles = " ".join(_sha256(m) for m in _INLINE["style"].findall(html))
-    return (f"default-src 'none'; script-src {scripts}; style-src {styles}; connect-src 'self'; img-src 'self'; "
+    return (f"default-src 'none'; script-src {scripts}; style-src {styles}; connect-src 'self'; img-src data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
