@@ -9,7 +9,8 @@ Two kinds of failure, two answers:
   nothing goes to the DLQ, nothing is committed past.
 - PostgreSQL refuses the data (a value out of range...): the batch is written again one event per
   transaction, and only the events that still fail go to hub.dlq (stage ``warehouse``).
-Events the warehouse cannot map go to the DLQ too; event types it does not model are skipped.
+Events the warehouse cannot map go to the DLQ too; event types it does not model are skipped, and so are
+events flagged with a sensitive category (HIV, mental health) the warehouse is not entitled to.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ RETRY_MAX_S = 10.0
 
 
 class WarehouseStage:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, entitled: frozenset[str] = frozenset()) -> None:
         self.dsn = dsn
+        # Sensitive categories this warehouse may hold. None by default: flagged events are withheld until a
+        # subscription policy (issue 7, subscriptions) entitles the warehouse to a category.
+        self.entitled = entitled
         self._warehouse: Warehouse | None = None
         self._connecting = asyncio.Lock()  # the startup task and the first batch may both connect
 
@@ -90,7 +94,7 @@ class WarehouseStage:
             delay = min(delay * 2, RETRY_MAX_S)
 
     async def step(self, batch: list[Incoming]) -> list[Result]:
-        outcomes, plan = plan_events([incoming.value for incoming in batch])
+        outcomes, plan = plan_events([incoming.value for incoming in batch], self.entitled)
         results: list[Result] = [o if isinstance(o, Exception) else [] for o in outcomes]
         if not plan:
             return results

@@ -54,12 +54,15 @@ def _keep_latest(rows: dict[str, tuple[Any, ...]], key: str, row: tuple[Any, ...
         rows[key] = row
 
 
-def read(value: bytes) -> Outcome:
-    """One record's value -> its outcome (never raises)."""
+def read(value: bytes, entitled: frozenset[str] = frozenset()) -> Outcome:
+    """One record's value -> its outcome (never raises). Events flagged with a sensitive category the warehouse
+    is not ``entitled`` to (HIV, mental health...) are withheld (None), as the fan-out withholds them."""
     try:
         event = Envelope.from_json(value)
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         return MappingError(f"not a canonical event ({type(exc).__name__})")
+    if event.sensitivity and not entitled.issuperset(event.sensitivity):
+        return None
     try:
         return map_event(event)
     except MappingError as exc:
@@ -68,8 +71,8 @@ def read(value: bytes) -> Outcome:
         return MappingError(f"{event.type}: payload of an unexpected shape ({type(exc).__name__})")
 
 
-def plan_events(values: list[bytes]) -> tuple[list[Outcome], Plan]:
-    outcomes = [read(v) for v in values]
+def plan_events(values: list[bytes], entitled: frozenset[str] = frozenset()) -> tuple[list[Outcome], Plan]:
+    outcomes = [read(v, entitled) for v in values]
     plan = Plan()
     for outcome in outcomes:
         if isinstance(outcome, Rows):

@@ -283,7 +283,7 @@ async def test_the_three_writers_store_the_same_rows_for_every_resource_type(war
     hiv = citizen_event("condition.recorded", "bench-c-0000001", "wh-ev-hiv", {
         "resourceType": "Condition", "id": "wh-hiv-1", "code": {"coding": [{"code": "B24"}]},
         "onsetDateTime": "2019"}, sensitivity=("hiv",))[1]
-    _, plan = plan_events([*citizen_events(0), *citizen_events(1), hiv])
+    _, plan = plan_events([*citizen_events(0), *citizen_events(1), hiv], entitled=frozenset({"hiv"}))
     assert plan.fact_count == 23
     base = warehouse_role.pg_dsn.rsplit("/", 1)[0]
     tables = {}
@@ -314,3 +314,19 @@ async def test_the_three_writers_store_the_same_rows_for_every_resource_type(war
     assert (dim["birth_year"], dim["sex"], dim["ward"]) == (1941, "female", "Phường Sài Gòn")
     obs = {r["code"]: r["value_num"] for r in got["fact_observation"] if r["citizen_id"] == "bench-c-0000000"}
     assert obs == {"2093-3": 4.2, "2571-8": 5.2, "8302-2": 6.2, "29463-7": 7.2}
+
+
+async def test_an_hiv_flagged_diagnosis_is_withheld_from_the_warehouse(warehouse_role: Settings,
+                                                                      db: asyncpg.Connection) -> None:
+    """Not entitled by default: the flagged event is consumed (lag 0) and written nowhere, nor dead-lettered."""
+    settings = warehouse_role
+    flagged = citizen_event("condition.recorded", "wh-test-hiv-01", "wh-ev-hiv-live", {
+        "resourceType": "Condition", "id": "wh-hiv-live-1", "code": {"coding": [{"code": "B24"}]}},
+        sensitivity=("hiv",))
+    plain = citizen_event("condition.recorded", "wh-test-hiv-01", "wh-ev-plain-live", {
+        "resourceType": "Condition", "id": "wh-plain-live-1", "code": {"coding": [{"code": "J18.9"}]}})
+    await publish(settings, EVENTS_CITIZEN.name, [flagged, plain])
+    await wait_for(db, "SELECT 1 FROM fact_diagnosis WHERE resource_id = 'wh-plain-live-1'")
+    await warehouse_idle(settings)
+    dump = "\n".join([str(r[0]) for t in TABLES for r in await db.fetch(f"SELECT row_to_json(t)::text FROM {t} t")])
+    assert "wh-hiv-live-1" not in dump and "wh-ev-hiv-live" not in dump and "B24" not in dump

@@ -45,5 +45,18 @@ class TestPlan:
         assert [m[:2] for m in plan.merges] == [("c-old", CID)]
         assert plan.citizen_ids == {CID, "c-old"} and plan.fact_count == 0 and bool(plan)
 
+    def test_sensitive_events_are_withheld_unless_entitled(self) -> None:
+        """An HIV-flagged diagnosis is not warehouse material by default; an entitled warehouse keeps it, flag
+        and all. An event with two flags needs both."""
+        hiv = event("condition.recorded", {"resourceType": "Condition", "id": "c-hiv",
+                                           "code": {"coding": [{"code": "B24"}]}}, sensitivity=("hiv",)).to_json()
+        both = event("condition.recorded", {"resourceType": "Condition", "id": "c-2"},
+                     sensitivity=("hiv", "mental-health")).to_json()
+        outcomes, plan = plan_events([hiv, both])
+        assert outcomes == [None, None] and not plan
+        outcomes, plan = plan_events([hiv, both], entitled=frozenset({"hiv"}))
+        assert isinstance(outcomes[0], Rows) and outcomes[1] is None
+        assert plan.facts["fact_diagnosis"]["c-hiv"][7] == ["hiv"]
+
     def test_an_empty_plan_is_false(self) -> None:
         assert not plan_events([b"[]"])[1]
