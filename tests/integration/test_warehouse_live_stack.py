@@ -330,3 +330,43 @@ async def test_an_hiv_flagged_diagnosis_is_withheld_from_the_warehouse(warehouse
     await warehouse_idle(settings)
     dump = "\n".join([str(r[0]) for t in TABLES for r in await db.fetch(f"SELECT row_to_json(t)::text FROM {t} t")])
     assert "wh-hiv-live-1" not in dump and "wh-ev-hiv-live" not in dump and "B24" not in dump
+
+
+def postgres_sh(command: str) -> None:
+    """deploy/local/postgres.sh on this session's own stack (its state folder and port), nothing else."""
+    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "local" / "postgres.sh"), command],
+                   env={**os.environ, **TEST_ENV}, check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.disruptive
+async def test_a_postgresql_outage_delays_rows_and_loses_none(warehouse_role: Settings) -> None:
+    """With PostgreSQL stopped the role keeps retrying and commits nothing past the write; once it is back,
+    the rows arrive and nothing went to the DLQ."""
+    settings = warehouse_role
+    item = citizen_event("procedure.recorded", "wh-test-outage-01", "wh-ev-outage-1", {
+        "resourceType": "Procedure", "id": "wh-outage-proc-1", "status": "completed",
+        "code": {"coding": [{"code": "89.52", "display": "Điện tâm đồ"}]}})
+    postgres_sh("stop")
+    try:
+        log_path = settings.state_dir / "logs" / "warehouse-test.log"
+        seen = log_path.read_bytes().count(b"warehouse unreachable") if log_path.exists() else 0
+        await publish(settings, EVENTS_CITIZEN.name, [item])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        # Polled: the role (ours, logging there) has tried and failed a few times; then the commit interval.
+        while log_path.exists() and log_path.read_bytes().count(b"warehouse unreachable") < seen + 3:
+            assert loop.time() < deadline, "the role did not retry the write"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # > faust's 1 s commit interval: a wrongly committed offset would show now
+        rows = await lag_.measure(settings, [GROUP], seconds=False)
+        assert sum(r.lag for r in rows) >= 1  # the event's offset is not committed while the write fails
+    finally:
+        postgres_sh("start")
+    conn = await asyncpg.connect(settings.pg_dsn)
+    try:
+        await wait_for(conn, "SELECT 1 FROM fact_procedure WHERE resource_id = 'wh-outage-proc-1'", timeout_s=90)
+    finally:
+        await conn.close()
+    await warehouse_idle(settings)
+    letters = await read_until(settings, DLQ.name, lambda recs: False, timeout_s=3)
+    assert not [r for r in letters if b"wh-ev-outage-1" in base64.b64decode(orjson.loads(r.value)["original"])]
