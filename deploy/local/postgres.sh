@@ -171,8 +171,13 @@ psql_hssk() {
 cmd_start() {
     local pid
     if pid="$(pg_pid)"; then
-        log "postgres already running on $HOST:$PG_PORT (pid $pid)"
-        return 0
+        if [[ -f "$PG_DATA/postmaster.pid" ]]; then
+            log "postgres already running on $HOST:$PG_PORT (pid $pid)"
+            return 0
+        fi
+        # Someone deleted the state dir under a running server: replace it rather than report it healthy.
+        log "postgres (pid $pid) runs on a deleted state dir; restarting it"
+        cmd_stop
     fi
     cmd_install
     if port_open "$PG_PORT"; then
