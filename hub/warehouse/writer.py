@@ -4,8 +4,8 @@ Batched (``write``): per table, one ``INSERT ... SELECT FROM json_populate_recor
 DO UPDATE ... WHERE newer`` with the batch's rows as one JSON parameter: one round trip per table instead
 of one per row, and the server does the upsert as a set. ``write_copy`` does the same from a binary COPY
 into temp tables; the benchmark keeps it to show why ``write`` does not use it (at the stage's batch size,
-emptying the temp tables at every commit costs more than COPY saves). The whole plan is one transaction, so a batch is in
-the warehouse entirely or not at all, before the stage lets its offsets be committed.
+emptying the temp tables at every commit costs more than COPY saves). The whole plan is one transaction, so
+a batch is in the warehouse entirely or not at all, before the stage lets its offsets be committed.
 
 Facts of a citizen that was merged away are written to the survivor (joined through citizen_merge), and
 each merge re-points what the retired citizen already had. Rows only ever move forward: the WHERE of the
@@ -41,13 +41,12 @@ def _newer(table: Table, dim: bool = False) -> str:
 
 
 def _upsert_from_tmp(table: Table) -> str:
+    fact = table in schema.FACTS
     cols = ", ".join(table.columns)
-    picked = ", ".join("coalesce(m.survivor_id, s.citizen_id)" if c == "citizen_id" else f"s.{c}"
+    picked = ", ".join("coalesce(m.survivor_id, s.citizen_id)" if fact and c == "citizen_id" else f"s.{c}"
                        for c in table.columns)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
-    join = " LEFT JOIN citizen_merge m ON m.retired_id = s.citizen_id" if table in schema.FACTS else ""
-    if table not in schema.FACTS:
-        picked = ", ".join(f"s.{c}" for c in table.columns)
+    join = " LEFT JOIN citizen_merge m ON m.retired_id = s.citizen_id" if fact else ""
     return (f"INSERT INTO {table.name} AS t ({cols}) SELECT {picked} FROM {_tmp(table)} s{join} "
             f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
 

@@ -370,3 +370,35 @@ async def test_a_postgresql_outage_delays_rows_and_loses_none(warehouse_role: Se
     await warehouse_idle(settings)
     letters = await read_until(settings, DLQ.name, lambda recs: False, timeout_s=3)
     assert not [r for r in letters if b"wh-ev-outage-1" in base64.b64decode(orjson.loads(r.value)["original"])]
+
+
+async def test_merge_chains_end_on_the_last_survivor(warehouse_role: Settings, db: asyncpg.Connection) -> None:
+    """A into B, then B into C: A's and B's facts are C's, both dimension rows point at C, and a merge back
+    (C into A) is ignored rather than making a cycle. Written straight through the writer, in its own database."""
+    from hub.warehouse.plan import plan_events
+    from hub.warehouse.writer import Warehouse
+
+    def dx(cid: str, rid: str) -> bytes:
+        return citizen_event("condition.recorded", cid, f"ev-{rid}", {
+            "resourceType": "Condition", "id": rid, "code": {"coding": [{"code": "I10", "display": "Tăng huyết áp"}]}})[1]
+
+    def merged(survivor: str, retired: str, eid: str) -> bytes:
+        return citizen_event("citizen.merged", survivor, eid, {"resourceType": "Patient", "id": survivor, "link": [
+            {"type": "replaces", "other": {"reference": f"Patient/{retired}"}}]})[1]
+
+    name = "wh_merge_chain"
+    await db.execute(f"DROP DATABASE IF EXISTS {name}")
+    await db.execute(f"CREATE DATABASE {name}")
+    warehouse = await Warehouse.connect(f"{warehouse_role.pg_dsn.rsplit('/', 1)[0]}/{name}")
+    try:
+        await warehouse.migrate()
+        for batch in ([dx("A", "a1"), dx("B", "b1"), dx("C", "c1")], [merged("B", "A", "m1")],
+                      [merged("C", "B", "m2")], [merged("A", "C", "m3"), dx("A", "a2")]):
+            await warehouse.write(plan_events(batch)[1])
+        owners = dict(await warehouse.conn.fetch("SELECT resource_id, citizen_id FROM fact_diagnosis"))
+        assert owners == {"a1": "C", "b1": "C", "c1": "C", "a2": "C"}
+        dims = dict(await warehouse.conn.fetch("SELECT citizen_id, merged_into FROM dim_citizen"))
+        assert dims == {"A": "C", "B": "C", "C": None}
+    finally:
+        await warehouse.close()
+        await db.execute(f"DROP DATABASE {name}")
