@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+import pytest
 from aiohttp import web
 
 from hub.api import dashboard
 from hub.api.dashboard.history import GroupLag, History
-from hub.api.dashboard.sampler import Sampler, group_totals
+from hub.api.dashboard.sampler import Sampler, group_totals, next_delay
 from hub.ops.dlq import Entry
 from hub.ops.lag import KafkaUnavailable, PartitionLag
 from hub.settings import Settings
@@ -86,6 +87,15 @@ class TestGroupTotals:
 
     def test_no_rows_no_groups(self) -> None:
         assert group_totals([]) == {}
+
+
+class TestRetryDelay:
+    @pytest.mark.parametrize("previous, failed, expected", [
+        (2.0, False, 2.0), (2.0, True, 4.0), (4.0, True, 8.0), (8.0, True, 10.0), (10.0, True, 10.0),
+        (10.0, False, 2.0), (0.5, True, 2.0)])
+    def test_failures_space_the_tries_out_and_success_resets(self, previous: float, failed: bool,
+                                                             expected: float) -> None:
+        assert next_delay(previous, 2.0, failed) == expected
 
 
 class TestTick:

@@ -35,6 +35,12 @@ from hub.topics import DLQ
 log = get_logger("api.dashboard")
 DLQ_READ_PER_TICK = 20_000  # a DLQ of millions is tallied over several ticks instead of stalling one
 TICK_TIMEOUT_S = 30.0
+MAX_RETRY_S = 10.0  # while Kafka is down, tries space out to this (each try logs the clients' connect errors)
+
+
+def next_delay(previous: float, interval: float, failed: bool) -> float:
+    """Seconds from one tick's start to the next: the interval, doubling after each failure up to MAX_RETRY_S."""
+    return min(MAX_RETRY_S, max(interval, previous * 2)) if failed else interval
 
 
 def group_totals(rows: Iterable[lag.PartitionLag]) -> dict[str, GroupLag]:
@@ -120,17 +126,20 @@ class KafkaProbe:
         if not todo:
             return found, True
         consumer.assign(todo)
-        for tp in todo:
-            consumer.seek(tp, max(positions.get(tp.partition, 0), starts[tp]))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2.0
-        while todo and len(found) < DLQ_READ_PER_TICK and loop.time() < deadline:
-            fetched = await consumer.getmany(*todo, timeout_ms=200, max_records=1000)
-            for records in fetched.values():
-                found.extend(parse_entry(r) for r in records)
+        try:
             for tp in todo:
-                positions[tp.partition] = await consumer.position(tp)  # what was returned, markers included
-            todo = [tp for tp in todo if positions[tp.partition] < ends[tp]]
+                consumer.seek(tp, max(positions.get(tp.partition, 0), starts[tp]))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 2.0
+            while todo and len(found) < DLQ_READ_PER_TICK and loop.time() < deadline:
+                fetched = await consumer.getmany(*todo, timeout_ms=200, max_records=1000)
+                for records in fetched.values():
+                    found.extend(parse_entry(r) for r in records)
+                for tp in todo:
+                    positions[tp.partition] = await consumer.position(tp)  # what was returned, markers included
+                todo = [tp for tp in todo if positions[tp.partition] < ends[tp]]
+        finally:
+            consumer.unsubscribe()  # no fetching in the background between ticks
         return found, not todo
 
     async def close(self) -> None:
@@ -185,6 +194,7 @@ class Sampler:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        delay = self.history.interval_s
         try:
             while True:
                 started = loop.time()
@@ -197,7 +207,8 @@ class Sampler:
                     log.error("dashboard sampling crashed; retrying", error=type(exc).__name__)
                     self.history.failed(f"internal error ({type(exc).__name__})", self._clock())
                     await self._drop_probe()
-                await asyncio.sleep(max(0.0, self.history.interval_s - (loop.time() - started)))
+                delay = next_delay(delay, self.history.interval_s, self.history.error is not None)
+                await asyncio.sleep(max(0.0, delay - (loop.time() - started)))
         finally:
             await self._drop_probe()
 
