@@ -43,6 +43,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  MLLP (HL7 v2)  {settings.mllp_host}:{settings.mllp_port}")
     print(f"  Kafka          {settings.kafka_bootstrap}")
     print(f"  Redis          {settings.redis_url}")
+    print(f"  PostgreSQL     {settings.pg_dsn} (the warehouse)")
     print(f"  Record API     http://{settings.api_host}:{settings.api_port} (tokens: hub api token issue)")
     print(f"  roles          {', '.join(local.ROLES)} (logs in {settings.state_dir / 'logs'})")
     return 0

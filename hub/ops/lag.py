@@ -29,7 +29,7 @@ from hub.topics import DLQ, EVENTS_CANONICAL, EVENTS_CITIZEN, HL7V2_RAW, RECORD_
 # Each stream role's consumer group reads one catalogue topic; these groups are reported even before they commit.
 ROLE_SOURCES = {
     "translator": HL7V2_RAW.name, "identity": EVENTS_CANONICAL.name,
-    "record": EVENTS_CITIZEN.name, "fanout": RECORD_CHANGES.name,
+    "record": EVENTS_CITIZEN.name, "fanout": RECORD_CHANGES.name, "warehouse": EVENTS_CITIZEN.name,
 }
 _FETCH_TIMEOUT_S = 5.0
 
