@@ -262,7 +262,8 @@ async def test_sigterm_answers_what_was_received_then_closes(hub_stack: Settings
     for (_, writer), messages in zip(conns, streams):
         writer.write(b"".join(frame(m) for m in messages))
     await asyncio.sleep(0.05)
-    os.kill(local.role_pid(hub_stack, "mllp"), signal.SIGTERM)
+    pid = local.role_pid(hub_stack, "mllp")
+    os.kill(pid, signal.SIGTERM)
 
     async def answers(reader: asyncio.StreamReader) -> list[tuple[str, str]]:
         decoder, out = FrameDecoder(1 << 20), []
@@ -275,6 +276,10 @@ async def test_sigterm_answers_what_was_received_then_closes(hub_stack: Settings
     finally:
         for _, writer in conns:
             writer.close()
+        for _ in range(300):  # it answers, lingers, then exits; `hub up` must not see the old process still there
+            if local.role_pid(hub_stack, "mllp") != pid:
+                break
+            await asyncio.sleep(0.05)
         await asyncio.to_thread(hub_cli, "up")
     accepted: set[str] = set()
     for messages, got in zip(streams, results):
