@@ -285,10 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     rt.set_defaults(func=cmd_retranslate)
 
     from hub.api.commands import add_api_commands
+    from hub.identity.commands import add_identity_commands
     from hub.ops.commands import add_ops_commands
 
     add_ops_commands(sub)
     add_api_commands(sub)
+    add_identity_commands(sub)
 
     rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")
     who = rec.add_mutually_exclusive_group(required=True)

@@ -135,7 +135,7 @@ class TestRegistryReader:
         bad: list[BadRow] = []
         records = list(read_records(io.StringIO(text), bad))
         assert [x.record_id for x in records] == ["R1", "R3"]
-        assert [(b.line, b.reason) for b in bad] == [(3, "expected 15 columns, found 3"), (4, "duplicate record_id")]
+        assert [(b.line, b.reason) for b in bad] == [(3, "expected 15 columns, found 3"), (4, "record_id repeats an earlier row")]
 
     def test_a_file_with_another_header_is_refused(self) -> None:
         with pytest.raises(RegistryFormatError):
