@@ -78,6 +78,9 @@ def translate(raw: bytes, *, received_at: str, charset: str = "utf-8",
     Raises ParseError (undecodable or not HL7), UnsupportedMessage (no translator for the type; its reason
     starts with "unsupported message type", which the DLQ keeps) or TranslateError (a required part is
     missing or invalid; the reason names the field).
+
+    Payloads are read-only: parts that do not depend on the result (an Observation's code, range, flags) are
+    shared between events and across messages. Serialise them, or copy before changing one.
     """
     message = parse(decode(raw, charset))
     header = read_header(message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import uuid
 from pathlib import Path
 
@@ -234,20 +236,35 @@ class TestSensitivity:
 
 class TestMemoSafety:
     def test_changing_an_output_does_not_change_the_next_translation(self) -> None:
-        """Memoised parts are copied out: a consumer editing a payload cannot corrupt later messages."""
+        """Memoised parts are either copied out or frozen: a consumer editing a payload gets a TypeError for a
+        shared part and can never corrupt later messages."""
         raw = (CORPUS / "oru_r01_cbc_10_obx.hl7").read_bytes()
         expected = [e.to_json() for e in translate(raw, received_at=RECEIVED_AT)]
+        refused = 0
         for event in translate(raw, received_at=RECEIVED_AT):
             p = event.payload
             for key in ("code", "performer", "referenceRange", "interpretation", "valueQuantity", "category"):
                 value = p.get(key)
-                if isinstance(value, dict):
-                    value.clear()
-                elif isinstance(value, list):
-                    for item in value:
-                        item.clear() if isinstance(item, dict) else None
-                    value.append({"x": 1})
+                try:
+                    if isinstance(value, dict):
+                        value.clear()
+                    elif isinstance(value, (list, tuple)):
+                        for item in value:
+                            item.clear() if isinstance(item, dict) else None
+                        value.append({"x": 1})
+                except (TypeError, AttributeError):
+                    refused += 1
+        assert refused > 0  # the Observations' shared parts are frozen
         assert [e.to_json() for e in translate(raw, received_at=RECEIVED_AT)] == expected
+
+    def test_a_deep_copy_of_a_payload_is_plain_and_mutable(self) -> None:
+        """What a consumer copies is its own: plain dicts and lists it may change."""
+        raw = (CORPUS / "oru_r01_cbc_10_obx.hl7").read_bytes()
+        observation = next(e for e in translate(raw, received_at=RECEIVED_AT) if e.type == "observation.recorded")
+        mine = copy.deepcopy(observation.payload)
+        mine["code"]["text"] = "đã sửa"
+        assert orjson.loads(orjson.dumps(mine))["code"]["text"] == "đã sửa"
+        assert "text" not in observation.payload["code"] or observation.payload["code"]["text"] != "đã sửa"
 
     def test_output_is_plain_json(self) -> None:
         """Payloads round-trip through JSON unchanged (no tuples, no custom objects)."""
