@@ -16,7 +16,7 @@ from connectors.mllp.connection import MllpServer, tls_context
 from connectors.mllp.dedup import DedupStore
 from connectors.mllp.listener import MllpListener
 from connectors.mllp.recover import reconcile
-from connectors.mllp.sources import SourcesFile
+from connectors.mllp.sources import SourcesFile, sources_from_settings
 from hub.kafka import DurableProducer
 from hub.logging import get_logger
 from hub.settings import Settings
@@ -41,8 +41,7 @@ async def _settle(settings: Settings, dedup: DedupStore) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    sources = SourcesFile(None if settings.mllp_open_mode and not settings.sources_file.exists()
-                          else settings.sources_file, open_mode=settings.mllp_open_mode)
+    sources = sources_from_settings(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

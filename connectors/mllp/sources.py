@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.logging import get_logger
+from hub.settings import Settings
 
 log = get_logger("mllp.sources")
 
@@ -212,3 +213,9 @@ class SourcesFile:
         except OSError:
             return False
         return mtime != self._mtime and self.reload()
+
+
+def sources_from_settings(settings: Settings) -> SourcesFile:
+    """The configured sources file; in open mode (demos) a missing file is allowed."""
+    missing_ok = settings.mllp_open_mode and not settings.sources_file.exists()
+    return SourcesFile(None if missing_ok else settings.sources_file, open_mode=settings.mllp_open_mode)

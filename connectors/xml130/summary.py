@@ -18,11 +18,10 @@ from connectors.xml130.errors import MappingError
 from connectors.xml130.maps import MAPS
 from connectors.xml130.values import birth, date_time, number, split, text
 from hub.envelope import (
-    SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, VN_FHIR_BASE, Identifier, Subject, mrn_system,
+    SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, VN_FHIR_BASE, Identifier, Subject,
+    mrn_system,
 )
 
-# The 10-digit lifelong social-insurance number (same system as connectors.hl7v2.translate.SYSTEM_BHXH).
-SYSTEM_BHXH = f"{VN_FHIR_BASE}/sid/bhxh_number"
 SYSTEM_OTHER_ID = "urn:hssk:xml130:so-cccd"  # SO_CCCD values of no recognisable type (e.g. e-ID account codes)
 SYSTEM_ICD10 = "http://hl7.org/fhir/sid/icd-10"
 SYSTEM_FACILITY = f"{VN_FHIR_BASE}/sid/facility"

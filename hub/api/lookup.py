@@ -12,12 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub.envelope import SYSTEM_BHYT, SYSTEM_CCCD, VN_FHIR_BASE, Identifier
+from hub.api.problems import ApiError
+from hub.envelope import SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, Identifier
 from hub.identity.resolve import identity_key
 
-from hub.api.problems import ApiError
-
-SYSTEM_BHXH = f"{VN_FHIR_BASE}/sid/bhxh_number"
 # fullmatch and [0-9]: ``\d`` would take other scripts' digits and ``$`` a trailing newline.
 _CCCD = re.compile(r"[0-9]{12}")
 _BHYT_CARD = re.compile(r"[A-Z]{2}[0-9]{13}")

@@ -33,7 +33,7 @@ from connectors.mllp.ack import VN_TZ
 from connectors.mllp.dedup import DedupStore
 from connectors.mllp.listener import MllpListener, Peer, split_batch
 from connectors.mllp.sender import read_ack
-from connectors.mllp.sources import SourcesFile
+from connectors.mllp.sources import sources_from_settings
 from connectors.registry import BadRow, RegistryFormatError, Row, read_rows, translate_row
 from connectors.xml130 import Failure, Record, read_export
 from hub.envelope import DeadLetter, Envelope, RawCoordinates
@@ -123,7 +123,7 @@ class Importer:
     # --- BHYT XML ------------------------------------------------------------------------------------------
 
     async def _xml130(self, path: Path, report: FileReport) -> None:
-        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        received_at = _now()
         chunk: list[Record] = []
         for result in read_export(path, received_at=received_at):
             if isinstance(result, Failure):
@@ -140,32 +140,37 @@ class Importer:
 
     async def _publish(self, records: list[Record], path: Path, report: FileReport) -> None:
         secret = self.settings.pseudonym_key
-        raws = [orjson.dumps({
+        raws = [(orjson.dumps({
             "source_system": "xml130", "facility": r.facility, "encounter_key": r.encounter_key,
             "file": path.name, "hoso": r.index, "sensitivity": list(r.sensitivity),
             "tables": {name: base64.b64encode(data).decode() for name, data in r.tables.items()},
-        }) for r in records]
-        where = await asyncio.gather(*(
-            self.producer.write(EMR_RAW.name, raw, keyed_hash(secret, r.facility, "encounter",
-                                                              r.encounter_key or f"{path.name}#{r.index}").encode())
-            for r, raw in zip(records, raws)))
-        writes = []
-        for record, (partition, offset) in zip(records, where):
-            coords = RawCoordinates(EMR_RAW.name, partition, offset)
-            for event in record.events:
-                located = replace(event, source=replace(event.source, raw=coords))
-                writes.append(self.producer.write(EVENTS_CANONICAL.name, located.to_json(),
-                                                  _patient_key(secret, located)))
+        }), keyed_hash(secret, r.facility, "encounter", r.encounter_key or f"{path.name}#{r.index}").encode(), [])
+            for r in records]
+        report.events += await self._write_located(raws, [r.events for r in records])
+        for record in records:
             for failure in record.failures:
-                writes.append(self._dead_letter(failure, path, report))
+                await self._dead_letter(failure, path, report)
             report.read += 1
-            report.events += len(record.events)
             report.accepted += record.ok
-        await asyncio.gather(*writes)
         self._tick(report)
 
+    async def _write_located(self, raws: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
+                             events: list[list[Envelope]]) -> int:
+        """Each raw record to emr.raw first (Kafka is the source of truth), then its events, which point at it,
+        to events.canonical keyed by facility + patient. Returns the number of events written."""
+        secret = self.settings.pseudonym_key
+        where = await self.producer.write_many([(EMR_RAW.name, value, key, headers) for value, key, headers in raws])
+        located = []
+        for own_events, (partition, offset) in zip(events, where):
+            coords = RawCoordinates(EMR_RAW.name, partition, offset)
+            for event in own_events:
+                event = replace(event, source=replace(event.source, raw=coords))
+                located.append((EVENTS_CANONICAL.name, event.to_json(), _patient_key(secret, event), ()))
+        await self.producer.write_many(located)
+        return len(located)
+
     async def _dead_letter(self, failure: Failure, path: Path, report: FileReport) -> None:
-        failed_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        failed_at = _now()
         letter = failure.dead_letter(failed_at, source_file=path.name)
         await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", letter.stage.encode())])
         report.failures[failure.code] += 1
@@ -173,7 +178,7 @@ class Importer:
     # --- vaccination registry CSV ------------------------------------------------------------------------
 
     async def _registry(self, path: Path, report: FileReport) -> None:
-        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        received_at = _now()
         chunk: list[Row] = []
         try:
             with open(path, encoding="utf-8-sig", newline="", errors="strict") as stream:
@@ -207,27 +212,18 @@ class Importer:
             mapped.append((row, translation.events))
             for column in translation.dropped:
                 report.notes[f"{column} left out: not a valid number"] += 1
-        where = await self.producer.write_many([
-            (EMR_RAW.name, row.original,
-             keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
-             [("source_system", b"registry"), ("file", path.name.encode()), ("line", str(row.line).encode())])
-            for row, _ in mapped])
-        events = []
-        for (_, row_events), (partition, offset) in zip(mapped, where):
-            coords = RawCoordinates(EMR_RAW.name, partition, offset)
-            for event in row_events:
-                located = replace(event, source=replace(event.source, raw=coords))
-                events.append((EVENTS_CANONICAL.name, located.to_json(), _patient_key(secret, located), ()))
-            report.accepted += 1
-        await self.producer.write_many(events)
-        report.events += len(events)
+        raws = [(row.original, keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
+                 [("source_system", b"registry"), ("file", path.name.encode()), ("line", str(row.line).encode())])
+                for row, _ in mapped]
+        report.events += await self._write_located(raws, [events for _, events in mapped])
+        report.accepted += len(mapped)
         self._tick(report)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
                        report: FileReport) -> None:
         letter = DeadLetter(stage="import", code=code, reason=reason, original=original,
                             headers={"source_system": "registry", "file": path.name, "line": str(line)},
-                            failed_at=datetime.now(VN_TZ).isoformat(timespec="milliseconds"))
+                            failed_at=_now())
         await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", b"import")])
         report.failures[f"{code}: {reason}"] += 1
 
@@ -236,7 +232,7 @@ class Importer:
     async def _hl7v2(self, path: Path, report: FileReport) -> None:
         listener = self._hl7_listener()
         peer = Peer(f"file:{path.name}", f"import-{int(time.time())}")
-        received_at = datetime.now(VN_TZ).isoformat(timespec="milliseconds")
+        received_at = _now()
         for message in split_batch(path.read_bytes()):
             ack = await listener.handle_message(message, peer, received_at)
             code, _, text = read_ack(ack) if ack else ("AA", "", "")
@@ -250,8 +246,7 @@ class Importer:
     def _hl7_listener(self) -> MllpListener:
         if self._listener is None:
             settings = self.settings
-            sources = SourcesFile(None if settings.mllp_open_mode and not settings.sources_file.exists()
-                                  else settings.sources_file, open_mode=settings.mllp_open_mode)
+            sources = sources_from_settings(settings)
             dedup = DedupStore(self._redis, settings.pseudonym_key, settings.dedup_ttl_s,
                                in_flight_wait_s=settings.ack_timeout_s)
             self._listener = MllpListener(settings, self.producer, sources, dedup)
@@ -263,6 +258,10 @@ class Importer:
             self._last_progress = now
             self.progress(f"{Path(report.path).name}: {report.read:,} read, {report.events:,} events, "
                           f"{sum(report.failures.values()):,} failures")
+
+
+def _now() -> str:
+    return datetime.now(VN_TZ).isoformat(timespec="milliseconds")
 
 
 def _patient_key(secret: bytes, event: Envelope) -> bytes:

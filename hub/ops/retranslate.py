@@ -136,5 +136,4 @@ async def _translate(record, summary: Summary) -> list[Outgoing]:  # noqa: ANN00
 
 async def _publish(producer: DurableProducer, outgoing: list[Outgoing]) -> None:
     for i in range(0, len(outgoing), _SEND_CHUNK):
-        chunk = outgoing[i:i + _SEND_CHUNK]
-        await asyncio.gather(*(producer.write(o.topic.name, o.value, o.key, o.headers) for o in chunk))
+        await producer.write_many([(o.topic.name, o.value, o.key, o.headers) for o in outgoing[i:i + _SEND_CHUNK]])
