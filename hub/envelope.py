@@ -23,6 +23,8 @@ EVENT_TYPES = frozenset({
     # Added with the full HL7 v2 coverage (additive: version 1 consumers ignore types they do not apply).
     "patient.merged", "allergy.recorded", "procedure.recorded", "related-person.recorded", "report.recorded",
     "order.recorded", "document.recorded", "appointment.recorded",
+    # The MPI undoing a merge (hub.identity.events).
+    "citizen.unmerged",
 })
 # Sensitive categories an event may be flagged with (connectors/hl7v2/sensitivity.json).
 SENSITIVITY_FLAGS = frozenset({"hiv", "mental-health"})
