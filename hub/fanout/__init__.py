@@ -1,0 +1,1 @@
+"""Fan-out: subscriptions and their deliveries (Kafka out.<name>, webhooks, the health-book sync)."""
