@@ -13,6 +13,7 @@ from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_PSEUDONYM_KEY = "hssk-dev-only-pseudonym-key"
+DEV_RECEIVER_SECRET = "hssk-dev-only-receiver-secret"
 STREAM_ROLES = ("translator", "identity", "record", "fanout")
 DEFAULT_STREAM_METRICS_PORTS = tuple((role, 9465 + i) for i, role in enumerate(STREAM_ROLES))
 
@@ -65,6 +66,11 @@ class Settings:
     # follows the port, so a stack that moves HSSK_PG_PORT moves the warehouse with it.
     pg_port: int = 5432
     pg_dsn: str = "postgresql://hssk@127.0.0.1:5432/hssk"
+    # The reference receiver (deploy/local/receiver): the stand-in for the national e-ID health book. Its
+    # secret is the one the local health-book subscription signs with; change both outside demos.
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = 8099
+    receiver_secret: bytes = field(default=DEV_RECEIVER_SECRET.encode(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -108,6 +114,9 @@ class Settings:
             api_rate_burst=int(env.get("HSSK_API_RATE_BURST", cls.api_rate_burst)),
             pg_port=int(env.get("HSSK_PG_PORT", cls.pg_port)),
             pg_dsn=env.get("HSSK_PG_DSN", f"postgresql://hssk@127.0.0.1:{env.get('HSSK_PG_PORT', cls.pg_port)}/hssk"),
+            receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),
+            receiver_port=int(env.get("HSSK_RECEIVER_PORT", cls.receiver_port)),
+            receiver_secret=env.get("HSSK_RECEIVER_SECRET", DEV_RECEIVER_SECRET).encode(),
         )
 
     def metrics_port(self, role: str) -> int:
