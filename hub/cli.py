@@ -149,6 +149,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
         api_service.run(settings)
         return 0
+    if args.role == "receiver":  # the reference receiver ships in deploy/, which is not an installed package
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        from deploy.local.receiver import service as receiver_service
+
+        receiver_service.run(settings)
+        return 0
     import importlib
 
     import faust

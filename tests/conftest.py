@@ -24,6 +24,7 @@ TEST_ENV = {
     "HSSK_MLLP_METRICS_PORT": str(19464 + _OFFSET),
     "HSSK_API_PORT": str(18080 + _OFFSET),
     "HSSK_PG_PORT": str(15432 + _OFFSET),
+    "HSSK_RECEIVER_PORT": str(18099 + _OFFSET),
     "HSSK_ACK_TIMEOUT_S": "3",
     # A copy of the demo sources file, so tests can edit it and signal a reload.
     "HSSK_SOURCES_FILE": str(_STATE / "sources.toml"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from hub.settings import REPO_ROOT, Settings
 
 STACK_SCRIPT = REPO_ROOT / "deploy" / "local" / "stack.sh"
-ROLES = ("mllp", "translator", "identity", "record", "fanout", "warehouse", "api")
+ROLES = ("mllp", "translator", "identity", "record", "fanout", "warehouse", "api", "receiver")
 
 
 def stack_env(settings: Settings) -> dict[str, str]:

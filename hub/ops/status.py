@@ -96,6 +96,8 @@ async def wait_ready(settings: Settings, roles: tuple[str, ...], timeout_s: floa
                     ready = port_open(settings.mllp_host, settings.mllp_port)
                 elif role == "api":
                     ready = port_open(settings.api_host, settings.api_port)
+                elif role == "receiver":
+                    ready = port_open(settings.receiver_host, settings.receiver_port)
                 else:
                     ready = await group_is_stable(admin, group_of(role))
                 if ready:
@@ -117,7 +119,9 @@ async def collect(settings: Settings) -> Status:
     for role in local.ROLES:
         pid = local.role_pid(settings, role)
         address = (f"{settings.mllp_host}:{settings.mllp_port}" if role == "mllp" else
-                   f"http://{settings.api_host}:{settings.api_port}" if role == "api" else f"group {group_of(role)}")
+                   f"http://{settings.api_host}:{settings.api_port}" if role == "api" else
+                   f"http://{settings.receiver_host}:{settings.receiver_port}" if role == "receiver" else
+                   f"group {group_of(role)}")
         status.roles[role] = {"up": pid is not None, "pid": pid, "address": address}
     if status.services["kafka"]["up"]:
         try:

@@ -1,0 +1,132 @@
+"""The receiver's HTTP surface, per the webhook wire contract (hub/fanout/signing.py):
+
+    POST /deliveries          a signed push: 201 stored, 200 a repeated Idempotency-Key (stored once),
+                              401 bad or stale signature, 400/415 a bad request (the sender does not retry)
+    GET  /deliveries          what arrived, in order: ?citizen=<id>&subscription=<name>&after=<seq>&limit=<n>
+    GET  /health-books/{id}   the latest push for a citizen: their health book as the e-ID app would show it
+    GET  /healthz             up, and how many deliveries are stored
+
+The signature is checked before anything else is read from the request, so an unsigned caller learns nothing
+about the body rules. Logs carry the subscription, the sequence number and the outcome, never the body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+
+from deploy.local.receiver.store import Delivery, DeliveryStore
+from hub.fanout.signing import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER, TIMESTAMP_HEADER,
+                                SignatureError, verify)
+from hub.logging import get_logger
+
+log = get_logger("receiver")
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Where a push names its citizen: the health-book summary and the canonical event carry ``citizen_id`` at the
+# top; wrapped formats carry it one level down.
+_WRAPPERS = ("health_book", "event", "record")
+
+
+@dataclass(frozen=True)
+class Receiver:
+    store: DeliveryStore
+    secret: bytes
+    clock: Callable[[], float] = time.time
+
+
+RECEIVER = web.AppKey("receiver", Receiver)
+
+
+def citizen_of(body: dict[str, Any]) -> str | None:
+    """The pseudonymous citizen a push is about, or None when the format names none."""
+    value = body.get("citizen_id")
+    if isinstance(value, str) and value:
+        return value
+    for wrapper in _WRAPPERS:
+        inner = body.get(wrapper)
+        if isinstance(inner, dict) and isinstance(inner.get("citizen_id"), str) and inner["citizen_id"]:
+            return inner["citizen_id"]
+    return None
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return web.json_response({"status": status, "error": message}, status=status)
+
+
+async def receive(request: web.Request) -> web.Response:
+    receiver = request.app[RECEIVER]
+    body = await request.read()
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    try:
+        verify(receiver.secret, body, timestamp, request.headers.get(SIGNATURE_HEADER), now=receiver.clock())
+    except SignatureError as exc:
+        log.warning("push refused", code=401, reason=str(exc))
+        return _problem(401, str(exc))
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    subscription = request.headers.get(SUBSCRIPTION_HEADER, "").strip()
+    if not key or not subscription:
+        return _problem(400, f"{IDEMPOTENCY_HEADER} and {SUBSCRIPTION_HEADER} are required")
+    if request.content_type != "application/json":
+        return _problem(415, "Content-Type must be application/json")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _problem(400, f"body is not JSON: {exc}")
+    if not isinstance(parsed, dict):
+        return _problem(400, "body must be a JSON object")
+    received_at = dt.datetime.fromtimestamp(receiver.clock(), dt.timezone.utc).isoformat(timespec="microseconds")
+    stored = receiver.store.add(key, subscription, citizen_of(parsed), int(timestamp), received_at, body)
+    if stored.duplicate:
+        log.info("push repeated", subscription=subscription, seq=stored.seq, same_body=stored.same_body)
+        return web.json_response({"status": "duplicate", "seq": stored.seq, "same_body": stored.same_body})
+    return web.json_response({"status": "stored", "seq": stored.seq}, status=201)
+
+
+def _delivery_json(d: Delivery) -> dict[str, Any]:
+    return {"seq": d.seq, "idempotency_key": d.idempotency_key, "subscription": d.subscription,
+            "citizen_id": d.citizen_id, "signed_at": d.signed_at, "received_at": d.received_at,
+            "body": orjson.loads(d.body)}
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+    if value < 0:
+        raise web.HTTPBadRequest(text=f"{name} must not be negative")
+    return value
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    rows = request.app[RECEIVER].store.deliveries(
+        citizen_id=request.query.get("citizen"), subscription=request.query.get("subscription"),
+        after=_int_param(request, "after", 0), limit=min(_int_param(request, "limit", 1000), 10_000))
+    return web.Response(body=orjson.dumps({"deliveries": [_delivery_json(d) for d in rows]}),
+                        content_type="application/json")
+
+
+async def health_book(request: web.Request) -> web.Response:
+    latest = request.app[RECEIVER].store.latest(request.match_info["citizen_id"], request.query.get("subscription"))
+    if latest is None:
+        return _problem(404, "no health book received for this citizen")
+    return web.Response(body=orjson.dumps(_delivery_json(latest)), content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "deliveries": request.app[RECEIVER].store.count()})
+
+
+def build_app(receiver: Receiver) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[RECEIVER] = receiver
+    app.router.add_post("/deliveries", receive)
+    app.router.add_get("/deliveries", list_deliveries)
+    app.router.add_get("/health-books/{citizen_id}", health_book)
+    app.router.add_get("/healthz", healthz)
+    return app

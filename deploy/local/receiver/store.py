@@ -1,0 +1,98 @@
+"""What the receiver accepted, durably, in SQLite: one row per idempotency key, numbered in order of arrival.
+
+A row is committed (WAL, ``synchronous=FULL``) before the receiver answers 2xx, so a push it acknowledged
+survives a crash of the receiver; a repeated idempotency key changes nothing and reports the first row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- order of arrival
+    idempotency_key TEXT NOT NULL UNIQUE,
+    subscription    TEXT NOT NULL,
+    citizen_id      TEXT,                               -- pseudonymous; NULL when the body names none
+    signed_at       INTEGER NOT NULL,                   -- the X-HSSK-Timestamp of the request
+    received_at     TEXT NOT NULL,                      -- ISO 8601 with offset
+    body            BLOB NOT NULL                       -- the exact bytes that were signed
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_citizen ON deliveries (citizen_id, seq);
+"""
+_COLUMNS = "seq, idempotency_key, subscription, citizen_id, signed_at, received_at, body"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    seq: int
+    idempotency_key: str
+    subscription: str
+    citizen_id: str | None
+    signed_at: int
+    received_at: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The outcome of one ``add``: the row that holds the key, and whether this request created it."""
+
+    seq: int
+    duplicate: bool
+    same_body: bool = True  # False: the key was seen before with other bytes (kept: the first body)
+
+
+class DeliveryStore:
+    """One SQLite file; calls are short and synchronous (the receiver is one process, one writer)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, key: str, subscription: str, citizen_id: str | None, signed_at: int, received_at: str,
+            body: bytes) -> Stored:
+        cursor = self._db.execute(
+            "INSERT INTO deliveries (idempotency_key, subscription, citizen_id, signed_at, received_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+            (key, subscription, citizen_id, signed_at, received_at, body))
+        if cursor.rowcount == 1:
+            return Stored(seq=cursor.lastrowid, duplicate=False)
+        seq, first_body = self._db.execute(
+            "SELECT seq, body FROM deliveries WHERE idempotency_key = ?", (key,)).fetchone()
+        return Stored(seq=seq, duplicate=True, same_body=bytes(first_body) == body)
+
+    def deliveries(self, *, citizen_id: str | None = None, subscription: str | None = None, after: int = 0,
+                   limit: int = 1000) -> list[Delivery]:
+        """Rows in order of arrival, optionally for one citizen and/or subscription, after ``seq``."""
+        where, args = ["seq > ?"], [after]
+        if citizen_id is not None:
+            where.append("citizen_id = ?")
+            args.append(citizen_id)
+        if subscription is not None:
+            where.append("subscription = ?")
+            args.append(subscription)
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
+                                " ORDER BY seq LIMIT ?", (*args, limit))
+        return [Delivery(*row[:-1], bytes(row[-1])) for row in rows]
+
+    def latest(self, citizen_id: str, subscription: str | None = None) -> Delivery | None:
+        """The last push that arrived for a citizen: their health book as the receiver now shows it."""
+        sql = f"SELECT {_COLUMNS} FROM deliveries WHERE citizen_id = ?"
+        args: list[object] = [citizen_id]
+        if subscription is not None:
+            sql += " AND subscription = ?"
+            args.append(subscription)
+        row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return Delivery(*row[:-1], bytes(row[-1])) if row else None
+
+    def count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
