@@ -67,7 +67,8 @@ class Settings:
     pg_port: int = 5432
     pg_dsn: str = "postgresql://hssk@127.0.0.1:5432/hssk"
     # The reference receiver (deploy/local/receiver): the stand-in for the national e-ID health book. Its
-    # secret is the one the local health-book subscription signs with; change both outside demos.
+    # secret is the one the local health-book subscription signs with; change both outside demos. Unset, the
+    # port follows the API's (+ 19), so a test or bench stack that moves HSSK_API_PORT moves the receiver too.
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8099
     receiver_secret: bytes = field(default=DEV_RECEIVER_SECRET.encode(), repr=False)
@@ -115,7 +116,7 @@ class Settings:
             pg_port=int(env.get("HSSK_PG_PORT", cls.pg_port)),
             pg_dsn=env.get("HSSK_PG_DSN", f"postgresql://hssk@127.0.0.1:{env.get('HSSK_PG_PORT', cls.pg_port)}/hssk"),
             receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),
-            receiver_port=int(env.get("HSSK_RECEIVER_PORT", cls.receiver_port)),
+            receiver_port=int(env.get("HSSK_RECEIVER_PORT", int(env.get("HSSK_API_PORT", cls.api_port)) + 19)),
             receiver_secret=env.get("HSSK_RECEIVER_SECRET", DEV_RECEIVER_SECRET).encode(),
         )
 
