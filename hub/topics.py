@@ -52,15 +52,28 @@ CATALOGUE: tuple[Topic, ...] = (
 )
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
-    """Create every catalogue topic that is missing; return the names created. Safe to run twice."""
+def subscription_out(name: str) -> Topic:
+    """``out.<name>``: a Kafka subscription's deliveries (schemas/out-topic.v1.json), from hub/fanout."""
+    return Topic(f"out.{name}", "citizen_id", WEEK_MS,
+                 f"Deliveries of subscription {name} (hssk.out.v1 documents), in per-citizen order.")
+
+
+def subscription_dlq(name: str) -> Topic:
+    """``dlq.<name>``: deliveries of one subscription that were refused or ran out of retries."""
+    return Topic(f"dlq.{name}", "citizen_id", FOREVER,
+                 f"Dead letters of subscription {name}: the record.changes bytes, the reason, the coordinates.")
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 60.0, extra: tuple[Topic, ...] = ()) -> list[str]:
+    """Create every catalogue topic (and ``extra``, e.g. per-subscription topics) that is missing; return the
+    names created. Safe to run twice."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in CATALOGUE if t.name not in existing]
+        missing = [t for t in (*CATALOGUE, *extra) if t.name not in existing]
         if missing:
             await admin.create_topics([
                 NewTopic(t.name, settings.topic_partitions, settings.topic_replication, topic_configs=t.config())
