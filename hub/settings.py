@@ -72,6 +72,8 @@ class Settings:
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8099
     receiver_secret: bytes = field(default=DEV_RECEIVER_SECRET.encode(), repr=False)
+    # Who gets which record changes (hub/fanout, format in schemas/subscriptions.schema.json).
+    subscriptions_file: Path = REPO_ROOT / "deploy" / "local" / "subscriptions.toml"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -118,6 +120,7 @@ class Settings:
             receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),
             receiver_port=int(env.get("HSSK_RECEIVER_PORT", int(env.get("HSSK_API_PORT", cls.api_port)) + 19)),
             receiver_secret=env.get("HSSK_RECEIVER_SECRET", DEV_RECEIVER_SECRET).encode(),
+            subscriptions_file=Path(env.get("HSSK_SUBSCRIPTIONS_FILE", str(cls.subscriptions_file))),
         )
 
     def metrics_port(self, role: str) -> int:
