@@ -66,6 +66,11 @@ class Settings:
     # follows the port, so a stack that moves HSSK_PG_PORT moves the warehouse with it.
     pg_port: int = 5432
     pg_dsn: str = "postgresql://hssk@127.0.0.1:5432/hssk"
+    # EMR files (hub import / hub watch): a FHIR Bundle is parsed whole, so its size is what bounds memory;
+    # the drop folder is polled, and a file is taken only once its size and mtime held still this long.
+    fhir_max_bundle_bytes: int = 64 * 1024 * 1024
+    watch_poll_s: float = 2.0
+    watch_settle_s: float = 2.0
     # The reference receiver (deploy/local/receiver): the stand-in for the national e-ID health book. Its
     # secret is the one the local health-book subscription signs with; change both outside demos. Unset, the
     # port follows the API's (+ 19), so a test or bench stack that moves HSSK_API_PORT moves the receiver too.
@@ -117,6 +122,9 @@ class Settings:
             api_rate_burst=int(env.get("HSSK_API_RATE_BURST", cls.api_rate_burst)),
             pg_port=int(env.get("HSSK_PG_PORT", cls.pg_port)),
             pg_dsn=env.get("HSSK_PG_DSN", f"postgresql://hssk@127.0.0.1:{env.get('HSSK_PG_PORT', cls.pg_port)}/hssk"),
+            fhir_max_bundle_bytes=int(env.get("HSSK_FHIR_MAX_BUNDLE_BYTES", cls.fhir_max_bundle_bytes)),
+            watch_poll_s=float(env.get("HSSK_WATCH_POLL_S", cls.watch_poll_s)),
+            watch_settle_s=float(env.get("HSSK_WATCH_SETTLE_S", cls.watch_settle_s)),
             receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),
             receiver_port=int(env.get("HSSK_RECEIVER_PORT", int(env.get("HSSK_API_PORT", cls.api_port)) + 19)),
             receiver_secret=env.get("HSSK_RECEIVER_SECRET", DEV_RECEIVER_SECRET).encode(),
