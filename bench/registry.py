@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from bench.stack import BENCH_ENV
+from bench.stack import bench_env
 from bench.table import Row, render
 from connectors.registry import COLUMNS
 from hub.settings import Settings
@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     args = parser.parse_args()
-    os.environ.update(BENCH_ENV)
+    os.environ.update(bench_env("registry", 700))
     settings = Settings.from_env()
     from hub.ops import local
     from hub.topics import ensure_topics
