@@ -24,12 +24,22 @@ CITIZEN = "c-7f3a9e21"
 
 
 def health_book(citizen_id: str = CITIZEN, version: int = 1, name: str = "Nguyễn Thị Hồng Nhung") -> dict[str, Any]:
-    return {"citizen_id": citizen_id, "record_version": version,
+    """A delivery document as the fan-out sends it (hub/fanout/formats.py, format health-book)."""
+    book = {"citizen_id": citizen_id, "record_version": version,
             "administrative": {"name": name, "gender": "female", "birth_date": "1988-03-14",
                                "address": "12 Lê Lợi, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh"},
             "history": {"allergies": [], "illnesses": [], "immunizations": [{"vaccine": "Viêm gan B"}]},
             "encounters": [{"id": "enc-1", "facility": "79001", "class": "AMB"}],
             "summary": {"encounter_count": 1}}
+    return {"schema": "hssk.out.v1", "subscription": "health-book", "format": "health-book",
+            "idempotency_key": f"{citizen_id}-{version}", "citizen_id": citizen_id, "record_version": version,
+            "health_book": book}
+
+
+def merge_notice(retired: str, survivor: str) -> dict[str, Any]:
+    return {"schema": "hssk.out.v1", "subscription": "health-book", "format": "merged",
+            "idempotency_key": f"merge-{retired}", "citizen_id": retired, "event_id": "e-merge",
+            "merged": {"retired_citizen_id": retired, "merged_into": survivor}}
 
 
 @dataclass
@@ -123,7 +133,7 @@ class TestIdempotency:
         status, answer = await receiver.push(health_book(name="Trần Văn Bính"), key="hb-1")
         assert status == 200 and answer["same_body"] is False
         [only] = receiver.store.deliveries()
-        assert orjson.loads(only.body)["administrative"]["name"] == "Trần Văn Bình"
+        assert orjson.loads(only.body)["health_book"]["administrative"]["name"] == "Trần Văn Bình"
 
 
 class TestReads:
@@ -136,16 +146,24 @@ class TestReads:
         assert [r["body"]["record_version"] for r in rows] == [1, 2, 3]
         assert [r["seq"] for r in rows] == [1, 3, 4]
         assert rows[0]["subscription"] == "health-book" and rows[0]["idempotency_key"] == f"{CITIZEN}-1"
+        assert rows[0]["format"] == "health-book" and rows[0]["citizen_id"] == CITIZEN
         assert rows[0]["signed_at"] == int(NOW) and rows[0]["received_at"].endswith("+00:00")
-        assert rows[0]["body"]["administrative"]["name"] == "Nguyễn Thị Hồng Nhung"
+        assert rows[0]["body"]["health_book"]["administrative"]["name"] == "Nguyễn Thị Hồng Nhung"
         assert [r["seq"] for r in (await receiver.get("/deliveries?after=3"))[1]["deliveries"]] == [4]
 
     async def test_the_latest_health_book_of_a_citizen(self, receiver: Client) -> None:
         await receiver.push(health_book(version=1), key="a")
         await receiver.push(health_book(version=2, name="Nguyễn Thị Hồng Nhung (đã cập nhật)"), key="b")
+        await receiver.push({"format": "event", "citizen_id": CITIZEN, "event": {}}, key="c")  # not a health book
         status, answer = await receiver.get(f"/health-books/{CITIZEN}")
-        assert status == 200 and answer["body"]["record_version"] == 2
-        assert answer["body"]["administrative"]["name"] == "Nguyễn Thị Hồng Nhung (đã cập nhật)"
+        assert status == 200 and answer["record_version"] == 2 and answer["seq"] == 2
+        assert answer["health_book"]["administrative"]["name"] == "Nguyễn Thị Hồng Nhung (đã cập nhật)"
+
+    async def test_a_merge_notice_after_the_last_book_points_to_the_survivor(self, receiver: Client) -> None:
+        await receiver.push(health_book(version=1), key="a")
+        await receiver.push(merge_notice(CITIZEN, "c-survivor"), key="m")
+        status, answer = await receiver.get(f"/health-books/{CITIZEN}")
+        assert status == 200 and answer["merged_into"] == "c-survivor" and "health_book" not in answer
 
     async def test_an_unknown_citizen_is_404(self, receiver: Client) -> None:
         status, answer = await receiver.get("/health-books/c-khong-co")
@@ -164,11 +182,12 @@ class TestStore:
     def test_what_was_acknowledged_survives_a_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "deliveries.sqlite3"
         store = DeliveryStore(path)
-        store.add("k", "health-book", CITIZEN, int(NOW), "2026-11-18T00:00:00+00:00", b'{"citizen_id": "x"}')
+        store.add("k", "health-book", CITIZEN, "health-book", int(NOW), "2026-11-18T00:00:00+00:00",
+                  b'{"citizen_id": "x"}')
         store.close()
         again = DeliveryStore(path)
         assert [(d.seq, d.idempotency_key, d.body) for d in again.deliveries()] == [(1, "k", b'{"citizen_id": "x"}')]
-        assert again.add("k", "health-book", CITIZEN, int(NOW), "later", b"{}").duplicate
+        assert again.add("k", "health-book", CITIZEN, "health-book", int(NOW), "later", b"{}").duplicate
         again.close()
         assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -176,6 +195,7 @@ class TestStore:
 class TestCitizenOf:
     @pytest.mark.parametrize(("body", "expected"), [
         ({"citizen_id": "c-1"}, "c-1"),
+        (merge_notice("c-retired", "c-survivor"), "c-retired"),
         ({"health_book": {"citizen_id": "c-2"}}, "c-2"),
         ({"event": {"citizen_id": "c-3", "type": "encounter.recorded"}}, "c-3"),
         ({"resourceType": "Bundle"}, None),

@@ -3,9 +3,12 @@
     POST /deliveries          a signed push: 201 stored, 200 a repeated Idempotency-Key (stored once),
                               401 bad or stale signature, 400/415 a bad request (the sender does not retry)
     GET  /deliveries          what arrived, in order: ?citizen=<id>&subscription=<name>&after=<seq>&limit=<n>
-    GET  /health-books/{id}   the latest push for a citizen: their health book as the e-ID app would show it
+    GET  /health-books/{id}   the citizen's health book as the e-ID app would show it: the latest health-book
+                              push, or where it went when a merge notice came after it
     GET  /healthz             up, and how many deliveries are stored
 
+Pushes are the hub's delivery documents (hub/fanout/formats.py: ``format``, ``citizen_id``,
+``record_version``, and ``health_book`` / ``merged`` / ``event`` / ``bundle``); any JSON object is stored.
 The signature is checked before anything else is read from the request, so an unsigned caller learns nothing
 about the body rules. Logs carry the subscription, the sequence number and the outcome, never the body.
 """
@@ -27,9 +30,10 @@ from hub.logging import get_logger
 
 log = get_logger("receiver")
 MAX_BODY_BYTES = 10 * 1024 * 1024
-# Where a push names its citizen: the health-book summary and the canonical event carry ``citizen_id`` at the
-# top; wrapped formats carry it one level down.
+# Where a push names its citizen: the hub's delivery documents carry ``citizen_id`` at the top; a bare health
+# book or event wrapped by another sender carries it one level down.
 _WRAPPERS = ("health_book", "event", "record")
+HEALTH_BOOK, MERGED = "health-book", "merged"
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ async def receive(request: web.Request) -> web.Response:
     if not isinstance(parsed, dict):
         return _problem(400, "body must be a JSON object")
     received_at = dt.datetime.fromtimestamp(receiver.clock(), dt.timezone.utc).isoformat(timespec="microseconds")
-    stored = receiver.store.add(key, subscription, citizen_of(parsed), int(timestamp), received_at, body)
+    fmt = parsed.get("format") if isinstance(parsed.get("format"), str) else None
+    stored = receiver.store.add(key, subscription, citizen_of(parsed), fmt, int(timestamp), received_at, body)
     if stored.duplicate:
         log.info("push repeated", subscription=subscription, seq=stored.seq, same_body=stored.same_body)
         return web.json_response({"status": "duplicate", "seq": stored.seq, "same_body": stored.same_body})
@@ -89,7 +94,7 @@ async def receive(request: web.Request) -> web.Response:
 
 def _delivery_json(d: Delivery) -> dict[str, Any]:
     return {"seq": d.seq, "idempotency_key": d.idempotency_key, "subscription": d.subscription,
-            "citizen_id": d.citizen_id, "signed_at": d.signed_at, "received_at": d.received_at,
+            "citizen_id": d.citizen_id, "format": d.format, "signed_at": d.signed_at, "received_at": d.received_at,
             "body": orjson.loads(d.body)}
 
 
@@ -112,10 +117,18 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 async def health_book(request: web.Request) -> web.Response:
-    latest = request.app[RECEIVER].store.latest(request.match_info["citizen_id"], request.query.get("subscription"))
+    """The latest health book, or ``merged_into`` when the last word about this citizen was a merge notice."""
+    citizen_id = request.match_info["citizen_id"]
+    latest = request.app[RECEIVER].store.latest(citizen_id, (HEALTH_BOOK, MERGED), request.query.get("subscription"))
     if latest is None:
         return _problem(404, "no health book received for this citizen")
-    return web.Response(body=orjson.dumps(_delivery_json(latest)), content_type="application/json")
+    doc = orjson.loads(latest.body)
+    answer: dict[str, Any] = {"citizen_id": citizen_id, "seq": latest.seq, "received_at": latest.received_at}
+    if latest.format == MERGED:
+        answer["merged_into"] = (doc.get("merged") or {}).get("merged_into")
+    else:
+        answer |= {"record_version": doc.get("record_version"), "health_book": doc.get("health_book")}
+    return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:

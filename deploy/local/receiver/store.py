@@ -16,13 +16,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     idempotency_key TEXT NOT NULL UNIQUE,
     subscription    TEXT NOT NULL,
     citizen_id      TEXT,                               -- pseudonymous; NULL when the body names none
+    format          TEXT,                               -- the document's "format" (health-book, merged, ...)
     signed_at       INTEGER NOT NULL,                   -- the X-HSSK-Timestamp of the request
     received_at     TEXT NOT NULL,                      -- ISO 8601 with offset
     body            BLOB NOT NULL                       -- the exact bytes that were signed
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_citizen ON deliveries (citizen_id, seq);
 """
-_COLUMNS = "seq, idempotency_key, subscription, citizen_id, signed_at, received_at, body"
+_COLUMNS = "seq, idempotency_key, subscription, citizen_id, format, signed_at, received_at, body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Delivery:
     idempotency_key: str
     subscription: str
     citizen_id: str | None
+    format: str | None
     signed_at: int
     received_at: str
     body: bytes
@@ -55,12 +57,12 @@ class DeliveryStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
-    def add(self, key: str, subscription: str, citizen_id: str | None, signed_at: int, received_at: str,
-            body: bytes) -> Stored:
+    def add(self, key: str, subscription: str, citizen_id: str | None, fmt: str | None, signed_at: int,
+            received_at: str, body: bytes) -> Stored:
         cursor = self._db.execute(
-            "INSERT INTO deliveries (idempotency_key, subscription, citizen_id, signed_at, received_at, body)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-            (key, subscription, citizen_id, signed_at, received_at, body))
+            "INSERT INTO deliveries (idempotency_key, subscription, citizen_id, format, signed_at, received_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+            (key, subscription, citizen_id, fmt, signed_at, received_at, body))
         if cursor.rowcount == 1:
             return Stored(seq=cursor.lastrowid, duplicate=False)
         seq, first_body = self._db.execute(
@@ -81,10 +83,11 @@ class DeliveryStore:
                                 " ORDER BY seq LIMIT ?", (*args, limit))
         return [Delivery(*row[:-1], bytes(row[-1])) for row in rows]
 
-    def latest(self, citizen_id: str, subscription: str | None = None) -> Delivery | None:
-        """The last push that arrived for a citizen: their health book as the receiver now shows it."""
-        sql = f"SELECT {_COLUMNS} FROM deliveries WHERE citizen_id = ?"
-        args: list[object] = [citizen_id]
+    def latest(self, citizen_id: str, formats: tuple[str, ...], subscription: str | None = None) -> Delivery | None:
+        """The last push of one of ``formats`` that arrived for a citizen (the sender keeps per-citizen order)."""
+        sql = (f"SELECT {_COLUMNS} FROM deliveries WHERE citizen_id = ?"
+               f" AND format IN ({', '.join('?' * len(formats))})")
+        args: list[object] = [citizen_id, *formats]
         if subscription is not None:
             sql += " AND subscription = ?"
             args.append(subscription)
