@@ -80,7 +80,7 @@ def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Se
             w.writerow(("record_a", "record_b", "weight", "reason"))
             w.writerows((r.record_a, r.record_b, f"{r.weight:.2f}", r.reason) for r in result.review)
     flagged = sum(1 for p in prepared if p.flags)
-    print(f"rows {len(prepared):,} (unreadable {len(bad):,}, flagged {flagged:,})  citizens {len(result.clusters):,}  "
+    print(f"rows {len(prepared):,} (unreadable {len(bad):,}, flagged {flagged:,})  citizens {result.cluster_count:,}  "
           f"candidate pairs {sum(result.blocking.pairs_by_rule.values()):,}  links {result.decisions['link']:,}  "
           f"review {len(result.review):,}", file=sys.stderr)
     print(f"read {read_s:.1f} s  total {time.perf_counter() - started:.1f} s  peak memory {_peak_mb():,.0f} MB",

@@ -8,13 +8,14 @@ in one cluster by a chain of other links; such a chained union is reported for r
 from __future__ import annotations
 
 import gc
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from hub.envelope import SYSTEM_CCCD
-from hub.identity.blocking import BlockingStats, candidate_pairs
+from hub.identity.blocking import BlockingStats, iter_candidate_pairs
 from hub.identity.model import LINK, REVIEW, VETOES, MatchModel, MatchSettings
 from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.pseudonym import citizen_id_for
@@ -32,7 +33,10 @@ class ReviewPair:
 
 @dataclass
 class LinkResult:
-    clusters: list[list[int]]  # record indices per cluster, in input order
+    """Clusters as one label per record (numbered in order of their first record): 4 bytes a record."""
+
+    labels: array  # cluster number per record index
+    cluster_count: int
     review: list[ReviewPair]
     record_ids: list[str]
     blocking: BlockingStats = field(default_factory=BlockingStats)
@@ -40,11 +44,28 @@ class LinkResult:
 
     def cluster_of(self) -> list[int]:
         """Cluster number for every record index."""
-        out = [0] * len(self.record_ids)
-        for c, members in enumerate(self.clusters):
-            for i in members:
-                out[i] = c
-        return out
+        return self.labels.tolist()
+
+    def members(self) -> tuple[array, array]:
+        """(offsets, members): cluster c's record indices, in input order, are
+        ``members[offsets[c]:offsets[c + 1]]``. A counting sort: O(records), two int arrays."""
+        offsets = array("q", bytes(8 * (self.cluster_count + 1)))
+        for c in self.labels:
+            offsets[c + 1] += 1
+        for c in range(self.cluster_count):
+            offsets[c + 1] += offsets[c]
+        fill = array("q", offsets)
+        members = array("i", bytes(4 * len(self.labels)))
+        for i, c in enumerate(self.labels):
+            members[fill[c]] = i
+            fill[c] += 1
+        return offsets, members
+
+    @property
+    def clusters(self) -> list[list[int]]:
+        """Record indices per cluster, in input order (lists: for small inputs and tests)."""
+        offsets, members = self.members()
+        return [members[offsets[c]:offsets[c + 1]].tolist() for c in range(self.cluster_count)]
 
 
 def name_frequencies(records: Sequence[Prepared]) -> dict[str, dict[str, float]]:
@@ -61,11 +82,12 @@ def name_frequencies(records: Sequence[Prepared]) -> dict[str, dict[str, float]]
 
 
 class _Clusters:
-    """Union-find with per-root cannot-link sets of record indices."""
+    """Union-find over int arrays (4 bytes a record, not a Python int object each), with per-root
+    cannot-link sets of record indices."""
 
     def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-        self.size = [1] * n
+        self.parent = array("i", range(n))
+        self.size = array("i", [1]) * n
         self.forbid: dict[int, set[int]] = {}
 
     def find(self, x: int) -> int:
@@ -98,51 +120,71 @@ class _Clusters:
             self.forbid.pop(rj, None)
         return True
 
+    def labels(self) -> tuple[array, int]:
+        """A cluster number per record, clusters numbered in order of their first record."""
+        n = len(self.parent)
+        label_of_root = array("i", [-1]) * n
+        labels = array("i", bytes(4 * n))
+        count = 0
+        find = self.find
+        for i in range(n):
+            r = find(i)
+            c = label_of_root[r]
+            if c < 0:
+                c = label_of_root[r] = count
+                count += 1
+            labels[i] = c
+        return labels, count
+
 
 def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None = None) -> LinkResult:
+    """Score each candidate pair as blocking yields it (no list of pairs is kept), then cluster.
+
+    Links and vetoes are kept in flat arrays (a weight and an ``i * n + j`` code each), so memory grows with
+    the number of links, in bytes, not Python objects."""
     settings = settings or MatchSettings()
     settings = settings.with_(prior_weight=settings.batch_prior(len(prepared)))
     model = MatchModel(settings, name_frequencies(prepared) if settings.term_frequencies else None)
     n = len(prepared)
     stats = BlockingStats()
-    pairs = candidate_pairs(prepared, settings.max_block_size, stats=stats)
-    accepted: list[tuple[float, int, int]] = []
+    link_weight, link_code = array("d"), array("q")
+    vetoed = array("q")  # pairs that must not end up in one cluster
     review: list[ReviewPair] = []
     decisions: Counter = Counter()
-    clusters = _Clusters(n)
-    vetoed: list[int] = []  # pairs that must not end up in one cluster, encoded like the candidate pairs
     score = model.score
-    for pair in pairs:
-        i, j = divmod(pair, n)
+    for i, j in iter_candidate_pairs(prepared, settings.max_block_size, stats=stats):
         a, b = prepared[i], prepared[j]
         d = score(a, b, explain=False)
         decisions[d.outcome] += 1
         if d.outcome == LINK:
             # deterministic links first, then by weight: the strongest evidence shapes the clusters
-            accepted.append((1e6 if d.rule != "probabilistic" else d.weight, i, j))
+            link_weight.append(1e6 if d.rule != "probabilistic" else d.weight)
+            link_code.append(i * n + j)
         else:
             if d.outcome == REVIEW:
                 review.append(ReviewPair(a.record_id, b.record_id, d.weight, ",".join((d.rule,) + d.flags)))
             if VETO_FLAGS.intersection(d.flags):
-                vetoed.append(pair)
-    del pairs
+                vetoed.append(i * n + j)
+    clusters = _Clusters(n)
     # only records that take part in some link can be chained together: constrain just those pairs
-    linked = {i for _, i, _ in accepted} | {j for _, _, j in accepted}
-    for pair in vetoed:
-        i, j = divmod(pair, n)
-        if i in linked and j in linked:
+    linked = bytearray(n)
+    for code in link_code:
+        i, j = divmod(code, n)
+        linked[i] = linked[j] = 1
+    for code in vetoed:
+        i, j = divmod(code, n)
+        if linked[i] and linked[j]:
             clusters.forbid_pair(i, j)
     del vetoed, linked
-    accepted.sort(reverse=True)
-    for weight, i, j in accepted:
+    order = sorted(range(len(link_code)), key=lambda k: (link_weight[k], link_code[k]), reverse=True)
+    for k in order:
+        i, j = divmod(link_code[k], n)
         if not clusters.union(i, j):
             decisions["link_blocked_by_constraint"] += 1
-            review.append(ReviewPair(prepared[i].record_id, prepared[j].record_id, weight, "chain_conflict"))
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(clusters.find(i), []).append(i)
-    ordered = sorted(groups.values(), key=lambda members: members[0])
-    return LinkResult(ordered, review, [p.record_id for p in prepared], stats, decisions)
+            review.append(ReviewPair(prepared[i].record_id, prepared[j].record_id, link_weight[k], "chain_conflict"))
+    del order, link_weight, link_code
+    labels, count = clusters.labels()
+    return LinkResult(labels, count, review, [p.record_id for p in prepared], stats, decisions)
 
 
 def link(records: Iterable[SourceRecord], settings: MatchSettings | None = None) -> LinkResult:
@@ -172,17 +214,19 @@ def citizen_ids(result: LinkResult, prepared: Sequence[Prepared], secret: bytes)
     mints it (``citizen_id_for``), else from its first record id; never the same id for two clusters."""
     out = [""] * len(prepared)
     used: set[str] = set()
-    for members in result.clusters:
+    offsets, members = result.members()
+    for c in range(result.cluster_count):
+        group = members[offsets[c]:offsets[c + 1]]
         cid = ""
-        for i in members:
+        for i in group:
             if prepared[i].cccd and prepared[i].cccd_ok:
                 candidate = citizen_id_for(secret, SYSTEM_CCCD, prepared[i].cccd)
                 if candidate not in used:
                     cid = candidate
                     break
         if not cid:
-            cid = citizen_id_for(secret, "urn:hssk:batch-record", prepared[members[0]].record_id)
+            cid = citizen_id_for(secret, "urn:hssk:batch-record", prepared[group[0]].record_id)
         used.add(cid)
-        for i in members:
+        for i in group:
             out[i] = cid
     return out

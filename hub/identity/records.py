@@ -76,7 +76,7 @@ def prepare(rec: SourceRecord, index: int = 0) -> Prepared:
             pass
     return Prepared(
         index=index, record_id=rec.record_id, name=name, year=y, month=m, day=d,
-        dob8=f"{y:04d}{m:02d}{d:02d}" if y and m and d else "", dob_default=(m, d) == (1, 1), sex=sex,
+        dob8=sys.intern(f"{y:04d}{m:02d}{d:02d}") if y and m and d else "", dob_default=(m, d) == (1, 1), sex=sex,
         phone=norm.phone(rec.phone), ward=sys.intern(rec.ward.strip()), address=norm.address_key(rec.address),
         cccd=pid.cccd, cccd_ok=cccd_ok, cmnd=pid.cmnd, passport=pid.passport, bhxh=ids.bhxh_number(rec.insurance),
         mrn_key=f"{rec.facility.strip()}|{rec.mrn.strip()}" if rec.mrn.strip() else "", infant=infant,
