@@ -1,13 +1,20 @@
-"""Applying one citizen event to the record: a pure function, idempotent and order-safe.
+"""Applying one citizen event to the record: idempotent and order-safe.
 
 Order-safety: each section remembers the occurred_at of the event that last set it, and an older event
-never overwrites a newer value, so events arriving out of order give the same record.
+never overwrites a newer value, so events arriving out of order give the same record. Each entry is the
+newest by ``(occurred_at, event_id)`` and identifiers are a sorted union, so a record's content is a
+function of the *set* of events applied to it: two records combine with the same rule (hub.record.merge).
+
+``apply`` is pure (the caller's record is untouched, at the price of a deep copy per event); the record stage
+uses ``apply_in_place`` on the records it has just decoded from Redis, which it owns, so it pays no copy.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+import orjson
 
 from hub.envelope import Envelope
 
@@ -108,13 +115,34 @@ APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_enco
             **{event_type: _apply_clinical for event_type in CLINICAL_SECTIONS}}
 
 
+def apply_content(record: Record, event: Envelope) -> bool:
+    """Apply the event to the record's content in place (no version); True if anything visible changed."""
+    applier = APPLIERS.get(event.type)
+    return applier(record, event) if applier else False
+
+
+def bump(record: Record, event: Envelope) -> None:
+    record["version"] = record.get("version", 0) + 1
+    record["updated_at"] = event.recorded_at
+
+
+def apply_in_place(record: Record, event: Envelope) -> bool:
+    """Apply the event to a record the caller owns; the version grows when something visible changed."""
+    changed = apply_content(record, event)
+    if changed:
+        bump(record, event)
+    return changed
+
+
+def copy_record(record: Record) -> Record:
+    """A deep copy: an orjson round trip, several times faster than copy.deepcopy on these JSON trees."""
+    return orjson.loads(orjson.dumps(record))
+
+
 def apply(record: Record | None, event: Envelope) -> tuple[Record, bool]:
     """Return the record after the event and whether anything visible changed (its version then grows)."""
     assert event.citizen_id, "only resolved events reach the record"
+    # deepcopy, not copy_record: a record built in memory from translated events holds their tuples, and
+    # a JSON round trip would turn them into lists that no longer compare equal to the next event's.
     updated = copy.deepcopy(record) if record is not None else empty_record(event.citizen_id)
-    applier = APPLIERS.get(event.type)
-    changed = applier(updated, event) if applier else False
-    if changed:
-        updated["version"] += 1
-        updated["updated_at"] = event.recorded_at
-    return updated, changed
+    return updated, apply_in_place(updated, event)

@@ -1,52 +1,141 @@
-"""The record's serving view in Redis: one JSON document per citizen plus the ids of applied events.
+"""The record's serving view in Redis: one JSON document per citizen, the ids of applied events, an outbox.
 
-Reads and writes go a batch at a time (one round trip each). Writes are MULTI/EXEC so a record and its
-applied-event set never disagree. One worker owns each citizen at a time (events.citizen is keyed by
-citizen_id), so read-modify-write needs no lock.
+Keys (``prefix`` is empty for the live view, ``rebuild:`` for ``hub rebuild``):
+``record:<cid>`` the record (or a redirect ``{"merged_into": ...}`` after a merge), ``record:<cid>:events`` the
+set of applied event ids, ``record-outbox:<partition>`` changes committed but maybe not yet on record.changes.
+
+Why optimistic transactions: events.citizen is keyed by citizen, so one worker owns each citizen's partition,
+but a merge writes two records (the survivor's worker also rewrites the retired record, which may live on
+another partition) and an event for a retired id is applied to the survivor by the retired id's worker. So a
+record is read under WATCH and written in one MULTI/EXEC with its applied set and the batch's changes; if
+another worker wrote any record we read in between, EXEC fails and the batch is computed again from the new
+state (hub.stream.record). Every write to an applied set also writes its record, so watching record keys is
+enough. On a Redis Cluster the keys of one transaction would need one hash slot: not done yet.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import orjson
+from redis.exceptions import WatchError
 
 from hub.record.apply import Record
+from hub.record.errors import RecordError
+from hub.record.merge import MERGE_KEY, is_redirect
+
+MAX_CHAIN = 32  # longest redirect chain followed (A -> B -> C ...); a longer one is a bug, not data
 
 
-def record_key(citizen_id: str) -> str:
-    return f"record:{citizen_id}"
+def record_key(citizen_id: str, prefix: str = "") -> str:
+    return f"{prefix}record:{citizen_id}"
 
 
-def applied_key(citizen_id: str) -> str:
-    return f"record:{citizen_id}:events"
+def applied_key(citizen_id: str, prefix: str = "") -> str:
+    return f"{prefix}record:{citizen_id}:events"
+
+
+def outbox_key(partition: int, prefix: str = "") -> str:
+    return f"{prefix}record-outbox:{partition}"
+
+
+def visible(record: Record) -> Record:
+    """The record as readers get it: without the merge bookkeeping."""
+    return {k: v for k, v in record.items() if k != MERGE_KEY}
+
+
+@dataclass
+class Writes:
+    """What one transaction writes: records, applied event ids, applied sets to union, outbox entries."""
+
+    records: dict[str, Record] = field(default_factory=dict)
+    applied: dict[str, list[str]] = field(default_factory=dict)
+    unions: list[tuple[str, str]] = field(default_factory=list)  # (into citizen, from citizen)
+    outbox: dict[int, dict[str, bytes]] = field(default_factory=dict)  # partition -> event id -> change
+
+
+class Transaction:
+    """One optimistic read-modify-write over several records: WATCH, read, compute, MULTI/EXEC."""
+
+    def __init__(self, store: "RedisRecordStore") -> None:
+        self._store = store
+        self._pipe = store.redis.pipeline(transaction=True)
+
+    async def __aenter__(self) -> "Transaction":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._pipe.reset()
+
+    async def load(self, citizen_ids: list[str]) -> dict[str, Record | None]:
+        """Watch and read these records."""
+        if not citizen_ids:
+            return {}
+        keys = [record_key(c, self._store.prefix) for c in citizen_ids]
+        await self._pipe.watch(*keys)
+        raws = await self._store.redis.mget(keys)
+        return {c: orjson.loads(raw) if raw else None for c, raw in zip(citizen_ids, raws, strict=True)}
+
+    async def lookups(self, applied: list[tuple[str, str]],
+                      outbox: list[tuple[int, str]]) -> tuple[list[bool], list[bytes | None]]:
+        """Which (citizen, event id) are applied, and the outbox entry of each (partition, event id); one round trip."""
+        prefix = self._store.prefix
+        async with self._store.redis.pipeline(transaction=False) as pipe:
+            for citizen_id, event_id in applied:
+                pipe.sismember(applied_key(citizen_id, prefix), event_id)
+            for partition, event_id in outbox:
+                pipe.hget(outbox_key(partition, prefix), event_id)
+            answers = await pipe.execute() if applied or outbox else []
+        return [bool(a) for a in answers[:len(applied)]], list(answers[len(applied):])
+
+    async def commit(self, writes: Writes) -> bool:
+        """Write everything at once; False (nothing written) if a watched record changed meanwhile."""
+        prefix = self._store.prefix
+        pipe = self._pipe
+        pipe.multi()
+        for citizen_id, record in writes.records.items():
+            pipe.set(record_key(citizen_id, prefix), orjson.dumps(record))
+        for citizen_id, event_ids in writes.applied.items():
+            if event_ids:
+                pipe.sadd(applied_key(citizen_id, prefix), *event_ids)
+        for into, source in writes.unions:
+            pipe.sunionstore(applied_key(into, prefix), [applied_key(into, prefix), applied_key(source, prefix)])
+        for partition, entries in writes.outbox.items():
+            if entries:
+                pipe.hset(outbox_key(partition, prefix), mapping=entries)
+        try:
+            await pipe.execute()
+        except WatchError:
+            return False
+        return True
 
 
 class RedisRecordStore:
-    def __init__(self, redis) -> None:  # redis.asyncio.Redis
-        self._redis = redis
+    def __init__(self, redis, prefix: str = "") -> None:  # redis.asyncio.Redis
+        self.redis = redis
+        self.prefix = prefix
+
+    def transaction(self) -> Transaction:
+        return Transaction(self)
 
     async def load(self, citizen_id: str) -> Record | None:
-        return (await self.load_many([citizen_id]))[citizen_id]
+        """A citizen's record for readers: a retired citizen's redirect is followed to the survivor."""
+        for _ in range(MAX_CHAIN):
+            raw = await self.redis.get(record_key(citizen_id, self.prefix))
+            if raw is None:
+                return None
+            record = orjson.loads(raw)
+            if not is_redirect(record):
+                return visible(record)
+            citizen_id = record["merged_into"]
+        raise RecordError(f"redirect chain longer than {MAX_CHAIN} records")
 
-    async def load_many(self, citizen_ids: list[str]) -> dict[str, Record | None]:
-        if not citizen_ids:
-            return {}
-        raws = await self._redis.mget([record_key(c) for c in citizen_ids])
-        return {c: orjson.loads(raw) if raw else None for c, raw in zip(citizen_ids, raws, strict=True)}
-
-    async def applied(self, pairs: list[tuple[str, str]]) -> list[bool]:
-        """For each (citizen_id, event_id): has that event already been applied to that record?"""
-        if not pairs:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for citizen_id, event_id in pairs:
-                pipe.sismember(applied_key(citizen_id), event_id)
-            return [bool(r) for r in await pipe.execute()]
-
-    async def save_many(self, records: list[Record], applied: list[tuple[str, str]]) -> None:
-        """Store records and mark events applied, atomically."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for record in records:
-                pipe.set(record_key(record["citizen_id"]), orjson.dumps(record))
-            for citizen_id, event_id in applied:
-                pipe.sadd(applied_key(citizen_id), event_id)
+    async def clear_outbox(self, entries: dict[int, set[str]]) -> None:
+        """Forget changes that are now durable on record.changes."""
+        entries = {p: ids for p, ids in entries.items() if ids}
+        if not entries:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for partition, event_ids in entries.items():
+                pipe.hdel(outbox_key(partition, self.prefix), *event_ids)
             await pipe.execute()

@@ -102,45 +102,4 @@ def test_record_keeps_the_vietnamese_name_exactly() -> None:
     assert record["demographics"]["name"]["text"] == "Trần Thị Bích Ngọc"
 
 
-class MemoryRecordStore:
-    def __init__(self) -> None:
-        self.records: dict[str, dict] = {}
-        self.events: set[tuple[str, str]] = set()
-
-    async def applied(self, pairs):
-        return [p in self.events for p in pairs]
-
-    async def load_many(self, cids):
-        return {c: self.records.get(c) for c in cids}
-
-    async def save_many(self, records, applied):
-        self.records.update({r["citizen_id"]: r for r in records})
-        self.events.update(applied)
-
-
-async def test_record_stage_applies_a_batch_once_and_publishes_each_change() -> None:
-    """A duplicate inside a batch, and the same batch redelivered, add no change and no version."""
-    from hub.stream.app import Incoming
-    from hub.stream.record import RecordStage
-
-    first = resolved(patient_event("079185004321", event_id="e1", occurred_at="2026-01-01T08:00:00+07:00", phone="1"))
-    second = resolved(patient_event("079185004321", event_id="e2", occurred_at="2026-02-01T08:00:00+07:00", phone="2"))
-    batch = [Incoming(b"k", e.to_json(), {}, "events.citizen", 0, i, 0.0) for i, e in enumerate([first, first, second])]
-    store = MemoryRecordStore()
-    stage = RecordStage(store)
-    results = await stage.step(batch)
-    await stage.save_batch()
-    assert [len(r) for r in results] == [1, 0, 1]
-    assert store.records["cz-test"]["version"] == 2
-    again = await stage.step(batch)
-    await stage.save_batch()
-    assert again == [[], [], []] and store.records["cz-test"]["version"] == 2
-
-
-async def test_record_stage_dead_letters_what_is_not_an_event() -> None:
-    from hub.errors import HubError
-    from hub.stream.app import Incoming
-    from hub.stream.record import RecordStage
-
-    [result] = await RecordStage(MemoryRecordStore()).step([Incoming(b"k", b"{not json", {}, "t", 0, 0, 0.0)])
-    assert isinstance(result, HubError) and "not a canonical event" in result.reason
+# The record stage's batch tests (once, redelivered, dead letters) are in test_record_stage.py.

@@ -29,7 +29,7 @@ def apply_all(evts: list[Envelope], record: dict | None = None) -> dict:
 def test_every_clinical_event_type_has_a_section() -> None:
     from hub.envelope import EVENT_TYPES
 
-    applied_elsewhere = {"patient.updated", "encounter.recorded", "patient.merged", "citizen.merged"}
+    applied_elsewhere = {"patient.updated", "encounter.recorded", "patient.merged", "citizen.merged", "citizen.unmerged"}
     assert EVENT_TYPES - applied_elsewhere == set(CLINICAL_SECTIONS)
 
 

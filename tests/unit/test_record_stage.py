@@ -1,0 +1,170 @@
+"""The record stage's batch step (hub.stream.record) over an in-memory stand-in for the Redis store:
+idempotent, merges and redirects inside a batch, recomputed on a conflicting write, changes kept in the outbox
+until published."""
+
+from __future__ import annotations
+
+import orjson
+
+from hub.envelope import Envelope
+from hub.errors import HubError
+from hub.identity.events import merged_event, unmerged_event
+from hub.record.apply import apply
+from hub.record.merge import content
+from hub.record.store import Writes
+from hub.stream.app import Incoming
+from hub.stream.record import RecordStage
+from tests.unit.test_record_merge import CHO_RAY, HUNG, LAN, TU_DU, encounter, observation, patient
+
+
+class MemoryTransaction:
+    def __init__(self, store: "MemoryRecordStore") -> None:
+        self.store, self.seen = store, {}
+
+    async def __aenter__(self) -> "MemoryTransaction":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def load(self, cids):
+        self.seen.update({c: self.store.revision.get(c, 0) for c in cids})
+        if self.store.before_commit:  # another worker writes between our read and our commit, once
+            hook, self.store.before_commit = self.store.before_commit, None
+            hook(self.store)
+            self.seen.update({c: self.store.revision.get(c, 0) for c in cids if c not in self.seen})
+        return {c: orjson.loads(self.store.records[c]) if c in self.store.records else None for c in cids}
+
+    async def lookups(self, applied, outbox):
+        return ([e in self.store.applied.get(c, set()) for c, e in applied],
+                [self.store.outbox.get(p, {}).get(e) for p, e in outbox])
+
+    async def commit(self, writes: Writes) -> bool:
+        s = self.store
+        if any(s.revision.get(c, 0) != r for c, r in self.seen.items()):
+            s.conflicts += 1
+            return False
+        for cid, record in writes.records.items():
+            s.write(cid, record)
+        for cid, ids in writes.applied.items():
+            s.applied.setdefault(cid, set()).update(ids)
+        for into, source in writes.unions:
+            s.applied.setdefault(into, set()).update(s.applied.get(source, set()))
+        for p, entries in writes.outbox.items():
+            s.outbox.setdefault(p, {}).update(entries)
+        return True
+
+
+class MemoryRecordStore:
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+        self.revision: dict[str, int] = {}
+        self.applied: dict[str, set[str]] = {}
+        self.outbox: dict[int, dict[str, bytes]] = {}
+        self.before_commit = None
+        self.conflicts = 0
+
+    def write(self, cid: str, record: dict) -> None:
+        self.records[cid] = orjson.dumps(record)
+        self.revision[cid] = self.revision.get(cid, 0) + 1
+
+    def get(self, cid: str) -> dict:
+        return orjson.loads(self.records[cid])
+
+    def transaction(self) -> MemoryTransaction:
+        return MemoryTransaction(self)
+
+    async def clear_outbox(self, entries) -> None:
+        for p, ids in entries.items():
+            for i in ids:
+                self.outbox.get(p, {}).pop(i, None)
+
+
+def incoming(events: list[Envelope]) -> list[Incoming]:
+    return [Incoming(e.citizen_id.encode(), e.to_json(), {}, "events.citizen", 0, i, 0.0) for i, e in enumerate(events)]
+
+
+async def run(stage: RecordStage, events: list[Envelope]) -> list:
+    results = await stage.step(incoming(events))
+    await stage.save_batch()
+    return results
+
+
+HUNG_PATIENT = patient(HUNG, "h1", "2026-01-05T08:00:00+07:00", "Nguyễn", "Văn Hùng", phone="0903111222", mrn=CHO_RAY)
+HUNG_NEWER = patient(HUNG, "h2", "2026-02-05T08:00:00+07:00", "Nguyễn", "Văn Hùng", phone="0903999888", mrn=CHO_RAY)
+LAN_PATIENT = patient(LAN, "l1", "2026-02-10T08:00:00+07:00", "Trần", "Thị Lan", phone="0988777666", mrn=TU_DU,
+                      cccd="079185004321")
+MERGE = merged_event(HUNG, LAN, "review-1", "2026-03-01T08:00:00+07:00", "2026-03-01T08:00:01+07:00")
+UNMERGE = unmerged_event(HUNG, LAN, "review-2", "2026-03-02T08:00:00+07:00", "2026-03-02T08:00:01+07:00")
+
+
+async def test_a_batch_is_applied_once_and_each_change_published_once() -> None:
+    """A duplicate inside a batch, and the same batch redelivered, add no change and no version."""
+    store = MemoryRecordStore()
+    stage = RecordStage(store)
+    results = await run(stage, [HUNG_PATIENT, HUNG_PATIENT, HUNG_NEWER])
+    assert [len(r) for r in results] == [1, 0, 1]
+    assert orjson.loads(results[2][0].value)["record_version"] == 2 and store.get(HUNG)["version"] == 2
+    assert await run(stage, [HUNG_PATIENT, HUNG_PATIENT, HUNG_NEWER]) == [[], [], []]
+    assert store.get(HUNG)["version"] == 2 and store.outbox == {0: {}}
+
+
+async def test_what_is_not_an_event_or_names_no_citizen_is_dead_lettered() -> None:
+    from hub.envelope import Source, Subject
+
+    no_link = Envelope("m0", "citizen.merged", "2026-01-01", "2026-01-01", Source("urn:hssk:mpi", "", "c"),
+                       Subject(), {"resourceType": "Patient", "id": HUNG}, citizen_id=HUNG)
+    bad, merge_without_link = await RecordStage(MemoryRecordStore()).step(
+        [Incoming(b"k", b"{not json", {}, "t", 0, 0, 0.0), *incoming([no_link])])
+    assert isinstance(bad, HubError) and "not a canonical event" in bad.reason
+    assert isinstance(merge_without_link, HubError) and merge_without_link.code == "record"
+
+
+async def test_a_change_committed_before_a_crash_is_published_again_from_the_outbox() -> None:
+    store = MemoryRecordStore()
+    crashed = RecordStage(store)
+    first = await crashed.step(incoming([HUNG_PATIENT]))  # committed, then the worker dies before publishing
+    again = await run(RecordStage(store), [HUNG_PATIENT])  # the restarted worker gets the event again
+    assert again == first and store.get(HUNG)["version"] == 1
+    assert await run(RecordStage(store), [HUNG_PATIENT]) == [[]]  # published now: a later duplicate is silent
+
+
+async def test_merge_redirects_later_events_and_unmerge_restores_both_in_one_batch() -> None:
+    store = MemoryRecordStore()
+    stage = RecordStage(store)
+    await run(stage, [HUNG_PATIENT, LAN_PATIENT])
+    hung, lan = store.get(HUNG), store.get(LAN)
+    late = observation(LAN, "l5", "2026-03-01T09:00:00+07:00", mrn=TU_DU, value=5.5)
+    results = await run(stage, [MERGE, late, MERGE])
+    assert [len(r) for r in results] == [1, 1, 0]
+    change = orjson.loads(results[1][0].value)
+    assert results[1][0].key == HUNG.encode() and change["citizen_id"] == HUNG
+    assert store.get(LAN)["merged_into"] == HUNG and "obs-l5" in store.get(HUNG)["observations"]
+    results = await run(stage, [UNMERGE, encounter(HUNG, "h7", "2026-03-03T08:00:00+07:00", mrn=CHO_RAY)])
+    assert [len(r) for r in results] == [1, 1]
+    assert content(store.get(HUNG)) == content(stage_apply(hung, "h7"))
+    assert content(store.get(LAN)) == content(apply(lan, late)[0])  # Lan's late result went back to her
+
+
+def stage_apply(record: dict, eid: str) -> dict:
+    return apply(record, encounter(HUNG, eid, "2026-03-03T08:00:00+07:00", mrn=CHO_RAY))[0]
+
+
+async def test_a_write_by_another_worker_between_read_and_commit_is_absorbed_by_recomputing() -> None:
+    """Lan's worker applies an event while Hùng's worker merges Lan away: the event lands on Hùng."""
+    store = MemoryRecordStore()
+    await run(RecordStage(store), [HUNG_PATIENT, LAN_PATIENT])
+    late = observation(LAN, "l6", "2026-03-01T09:00:00+07:00", mrn=TU_DU, value=6.6)
+
+    def merge_elsewhere(s: MemoryRecordStore) -> None:
+        hung, lan = s.get(HUNG), s.get(LAN)
+        from hub.record.merge import merge
+
+        survivor, redirect = merge(hung, HUNG, lan, LAN, HUNG, MERGE)
+        s.write(HUNG, survivor)
+        s.write(LAN, redirect)
+
+    store.before_commit = merge_elsewhere
+    [result] = await run(RecordStage(store), [late])
+    assert store.conflicts == 1 and result[0].key == HUNG.encode()
+    assert "obs-l6" in store.get(HUNG)["observations"] and store.get(LAN)["merged_into"] == HUNG
