@@ -3,6 +3,7 @@ webhook wire contract, stores each idempotency key once in order of arrival, and
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from deploy.local.receiver.app import Receiver, build_app, citizen_of
-from deploy.local.receiver.store import DeliveryStore
+from deploy.local.receiver.commit import GroupCommit
+from deploy.local.receiver.store import DeliveryStore, Push
 from hub.fanout.signing import IDEMPOTENCY_HEADER, SUBSCRIPTION_HEADER, sign
 
 SECRET = b"bi-mat-cua-so-suc-khoe"
@@ -65,13 +67,14 @@ class Client:
 @pytest.fixture()
 async def receiver(tmp_path: Path) -> AsyncIterator[Client]:
     store = DeliveryStore(tmp_path / "receiver" / "deliveries.sqlite3")
-    runner = web.AppRunner(build_app(Receiver(store, SECRET, clock=lambda: NOW)), access_log=None)
+    commit = GroupCommit(store)
+    runner = web.AppRunner(build_app(Receiver(commit, SECRET, clock=lambda: NOW)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     async with aiohttp.ClientSession() as session:
         yield Client(f"http://127.0.0.1:{runner.addresses[0][1]}", session, store)
     await runner.cleanup()
-    store.close()
+    await commit.close()
 
 
 class TestSignature:
@@ -136,6 +139,26 @@ class TestIdempotency:
         assert orjson.loads(only.body)["health_book"]["administrative"]["name"] == "Trần Văn Bình"
 
 
+class TestGroupCommit:
+    async def test_concurrent_pushes_are_all_stored_once_each_with_their_own_sequence_number(
+            self, receiver: Client) -> None:
+        answers = await asyncio.gather(*(receiver.push(health_book(f"c-{i % 7}", i), key=f"k-{i}")
+                                         for i in range(60)))
+        assert [status for status, _ in answers] == [201] * 60
+        assert sorted(a["seq"] for _, a in answers) == list(range(1, 61))
+        assert receiver.store.count() == 60
+
+    async def test_the_same_key_sent_concurrently_is_stored_once(self, receiver: Client) -> None:
+        answers = await asyncio.gather(*(receiver.push(health_book(), key="same") for _ in range(10)))
+        assert sorted(status for status, _ in answers) == [200] * 9 + [201]
+        assert {a["seq"] for _, a in answers} == {1} and receiver.store.count() == 1
+
+    async def test_a_push_the_store_cannot_write_is_503_so_the_sender_retries(self, receiver: Client) -> None:
+        receiver.store.close()  # every write now fails inside SQLite
+        status, answer = await receiver.push(health_book())
+        assert status == 503 and "send it again" in answer["error"]
+
+
 class TestReads:
     async def test_deliveries_of_one_citizen_in_order_of_arrival_with_their_bodies(self, receiver: Client) -> None:
         for version, citizen in [(1, CITIZEN), (1, "c-other"), (2, CITIZEN), (3, CITIZEN)]:
@@ -182,12 +205,12 @@ class TestStore:
     def test_what_was_acknowledged_survives_a_reopen(self, tmp_path: Path) -> None:
         path = tmp_path / "deliveries.sqlite3"
         store = DeliveryStore(path)
-        store.add("k", "health-book", CITIZEN, "health-book", int(NOW), "2026-11-18T00:00:00+00:00",
-                  b'{"citizen_id": "x"}')
+        store.add(Push("k", "health-book", CITIZEN, "health-book", int(NOW), "2026-11-18T00:00:00+00:00",
+                       b'{"citizen_id": "x"}'))
         store.close()
         again = DeliveryStore(path)
         assert [(d.seq, d.idempotency_key, d.body) for d in again.deliveries()] == [(1, "k", b'{"citizen_id": "x"}')]
-        assert again.add("k", "health-book", CITIZEN, "health-book", int(NOW), "later", b"{}").duplicate
+        assert again.add(Push("k", "health-book", CITIZEN, "health-book", int(NOW), "later", b"{}")).duplicate
         again.close()
         assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

@@ -16,6 +16,7 @@ about the body rules. Logs carry the subscription, the sequence number and the o
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,7 +24,8 @@ from typing import Any, Callable
 import orjson
 from aiohttp import web
 
-from deploy.local.receiver.store import Delivery, DeliveryStore
+from deploy.local.receiver.commit import GroupCommit
+from deploy.local.receiver.store import Delivery, Push
 from hub.fanout.signing import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER, TIMESTAMP_HEADER,
                                 SignatureError, verify)
 from hub.logging import get_logger
@@ -38,7 +40,7 @@ HEALTH_BOOK, MERGED = "health-book", "merged"
 
 @dataclass(frozen=True)
 class Receiver:
-    store: DeliveryStore
+    store: GroupCommit
     secret: bytes
     clock: Callable[[], float] = time.time
 
@@ -85,7 +87,12 @@ async def receive(request: web.Request) -> web.Response:
         return _problem(400, "body must be a JSON object")
     received_at = dt.datetime.fromtimestamp(receiver.clock(), dt.timezone.utc).isoformat(timespec="microseconds")
     fmt = parsed.get("format") if isinstance(parsed.get("format"), str) else None
-    stored = receiver.store.add(key, subscription, citizen_of(parsed), fmt, int(timestamp), received_at, body)
+    try:
+        stored = await receiver.store.add(Push(key, subscription, citizen_of(parsed), fmt, int(timestamp),
+                                               received_at, body))
+    except sqlite3.Error as exc:
+        log.error("push not stored", subscription=subscription, error=type(exc).__name__)
+        return _problem(503, "could not store the push; send it again")
     if stored.duplicate:
         log.info("push repeated", subscription=subscription, seq=stored.seq, same_body=stored.same_body)
         return web.json_response({"status": "duplicate", "seq": stored.seq, "same_body": stored.same_body})
@@ -109,9 +116,10 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    rows = request.app[RECEIVER].store.deliveries(
-        citizen_id=request.query.get("citizen"), subscription=request.query.get("subscription"),
-        after=_int_param(request, "after", 0), limit=min(_int_param(request, "limit", 1000), 10_000))
+    store = request.app[RECEIVER].store
+    rows = await store.read(store.store.deliveries, citizen_id=request.query.get("citizen"),
+                            subscription=request.query.get("subscription"), after=_int_param(request, "after", 0),
+                            limit=min(_int_param(request, "limit", 1000), 10_000))
     return web.Response(body=orjson.dumps({"deliveries": [_delivery_json(d) for d in rows]}),
                         content_type="application/json")
 
@@ -119,7 +127,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def health_book(request: web.Request) -> web.Response:
     """The latest health book, or ``merged_into`` when the last word about this citizen was a merge notice."""
     citizen_id = request.match_info["citizen_id"]
-    latest = request.app[RECEIVER].store.latest(citizen_id, (HEALTH_BOOK, MERGED), request.query.get("subscription"))
+    store = request.app[RECEIVER].store
+    latest = await store.read(store.store.latest, citizen_id, (HEALTH_BOOK, MERGED), request.query.get("subscription"))
     if latest is None:
         return _problem(404, "no health book received for this citizen")
     doc = orjson.loads(latest.body)
@@ -132,7 +141,8 @@ async def health_book(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "deliveries": request.app[RECEIVER].store.count()})
+    store = request.app[RECEIVER].store
+    return web.json_response({"status": "ok", "deliveries": await store.read(store.store.count)})
 
 
 def build_app(receiver: Receiver) -> web.Application:

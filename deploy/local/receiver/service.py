@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from deploy.local.receiver.app import Receiver, build_app
+from deploy.local.receiver.commit import GroupCommit
 from deploy.local.receiver.store import DeliveryStore
 from hub.logging import get_logger
 from hub.settings import Settings
@@ -29,7 +30,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = DeliveryStore(store_path(settings))
+    store = GroupCommit(DeliveryStore(store_path(settings)))
     runner = web.AppRunner(build_app(Receiver(store, settings.receiver_secret)), access_log=None)
     try:
         await runner.setup()
@@ -38,7 +39,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        store.close()
+        await store.close()
         log.info("receiver stopped")
 
 
