@@ -150,4 +150,7 @@ def _stream_metrics_ports(env: Mapping[str, str], mllp_metrics_port: int) -> tup
     for i, role in enumerate(STREAM_ROLES):
         default = mllp_metrics_port + 1 + i if mllp_metrics_port else 0
         ports.append((role, int(env.get(f"HSSK_{role.upper()}_METRICS_PORT", default))))
+    # The warehouse role's /metrics: off unless set (a cluster sets it for its probes and scrapes; the local
+    # stack keeps the ports it has).
+    ports.append(("warehouse", int(env.get("HSSK_WAREHOUSE_METRICS_PORT", 0))))
     return tuple(ports)
