@@ -174,11 +174,12 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_translate(settings: Settings, args: argparse.Namespace) -> int:
-    """Offline: HL7 v2 files -> canonical events as JSON lines (connectors.hl7v2.offline)."""
-    from connectors.hl7v2.offline import now_received_at, translate_files
+    """Offline: EMR files of any imported format -> canonical events as JSON lines (hub.ops.translate_files)."""
+    from connectors.hl7v2.offline import now_received_at
+    from hub.ops.translate_files import translate_files
 
     return translate_files(args.files, charset=args.charset, received_at=args.received_at or now_received_at(),
-                           out=sys.stdout, err=sys.stderr)
+                           out=sys.stdout, err=sys.stderr, facility=args.facility)
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
@@ -212,31 +213,19 @@ def cmd_retranslate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    """EMR export files (BHYT XML, HL7 v2 files) into Kafka (hub.ops.file_import); a summary per file."""
+    """EMR export files (BHYT XML, registry CSV, HL7 v2, FHIR Bundles) into Kafka (hub.ops.file_import); a
+    progress bar while reading (tqdm, terminals only) and a summary per file."""
     from hub.ops.file_import import import_files
-
-    def progress(text: str) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{text}\x1b[K", end="", file=sys.stderr, flush=True)
+    from hub.ops.progress import TqdmProgress
 
     try:
-        reports = asyncio.run(import_files(settings, [Path(f) for f in args.files], progress))
+        reports = asyncio.run(import_files(settings, [Path(f) for f in args.files], TqdmProgress(),
+                                           facility=args.facility))
     except (DeliveryError, OSError, asyncio.TimeoutError) as exc:
         print(f"hub import: Kafka not reachable or did not confirm: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return 2
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
     for r in reports:
-        if r.error:
-            print(f"{r.path}: not imported: {r.error}", file=sys.stderr)
-            continue
-        unit = {"xml130": "encounters", "registry": "rows"}.get(r.format, "messages")
-        print(f"{r.path} ({r.format}): {r.read} {unit} read, {r.accepted} accepted, {r.events} events published, "
-              f"{sum(r.failures.values())} failures (to hub.dlq)")
-        for reason, n in r.failures.most_common():
-            print(f"  {n:>6}  {reason}")
-        for note, n in r.notes.most_common():
-            print(f"  {n:>6}  imported; {note}")
+        print("\n".join(r.summary_lines()), file=sys.stderr if r.error else sys.stdout)
     return 0 if any(r.readable and r.read for r in reports) else 1
 
 
@@ -261,11 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for each ACK")
     send.set_defaults(func=cmd_send)
 
-    tr = sub.add_parser("translate", help="offline: print the canonical events of HL7 v2 files, one JSON per line "
-                                          "(failures on stderr; no Kafka or Redis needed)")
+    tr = sub.add_parser("translate", help="offline: print the canonical events of EMR files (HL7 v2, BHYT XML, "
+                                          "registry CSV, FHIR Bundles), one JSON per line (failures on stderr; "
+                                          "no Kafka or Redis needed)")
     tr.add_argument("files", nargs="+", metavar="FILE")
     tr.add_argument("--charset", default="utf-8", help="charset of the files (default utf-8; e.g. windows-1258)")
     tr.add_argument("--received-at", help="receipt time to stamp (ISO 8601 with offset; default now, +07:00)")
+    tr.add_argument("--facility", help="facility code (MA_CSKCB) for BHYT XML / FHIR files that do not name one")
     tr.set_defaults(func=cmd_translate)
 
     va = sub.add_parser("validate", help="offline: strict HL7 v2 conformance report (hl7apy) per message and "
@@ -276,9 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.set_defaults(func=cmd_validate)
 
     imp = sub.add_parser("import", help="import EMR export files (BHYT XML QD 130/4210, vaccination registry CSV, "
-                                        "HL7 v2 files and batches) "
+                                        "HL7 v2 files and batches, FHIR R4 Bundles) "
                                         "into Kafka; prints a summary per file; exit 1 only when nothing was read")
     imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--facility", help="facility code (MA_CSKCB) for BHYT XML / FHIR files that do not name one")
     imp.set_defaults(func=cmd_import)
 
     rt = sub.add_parser("retranslate", help="re-run translation over a range of hl7v2.raw (after a mapping fix); "

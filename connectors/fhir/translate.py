@@ -3,7 +3,7 @@
 1. The bundle's shape is checked (``bundle``); each entry is validated on its own with the R4B models
    (``validate``): an invalid entry is one ``EntryFailure`` naming its index, type and field paths, and the
    valid entries still import.
-2. The facility comes from the caller, else from the bundle (``identity.facility_of``).
+2. The facility comes from the bundle (``identity.facility_of``), else from the caller.
 3. Each valid entry gets a hub resource id: uuid5 of type, facility and the source's own id (a re-export of
    the same resource keeps its id), else its fullUrl or position within this bundle. A Patient with an MRN
    gets the id every other connector gives it (``Patient|facility|MR|mrn``), so an ADT feed, a BHYT export
@@ -168,7 +168,7 @@ def translate_bundle(data: bytes, *, received_at: str | None = None, facility: s
 
     patients = {i: r for i, (_u, r, _o) in valid.items() if r["resourceType"] == "Patient"}
     organizations = {i: r for i, (_u, r, _o) in valid.items() if r["resourceType"] == "Organization"}
-    fac = facility or facility_of(list(patients.values()), organizations, index.find)
+    fac = facility_of(list(patients.values()), organizations, index.find) or facility or ""
     if not fac:
         result.error = ("the bundle names no facility (MA_CSKCB): give the Patient an MRN with system "
                         ".../sid/mrn/<code>, an Organization with identifier system .../sid/facility, or --facility")

@@ -11,6 +11,12 @@ Formats, detected from the first bytes:
 - HL7 v2 files (one or many messages, FHS/BHS batches, any segment separator): each message takes the
   MLLP listener's own path (sources file, charset, resend detection, raw headers) onto ``hl7v2.raw``, so a
   file is simply another transport and the translator stage does the rest.
+- FHIR R4 Bundles in JSON (``connectors.fhir``): each clinical entry's JSON goes to ``emr.raw``, then its
+  event; each invalid or unlinkable entry goes to ``hub.dlq`` with its index, type and field path.
+
+The format comes from ``hub.ops.formats.detect_format`` (the one detection, shared with ``hub watch`` and
+``hub translate``). A ``Progress`` sees each file start, advance (bytes read, or messages for HL7 v2) and
+finish; the command line draws it as a tqdm bar.
 
 Event ids are deterministic, so importing a file twice publishes the same events and changes nothing.
 """
@@ -21,10 +27,10 @@ import asyncio
 import base64
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -34,20 +40,21 @@ from connectors.mllp.dedup import DedupStore
 from connectors.mllp.listener import MllpListener, Peer, split_batch
 from connectors.mllp.sender import read_ack
 from connectors.mllp.sources import sources_from_settings
+from connectors.fhir import EntryEvents, EntryFailure, read_bundle
 from connectors.registry import BadRow, RegistryFormatError, Row, read_rows, translate_row
 from connectors.xml130 import Failure, Record, read_export
 from hub.envelope import DeadLetter, Envelope, RawCoordinates
 from hub.errors import HubError
 from hub.kafka import DurableProducer
+from hub.ops.formats import HEAD_BYTES, UNITS, UNKNOWN_REASON, detect_format, utf8_lines
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
 from hub.topics import DLQ, EMR_RAW, EVENTS_CANONICAL
 
-Progress = Callable[[str], None]
 _CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
 _ROW_CHUNK = 2000  # registry rows written together (three records each)
 _BULK_TIMEOUT_S = 30.0
-_PROGRESS_EVERY_S = 0.5
+_PROGRESS_EVERY_S = 0.2
 
 
 @dataclass
@@ -67,29 +74,51 @@ class FileReport:
     def readable(self) -> bool:
         return not self.error
 
+    def summary_lines(self) -> list[str]:
+        """The per-file summary ``hub import`` prints and ``hub watch`` writes next to the file: records read,
+        events produced, failures grouped by reason (each one is on hub.dlq), notes."""
+        if self.error:
+            return [f"{self.path}: not imported: {self.error}"]
+        unit = UNITS.get(self.format, "records")
+        lines = [f"{self.path} ({self.format}): {self.read} {unit} read, {self.accepted} accepted, "
+                 f"{self.events} events published, {sum(self.failures.values())} failures (to hub.dlq)"]
+        lines += [f"  {n:>6}  {reason}" for reason, n in self.failures.most_common()]
+        lines += [f"  {n:>6}  imported; {note}" for note, n in self.notes.most_common()]
+        return lines
 
-def detect_format(head: bytes) -> str:
-    """``xml130``, ``hl7v2`` or ``unknown``, from a file's first bytes."""
-    start = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    if start.startswith(b"<"):
-        return "xml130"
-    if start.startswith(b"record_id,"):
-        return "registry"
-    if start[:3] in (b"MSH", b"FHS", b"BHS"):
-        return "hl7v2"
-    return "unknown"
+
+class Progress(Protocol):
+    """How far an import is, per file (no personal data: names of files, counts)."""
+
+    def start(self, report: FileReport, total: int, unit: str) -> None: ...
+
+    def update(self, done: int, report: FileReport) -> None: ...
+
+    def finish(self, report: FileReport) -> None: ...
+
+
+class _Silent:
+    def start(self, report: FileReport, total: int, unit: str) -> None:
+        pass
+
+    def update(self, done: int, report: FileReport) -> None:
+        pass
+
+    def finish(self, report: FileReport) -> None:
+        pass
 
 
 class Importer:
     """One producer (and for HL7 v2 one listener) for every file of a run."""
 
-    def __init__(self, settings: Settings, progress: Progress | None = None) -> None:
+    def __init__(self, settings: Settings, progress: Progress | None = None, facility: str | None = None) -> None:
         self.settings = settings
+        self.facility = facility  # stands in for the facility a file does not name (BHYT XML, FHIR)
         # A bulk load, not a sender waiting for its ACK: a longer deadline per write and a short linger so
         # thousands of writes in flight share produce requests.
         bulk = replace(settings, ack_timeout_s=max(settings.ack_timeout_s, _BULK_TIMEOUT_S), kafka_linger_ms=5)
         self.producer = DurableProducer(bulk, client_id="hssk-import", max_batch_bytes=1 << 20)
-        self.progress = progress or (lambda _text: None)
+        self.progress: Progress = progress or _Silent()
         self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._listener: MllpListener | None = None
         self._last_progress = 0.0
@@ -105,19 +134,27 @@ class Importer:
     async def import_file(self, path: Path) -> FileReport:
         try:
             with open(path, "rb") as f:
-                head = f.read(4096)
+                head = f.read(HEAD_BYTES)
         except OSError as exc:
             return FileReport(str(path), "unknown", error=f"cannot read: {exc.strerror}")
         kind = detect_format(head)
         report = FileReport(str(path), kind)
-        if kind == "xml130":
-            await self._xml130(path, report)
-        elif kind == "hl7v2":
-            await self._hl7v2(path, report)
-        elif kind == "registry":
-            await self._registry(path, report)
-        else:
-            report.error = "not a format the hub reads (BHYT XML, registry CSV or HL7 v2)"
+        if kind == "unknown":
+            report.error = UNKNOWN_REASON
+            return report
+        if kind != "hl7v2":  # HL7 v2 counts messages, known once the file is split
+            self.progress.start(report, path.stat().st_size, "B")
+        try:
+            if kind == "xml130":
+                await self._xml130(path, report)
+            elif kind == "hl7v2":
+                await self._hl7v2(path, report)
+            elif kind == "registry":
+                await self._registry(path, report)
+            else:
+                await self._fhir(path, report)
+        finally:
+            self.progress.finish(report)
         return report
 
     # --- BHYT XML ------------------------------------------------------------------------------------------
@@ -125,18 +162,21 @@ class Importer:
     async def _xml130(self, path: Path, report: FileReport) -> None:
         received_at = _now()
         chunk: list[Record] = []
-        for result in read_export(path, received_at=received_at):
-            if isinstance(result, Failure):
-                await self._dead_letter(result, path, report)
-                if result.stage == "parse" and report.read == 0 and not chunk:
-                    report.error = result.reason  # nothing of the file could be read
-                continue
-            chunk.append(result)
-            if len(chunk) >= _CHUNK:
+        with open(path, "rb") as stream:  # a file object, so the bar can follow the position
+            for result in read_export(stream, received_at=received_at, facility=self.facility):
+                if isinstance(result, Failure):
+                    await self._dead_letter(result, path, report)
+                    if result.stage == "parse" and report.read == 0 and not chunk:
+                        report.error = result.reason  # nothing of the file could be read
+                    continue
+                chunk.append(result)
+                if len(chunk) >= _CHUNK:
+                    await self._publish(chunk, path, report)
+                    chunk = []
+                    self._tick(report, stream.tell())
+            if chunk:
                 await self._publish(chunk, path, report)
-                chunk = []
-        if chunk:
-            await self._publish(chunk, path, report)
+            self._tick(report, stream.tell(), force=True)
 
     async def _publish(self, records: list[Record], path: Path, report: FileReport) -> None:
         secret = self.settings.pseudonym_key
@@ -152,7 +192,6 @@ class Importer:
                 await self._dead_letter(failure, path, report)
             report.read += 1
             report.accepted += record.ok
-        self._tick(report)
 
     async def _write_located(self, raws: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
                              events: list[list[Envelope]]) -> int:
@@ -180,9 +219,12 @@ class Importer:
     async def _registry(self, path: Path, report: FileReport) -> None:
         received_at = _now()
         chunk: list[Row] = []
+        undecodable: dict[int, bytes] = {}  # line -> its bytes: lines that are not UTF-8, each one a bad row
         try:
-            with open(path, encoding="utf-8-sig", newline="", errors="strict") as stream:
-                for item in read_rows(stream):
+            with open(path, "rb") as raw:
+                for item in read_rows(utf8_lines(raw, undecodable)):
+                    while undecodable:
+                        await self._undecodable(undecodable, path, report)
                     if isinstance(item, BadRow):
                         report.read += 1
                         await self._bad_row(item.line, "parse", item.reason, item.original, path, report)
@@ -191,13 +233,21 @@ class Importer:
                     if len(chunk) >= _ROW_CHUNK:
                         await self._publish_rows(chunk, path, report, received_at)
                         chunk = []
+                        self._tick(report, raw.tell())
+                while undecodable:
+                    await self._undecodable(undecodable, path, report)
+                if chunk:
+                    await self._publish_rows(chunk, path, report, received_at)
+                self._tick(report, raw.tell(), force=True)
         except RegistryFormatError as exc:
             report.error = str(exc)
-            return
-        except UnicodeDecodeError as exc:
-            report.error = f"not UTF-8 (byte {exc.start} of a block)"  # the rows before it are imported
-        if chunk:
-            await self._publish_rows(chunk, path, report, received_at)
+
+    async def _undecodable(self, lines: dict[int, bytes], path: Path, report: FileReport) -> None:
+        line = min(lines)
+        original = lines.pop(line)
+        report.read += 1
+        await self._bad_row(line, "parse", "not UTF-8 (the registry export is UTF-8): the row is not imported",
+                            original, path, report)
 
     async def _publish_rows(self, rows: list[Row], path: Path, report: FileReport, received_at: str) -> None:
         secret = self.settings.pseudonym_key
@@ -217,7 +267,6 @@ class Importer:
                 for row, _ in mapped]
         report.events += await self._write_located(raws, [events for _, events in mapped])
         report.accepted += len(mapped)
-        self._tick(report)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
                        report: FileReport) -> None:
@@ -233,7 +282,9 @@ class Importer:
         listener = self._hl7_listener()
         peer = Peer(f"file:{path.name}", f"import-{int(time.time())}")
         received_at = _now()
-        for message in split_batch(path.read_bytes()):
+        messages = split_batch(path.read_bytes())
+        self.progress.start(report, len(messages), "messages")
+        for message in messages:
             ack = await listener.handle_message(message, peer, received_at)
             code, _, text = read_ack(ack) if ack else ("AA", "", "")
             report.read += 1
@@ -241,7 +292,8 @@ class Importer:
                 report.accepted += 1
             else:
                 report.failures[f"{code}: {text.split(':', 1)[0]}"] += 1
-            self._tick(report)
+            self._tick(report, report.read)
+        self._tick(report, report.read, force=True)
 
     def _hl7_listener(self) -> MllpListener:
         if self._listener is None:
@@ -252,12 +304,42 @@ class Importer:
             self._listener = MllpListener(settings, self.producer, sources, dedup)
         return self._listener
 
-    def _tick(self, report: FileReport) -> None:
+    # --- FHIR Bundles ---------------------------------------------------------------------------------------
+
+    async def _fhir(self, path: Path, report: FileReport) -> None:
+        result = read_bundle(path, received_at=_now(), facility=self.facility,
+                             max_bytes=self.settings.fhir_max_bundle_bytes)
+        report.read = result.entries
+        for failure in result.failures:
+            await self._entry_failed(failure, path, report, result.facility, result.bundle_key)
+        if result.error:
+            report.error = result.error
+            return
+        secret = self.settings.pseudonym_key
+        for start in range(0, len(result.mapped), _CHUNK):
+            entries: list[EntryEvents] = result.mapped[start:start + _CHUNK]
+            raws = [(entry.original, keyed_hash(secret, result.facility, "fhir", entry.patient_key).encode(),
+                     [("source_system", b"fhir"), ("file", path.name.encode()),
+                      ("bundle", result.bundle_key.encode()), ("entry", str(entry.index).encode()),
+                      ("resource_type", entry.resource_type.encode())]) for entry in entries]
+            report.events += await self._write_located(raws, [entry.events for entry in entries])
+        context = {key: n for key, n in result.counts.items() if key.endswith(".context")}
+        report.accepted = len(result.mapped) + sum(context.values())
+        for key, n in context.items():
+            report.notes[f"{key.removesuffix('.context')}: used to resolve references, not an event"] += n
+        self._tick(report, path.stat().st_size, force=True)
+
+    async def _entry_failed(self, failure: EntryFailure, path: Path, report: FileReport, facility: str,
+                            bundle: str) -> None:
+        letter = failure.dead_letter(_now(), source_file=path.name, facility=facility, bundle=bundle)
+        await self.producer.write(DLQ.name, letter.to_json(), None, [("stage", b"import")])
+        report.failures[failure.group] += 1
+
+    def _tick(self, report: FileReport, done: int, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last_progress >= _PROGRESS_EVERY_S:
+        if force or now - self._last_progress >= _PROGRESS_EVERY_S:
             self._last_progress = now
-            self.progress(f"{Path(report.path).name}: {report.read:,} read, {report.events:,} events, "
-                          f"{sum(report.failures.values()):,} failures")
+            self.progress.update(done, report)
 
 
 def _now() -> str:
@@ -271,6 +353,7 @@ def _patient_key(secret: bytes, event: Envelope) -> bytes:
     return keyed_hash(secret, event.source.facility, patient).encode()
 
 
-async def import_files(settings: Settings, paths: list[Path], progress: Progress | None = None) -> list[FileReport]:
-    async with Importer(settings, progress) as importer:
+async def import_files(settings: Settings, paths: list[Path], progress: Progress | None = None,
+                       facility: str | None = None) -> list[FileReport]:
+    async with Importer(settings, progress, facility) as importer:
         return [await importer.import_file(path) for path in paths]

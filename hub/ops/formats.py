@@ -6,7 +6,9 @@ and exports carry whatever names the hospital's scripts give them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 HEAD_BYTES = 4096
 FORMATS = ("xml130", "registry", "hl7v2", "fhir")
@@ -38,3 +40,17 @@ def sniff(path: Path) -> str:
     """The format of a file; OSError when it cannot be opened."""
     with open(path, "rb") as f:
         return detect_format(f.read(HEAD_BYTES))
+
+
+def utf8_lines(raw: BinaryIO, undecodable: dict[int, bytes]) -> Iterator[str]:
+    """The lines of a binary file as text for the CSV reader. A line that is not UTF-8 is handed over as an
+    empty line (which the reader skips, keeping line numbers) and its bytes are put in ``undecodable``, so it
+    becomes one bad row and the rest of the file is still read. A leading BOM is dropped."""
+    for number, line in enumerate(raw, 1):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            undecodable[number] = line
+            yield "\n" if line.endswith(b"\n") else ""
