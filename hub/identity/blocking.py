@@ -92,11 +92,14 @@ class BlockingStats:
     skipped_blocks: dict[str, int] = field(default_factory=dict)
 
 
-def _plan(rules: dict[str, KeyFn] | None) -> list[tuple[str, KeyFn, Probe | None]]:
-    plan: list[tuple[str, KeyFn, Probe | None]] = [(rule, key_fn, None) for rule, key_fn in (rules or RULES).items()]
-    if rules is None:
-        plan += [(rule, key_fn, probe) for rule, (key_fn, probe) in PROBE_RULES.items()]
-    return plan
+def _plan(rules: dict[str, KeyFn] | None,
+          probes: dict[str, tuple[KeyFn, Probe]] | None) -> list[tuple[str, KeyFn, Probe | None]]:
+    """Given rules (default: RULES, and then PROBE_RULES unless other rules are given)."""
+    if probes is None:
+        probes = PROBE_RULES if rules is None else {}
+    plan: list[tuple[str, KeyFn, Probe | None]] = [(rule, key_fn, None)
+                                                   for rule, key_fn in (RULES if rules is None else rules).items()]
+    return plan + [(rule, key_fn, probe) for rule, (key_fn, probe) in probes.items()]
 
 
 def blocks(records: Sequence[Prepared], key_fn: KeyFn) -> Iterator[list[int]]:
@@ -123,15 +126,15 @@ def blocks(records: Sequence[Prepared], key_fn: KeyFn) -> Iterator[list[int]]:
 
 
 def iter_candidate_pairs(records: Sequence[Prepared], max_block_size: int = 1000,
-                         rules: dict[str, KeyFn] | None = None,
-                         stats: BlockingStats | None = None) -> Iterator[tuple[int, int]]:
+                         rules: dict[str, KeyFn] | None = None, stats: BlockingStats | None = None,
+                         probes: dict[str, tuple[KeyFn, Probe]] | None = None) -> Iterator[tuple[int, int]]:
     """Each distinct candidate pair once, as (i, j) with i < j (indices into ``records``), rule by rule.
 
     Only one rule's key index is in memory at once; what persists is the set of pairs already given.
     """
     n = len(records)
     seen: set[int] = set()
-    for rule, key_fn, probe in _plan(rules):
+    for rule, key_fn, probe in _plan(rules, probes):
         added = skipped = 0
         for members in blocks(records, key_fn):
             size = len(members)

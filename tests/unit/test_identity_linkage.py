@@ -83,6 +83,24 @@ class TestLinkage:
         assert ids[0] == ids[1] == citizen_id_for(b"secret", SYSTEM_CCCD, "079070123456")
         assert ids[2] != ids[0] and ids[2].startswith("cz-")
 
+    def test_clusters_are_one_label_per_record_numbered_by_first_record(self) -> None:
+        """Hoàng/Huỳnh in one ward are one person; Vũ and Võ with different birth dates are not."""
+        records = [
+            r("a", "Hoàng Thị Lan", "12/03/1992", "Nữ", phone=""),
+            r("b", "Vũ Văn Nam", "01/01/1960", "Nam", phone="0909000111"),
+            r("c", "Huỳnh Thị Lan", "12/03/1992", "Nữ", phone=""),
+            r("d", "Võ Văn Nam", "07/08/1961", "Nam", phone="0909000222"),
+        ]
+        result = link(records)
+        assert result.labels.tolist() == result.cluster_of() == [0, 1, 0, 2] and result.cluster_count == 3
+        offsets, members = result.members()
+        assert offsets.tolist() == [0, 2, 3, 4] and members.tolist() == [0, 2, 1, 3]
+        assert result.clusters == [[0, 2], [1], [3]]
+
+    def test_an_empty_input_gives_no_clusters(self) -> None:
+        result = link([])
+        assert (result.cluster_count, result.clusters, result.record_ids) == (0, [], [])
+
     def test_a_generated_population_links_with_high_precision_and_recall(self) -> None:
         out, truth = io.StringIO(), io.StringIO()
         write(4000, out, truth, seed=3)
