@@ -284,13 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     rt.set_defaults(func=cmd_retranslate)
 
     from hub.api.commands import add_api_commands
-    from hub.identity.commands import add_identity_commands
+    from hub.identity.commands import add_identity_commands, add_review_commands
     from hub.ops.commands import add_ops_commands
     from hub.ops.rebuild import add_rebuild_commands
 
     add_ops_commands(sub)
     add_api_commands(sub)
     add_identity_commands(sub)
+    add_review_commands(sub)
     add_rebuild_commands(sub)
 
     rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")

@@ -1,76 +1,471 @@
-"""Identity resolution, deterministic on CCCD (the national personal id, 12 digits).
+"""Identity resolution of canonical events: who is this citizen? The streaming MPI's decision, per batch.
 
-The pure step is ``resolve``; the link store is a narrow interface so unit tests use a dict and the
-worker uses Redis. Links are first-writer-wins (SET NX), so two workers racing on one new CCCD agree.
+Each event's subject (and Patient payload) becomes a prepared record (``hub.identity.subject``,
+``records.prepare``), then:
+
+1. A known facility + MRN is that citizen (the source's own identity for the person). An event with an
+   MRN and no demographics resolves by the MRN alone, or mints a citizen for that MRN.
+2. Otherwise a strong identifier already linked (a CCCD consistent with the record's sex and birth year,
+   the old 9-digit ID, the BHXH number, a passport) names the citizen — unless that citizen's own records
+   clearly disagree (``MatchModel`` vetoes: another given name or birth date), then one identifier is
+   claimed by two people: a review case, never a merge.
+3. Otherwise the same ``MatchModel`` as batch linkage scores the candidates the blocking rules find in the
+   Redis index: exactly one linking citizen -> link; several, or a pair in the review band -> review (filed
+   under a new provisional citizen, a case for the data steward); nothing -> a new citizen.
+
+A newborn under the mother's name carries the mother's CCCD inconsistently (birth year), so it is no
+strong link and the model's newborn vetoes keep the two apart. Old identifiers (``use: old`` in the
+Patient: a re-issued CCCD, the retired patient of an HL7 A40) keep linking to the citizen.
+An event with no identifiers and no demographics cannot be resolved: IdentityError (the DLQ).
+
+Three store round trips per batch (links + own records + blocks; candidate records; writes), whatever its
+size; a fourth only when another worker minted the same person's citizen between the first and the last.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from hub.envelope import SYSTEM_CCCD, Envelope, Identifier
+from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope,
+                          Identifier, mrn_system)
 from hub.errors import IdentityError
+from hub.identity import identifiers as ids
+from hub.identity.blocking import PROBE_RULES, RULES
+from hub.identity.indexed import Indexed, unpack
+from hub.identity.model import LINK, NEW, REVIEW, VETOES, Decision, MatchModel, MatchSettings
+from hub.identity.mpi_store import (REVIEW_TAG, MpiStore, Op, RedisLinkStore, Slot, block_slot, citizen_slot,
+                                    identity_key, link_slot, record_slot, split_refs)
+from hub.identity.records import Prepared, prepare
+from hub.identity.subject import record_from_envelope
 from hub.pseudonym import citizen_id_for, keyed_hash
 
-CCCD_PATTERN = re.compile(r"^\d{12}$")
+__all__ = ["DLQ", "LINK", "NEW", "REVIEW", "BatchResolution", "Merge", "Proposal", "RedisLinkStore", "Resolver",
+           "identity_key", "merge_marker_slot"]
+
+DLQ = "dlq"
+NO_SUBJECT = "no identifiers and no demographics (name or birth date): nothing to resolve a citizen by"
+MERGED_TYPE = "patient.merged"
+_MRN_PREFIX = mrn_system("")
+_STRONG_SYSTEMS = (("cccd", SYSTEM_CCCD), ("cmnd", SYSTEM_OLD_ID), ("bhxh", SYSTEM_BHXH),
+                   ("passport", SYSTEM_PASSPORT))
+_INDEX_RULES = [(name, fn) for name, fn in RULES.items()]
+_PROBE = [(name, key_fn, probe) for name, (key_fn, probe) in PROBE_RULES.items()]
 
 
-class LinkStore(Protocol):
-    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
-        """For each (identity_key, citizen_id): link unless already linked; return the linked citizen ids."""
-        ...
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A pair for the data steward: ``existing`` would survive a merge of ``other`` into it."""
 
-    async def lookup(self, identity_key: str) -> str | None: ...
-
-
-def identity_key(secret: bytes, identifier: Identifier) -> str:
-    """The store's key for a source identifier: a keyed hash, so Redis keys hold no id numbers."""
-    return keyed_hash(secret, "id", identifier.system, identifier.value)
-
-
-def strong_identifier(envelope: Envelope) -> Identifier:
-    for ident in envelope.subject.identifiers:
-        if ident.system == SYSTEM_CCCD and CCCD_PATTERN.match(ident.value):
-            return ident
-    raise IdentityError("no valid CCCD (12 digits) among the subject's identifiers")
+    existing: str
+    other: str
+    reason: str
+    cause: str  # the event id that raised it
+    decision: Decision | None = None
+    existing_record: Indexed | None = None
+    other_record: Indexed | None = None
 
 
-async def resolve_many(envelopes: list[Envelope], store: LinkStore, secret: bytes) -> list[Envelope | IdentityError]:
-    """Each event with its citizen_id set, or the IdentityError saying why it cannot be resolved.
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """An HL7 A40 said ``retired`` is ``survivor``: merged without review (the source decided)."""
 
-    One store round trip for the whole batch; within it, links are made in event order.
-    """
-    results: list[Envelope | IdentityError] = []
-    wanted: list[tuple[int, str, str]] = []  # (position, identity key, citizen id to mint)
-    for pos, envelope in enumerate(envelopes):
-        try:
-            ident = strong_identifier(envelope)
-        except IdentityError as exc:
-            results.append(exc)
-            continue
-        results.append(envelope)
-        wanted.append((pos, identity_key(secret, ident), citizen_id_for(secret, ident.system, ident.value)))
-    linked = await store.link_many([(key, minted) for _, key, minted in wanted]) if wanted else []
-    for (pos, _, _), citizen_id in zip(wanted, linked, strict=True):
-        results[pos] = envelopes[pos].with_citizen(citizen_id)
-    return results
+    survivor: str
+    retired: str
+    cause: str
 
 
-class RedisLinkStore:
-    PREFIX = "mpi:link:"
+@dataclass
+class BatchResolution:
+    results: list[Envelope | IdentityError]
+    outcomes: list[str]  # link / review / new / dlq, per event
+    proposals: list[Proposal] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
 
-    def __init__(self, redis) -> None:  # redis.asyncio.Redis
-        self._redis = redis
 
-    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for identity_key, citizen_id in links:
-                pipe.set(self.PREFIX + identity_key, citizen_id, nx=True)
-                pipe.get(self.PREFIX + identity_key)
-            replies = await pipe.execute()
-        return [r.decode() if isinstance(r, bytes) else r for r in replies[1::2]]
+def merge_marker_slot(secret: bytes, cause: str) -> Slot:
+    """Where the merge an A40 event caused is remembered, so a replay re-emits it (idempotent)."""
+    return -1, f"{REVIEW_TAG}:merges", keyed_hash(secret, "merge", cause)[:16]
 
-    async def lookup(self, identity_key: str) -> str | None:
-        value = await self._redis.get(self.PREFIX + identity_key)
-        return value.decode() if isinstance(value, bytes) else value
+
+def canonical_identifier(ident: Identifier) -> Identifier | None:
+    """The identifier as the MPI links it (CCCD 12 digits, CMND 9, BHXH 10 from a card, passport, MRN)."""
+    if ident.system.startswith(_MRN_PREFIX):
+        return ident if ident.value.strip() else None
+    if ident.system in (SYSTEM_BHYT, SYSTEM_BHXH):
+        number = ids.bhxh_number(ident.value)
+        return Identifier(SYSTEM_BHXH, number) if number else None
+    if ident.system in (SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT):
+        pid = ids.classify_personal_id(ident.value)
+        for kind, system in _STRONG_SYSTEMS:
+            value = getattr(pid, kind, "")
+            if value:
+                return Identifier(system, value)
+    return None
+
+
+class _Item:
+    """One distinct subject of the batch (the events of one message share it)."""
+
+    __slots__ = ("ref", "p", "name_text", "birth_text", "patient", "event_id", "cause", "links", "mrn_link", "old", "blocks",
+                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted")
+
+    def __init__(self) -> None:
+        self.cid = ""
+        self.outcome = ""
+        self.minted = False
+
+    @property
+    def has_demographics(self) -> bool:
+        return bool(self.p.name.given_ascii or self.p.year)
+
+    def read_blocks(self) -> list[Slot]:
+        return self.blocks + self.probe_read
+
+    def index_blocks(self) -> list[Slot]:
+        return self.blocks + self.probe_index
+
+
+class Resolver:
+    """The per-batch resolution; state lives in the store (several workers share it)."""
+
+    def __init__(self, store: MpiStore, secret: bytes, settings: MatchSettings | None = None) -> None:
+        self.store = store
+        self.secret = secret
+        self.model = MatchModel(settings)
+        self.max_block = self.model.settings.max_block_size
+        self._ikeys: dict[Identifier, str] = {}
+
+    def _ikey(self, ident: Identifier) -> str:
+        key = self._ikeys.get(ident)
+        if key is None:
+            if len(self._ikeys) > 200_000:
+                self._ikeys.clear()
+            key = self._ikeys[ident] = identity_key(self.secret, ident)
+        return key
+
+    # -------------------------------------------------------------- building the items
+    def _item(self, envelope: Envelope) -> _Item:
+        item = _Item()
+        sr = record_from_envelope(envelope, record_id="")
+        if sr.mrn:
+            ref = keyed_hash(self.secret, "rec", "mrn", sr.facility, sr.mrn)[:16]
+        else:
+            ref = keyed_hash(self.secret, "rec", sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance,
+                             sr.phone, sr.address, sr.ward)[:16]
+        p = prepare(replace(sr, record_id=ref))
+        item.ref, item.p, item.name_text, item.birth_text = ref, p, sr.name, sr.birth_date
+        item.patient = envelope.payload.get("resourceType") == "Patient"
+        item.event_id = envelope.event_id
+        item.cause = envelope.event_id if envelope.type == MERGED_TYPE else ""
+        strong: list[str] = []
+        if p.cccd and p.cccd_ok:
+            strong.append(self._ikey(Identifier(SYSTEM_CCCD, p.cccd)))
+        for kind, system in _STRONG_SYSTEMS[1:]:
+            value = getattr(p, kind)
+            if value:
+                strong.append(self._ikey(Identifier(system, value)))
+        item.mrn_link = self._ikey(Identifier(mrn_system(sr.facility), sr.mrn)) if sr.mrn else ""
+        extra = self._linkable(envelope.subject.identifiers, p)
+        item.links = list(dict.fromkeys([*strong, *extra, *([item.mrn_link] if item.mrn_link else [])]))
+        old = [i for i in envelope.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
+        item.old = [k for k in self._linkable(
+            (Identifier(str(i.get("system", "")), str(i.get("value", ""))) for i in old), p) if k not in item.links]
+        item.blocks, item.probe_read, item.probe_index = [], [], []
+        if item.has_demographics:
+            for name, fn in _INDEX_RULES:
+                key = fn(p)
+                if key:
+                    item.blocks.append(block_slot(self.secret, name, key))
+            for name, key_fn, probe in _PROBE:
+                key = key_fn(p)
+                if key:
+                    every = block_slot(self.secret, name, key)  # every record with the key: probes read it
+                    probes = block_slot(self.secret, name + ":probe", key)  # probes only: the others read it
+                    is_probe = probe(p)
+                    item.probe_read.append(every if is_probe else probes)
+                    item.probe_index += [every, probes] if is_probe else [every]
+        item.own_slot = record_slot(ref)
+        return item
+
+    def _linkable(self, identifiers: Iterable[Identifier], p: Prepared) -> list[str]:
+        out = []
+        for ident in identifiers:
+            canon = canonical_identifier(ident)
+            if canon is None:
+                continue
+            if canon.system == SYSTEM_CCCD and ids.cccd_conflicts(canon.value, p.sex, p.year):
+                continue  # a CCCD contradicting the record may be a relative's: never a link
+            out.append(self._ikey(canon))
+        return out
+
+    def _lookups(self, item: _Item) -> list[Slot]:
+        """The first round trip's slots: links, the record's own entry, and the blocks it reads."""
+        slots = [link_slot(k) for k in (*item.links, *item.old)]
+        slots.append(item.own_slot)
+        slots += item.read_blocks()
+        if item.cause:
+            slots.append(merge_marker_slot(self.secret, item.cause))
+        return slots
+
+    # -------------------------------------------------------------- resolving a batch
+    async def resolve(self, envelopes: list[Envelope]) -> BatchResolution:
+        """Every event with its citizen_id set (or the IdentityError saying why not), in order."""
+        items: list[_Item] = []
+        by_key: dict[Any, _Item] = {}
+        per_event: list[_Item | IdentityError] = []
+        for env in envelopes:
+            key = (env.subject, env.type == MERGED_TYPE and env.event_id, _payload_key(env))
+            item = by_key.get(key)
+            if item is None:
+                item = self._item(env)
+                if not item.links and not item.old and not item.has_demographics:
+                    per_event.append(IdentityError(NO_SUBJECT))
+                    continue
+                by_key[key] = item
+                items.append(item)
+            per_event.append(item)
+
+        # round trip 1: links, own records, blocks
+        slots = list(dict.fromkeys(s for item in items for s in self._lookups(item)))
+        found = dict(zip(slots, await self.store.get(slots), strict=True))
+        batch = _Batch(found)
+        wanted: dict[str, Slot] = {}
+        for item in items:
+            own = found[item.own_slot]
+            if own is not None:
+                batch.records[item.ref] = unpack(own)
+        for item in items:
+            if self._needs_matching(item, batch):
+                for slot in item.read_blocks():
+                    for ref in batch.block_refs(slot, self.max_block):
+                        if ref not in batch.records and ref not in wanted:
+                            wanted[ref] = record_slot(ref)
+        # round trip 2: the candidates' records
+        if wanted:
+            for ref, raw in zip(wanted, await self.store.get(list(wanted.values())), strict=True):
+                if raw is not None:
+                    batch.records[ref] = unpack(raw)
+
+        out = BatchResolution([], [])
+        for item in items:
+            self._decide(item, batch, out)
+        # round trip 3: links (first writer wins), records, blocks, citizens
+        if batch.ops:
+            replies = await self.store.write(batch.ops)
+            await self._settle_races(batch, replies, items)
+        for env, entry in zip(envelopes, per_event, strict=True):
+            if isinstance(entry, IdentityError):
+                out.results.append(entry)
+                out.outcomes.append(DLQ)
+            else:
+                out.results.append(env.with_citizen(entry.cid))
+                out.outcomes.append(entry.outcome)
+        return out
+
+    def _unchanged(self, item: _Item, own: Indexed | None) -> bool:
+        return own is not None and own.body() == self._indexed(item, own.citizen_id).body()
+
+    def _needs_matching(self, item: _Item, batch: "_Batch") -> bool:
+        if not item.has_demographics or self._unchanged(item, batch.records.get(item.ref)):
+            return False
+        return not (item.mrn_link and batch.link_value(item.mrn_link) and not item.patient)
+
+    def _indexed(self, item: _Item, cid: str) -> Indexed:
+        return Indexed(cid, item.p, tuple(item.links + item.old), item.name_text, item.birth_text)
+
+    def _decide(self, item: _Item, batch: "_Batch", out: BatchResolution) -> None:
+        link_of = batch.link_value
+        own = batch.records.get(item.ref)
+        holders = [h for h in dict.fromkeys(link_of(k) for k in item.old) if h]
+        cid, outcome = "", LINK
+        if self._unchanged(item, own):
+            cid = own.citizen_id  # type: ignore[union-attr]
+        elif item.mrn_link and link_of(item.mrn_link):
+            cid = link_of(item.mrn_link)  # type: ignore[assignment]
+            if item.patient and item.has_demographics:
+                for other, (d, rec) in self._score(item, batch).items():
+                    if other != cid and d.outcome == LINK and not item.cause:
+                        out.proposals.append(Proposal(cid, other, "possible duplicate", item.event_id, d, rec,
+                                                      self._indexed(item, cid)))
+                self._index(item, cid, batch)
+        elif not item.has_demographics:
+            linked = next((c for c in (*(link_of(k) for k in item.links), *holders) if c), None)
+            cid, outcome = (linked, LINK) if linked else (self._mint(item, batch), NEW)
+        elif item.cause and holders and not any(link_of(k) for k in item.links):
+            cid = holders[0]  # an A40 whose surviving identity is new: it is the retired patient's citizen
+            self._index(item, cid, batch)
+        else:
+            cid, outcome = self._choose(item, self._score(item, batch), batch, out)
+            self._index(item, cid, batch)
+        item.cid, item.outcome = cid, outcome
+        for k in item.links:
+            batch.link(k, cid, item)
+        for k in item.old:
+            held = link_of(k)
+            if held is None:
+                batch.link(k, cid, item)
+            elif held != cid and item.cause:
+                if not any(m.retired == held for m in out.merges):
+                    out.merges.append(Merge(cid, held, item.cause))
+            elif held != cid:
+                out.proposals.append(Proposal(cid, held, "old identifier held by another citizen",
+                                              item.event_id))
+        if item.cause:
+            marker = batch.found.get(merge_marker_slot(self.secret, item.cause))
+            if marker is not None:  # a replay: re-emit the merge this event made before
+                survivor, retired = marker.decode().split("|")
+                if not any(m.retired == retired for m in out.merges):
+                    out.merges.append(Merge(survivor, retired, item.cause))
+
+    def _score(self, item: _Item, batch: "_Batch") -> dict[str, tuple[Decision, Indexed]]:
+        """Per candidate citizen: its best-ranked record's decision (a vetoing record outranks none)."""
+        best: dict[str, tuple[Decision, Indexed]] = {}
+        seen = {item.ref}
+        score = self.model.score
+        p = item.p
+        records = batch.records
+        for slot in item.read_blocks():
+            for ref in batch.block_refs(slot, self.max_block):
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                rec = records.get(ref)
+                if rec is None:
+                    continue
+                d = score(rec.p, p, explain=False)
+                cur = best.get(rec.citizen_id)
+                if cur is None or _rank(d) > _rank(cur[0]):
+                    best[rec.citizen_id] = (d, rec)
+        return best
+
+    def _choose(self, item: _Item, decisions: dict[str, tuple[Decision, Indexed]], batch: "_Batch",
+                out: BatchResolution) -> tuple[str, str]:
+        """Link, review or new for a record that no MRN or unchanged entry already decides."""
+        cause = item.event_id
+        strong = [c for c in dict.fromkeys(batch.link_value(k) for k in item.links) if c]
+        disagreeing = [s for s in strong if s in decisions and decisions[s][0].outcome != LINK]
+        agreeing = [s for s in strong if s not in disagreeing]
+        proposals: list[tuple[str, str, str]] = []  # (existing, other, reason)
+        if agreeing:
+            cid, outcome = agreeing[0], LINK
+            others = [*agreeing[1:], *(c for c, (d, _) in decisions.items() if d.outcome == LINK)]
+            proposals += [(cid, o, "identifiers of two citizens") for o in dict.fromkeys(others) if o != cid]
+            proposals += [(s, cid, "identifier claimed by two people") for s in disagreeing]
+        else:
+            linking = [c for c, (d, _) in decisions.items() if d.outcome == LINK and c not in disagreeing]
+            if len(linking) == 1:
+                cid, outcome = linking[0], LINK
+                proposals += [(s, cid, "identifier claimed by two people") for s in disagreeing]
+            elif linking or disagreeing or any(d.outcome == REVIEW for d, _ in decisions.values()):
+                cid, outcome = self._mint(item, batch), REVIEW
+                reason = ("identifier claimed by two people" if disagreeing else
+                          "links two citizens" if len(linking) > 1 else "uncertain match")
+                ranked = sorted(decisions, key=lambda c: -decisions[c][0].weight)
+                picked = [c for c in dict.fromkeys([*disagreeing, *ranked])
+                          if decisions[c][0].outcome != NEW or c in disagreeing][:3]
+                proposals += [(c, cid, reason) for c in picked]
+            else:
+                return self._mint(item, batch), NEW
+        mine = self._indexed(item, cid)
+        for existing, other, reason in proposals:
+            side = other if existing == cid else existing
+            d, rec = decisions.get(side, (None, None))
+            out.proposals.append(Proposal(existing, other, reason, cause, d, rec, mine))
+        return cid, outcome
+
+    def _mint(self, item: _Item, batch: "_Batch") -> str:
+        """A new citizen id, deterministic in what the event says (a replay mints the same one)."""
+        item.minted = True
+        p = item.p
+        if p.cccd and p.cccd_ok and batch.link_value(self._ikey(Identifier(SYSTEM_CCCD, p.cccd))) is None:
+            return citizen_id_for(self.secret, SYSTEM_CCCD, p.cccd)
+        if p.mrn_key:
+            facility, mrn = p.mrn_key.split("|", 1)
+            return citizen_id_for(self.secret, mrn_system(facility), mrn)
+        for kind, system in _STRONG_SYSTEMS[1:]:
+            value = getattr(p, kind)
+            if value and batch.link_value(self._ikey(Identifier(system, value))) is None:
+                return citizen_id_for(self.secret, system, value)
+        return citizen_id_for(self.secret, "urn:hssk:record", item.ref)
+
+    def _index(self, item: _Item, cid: str, batch: "_Batch") -> None:
+        rec = self._indexed(item, cid)
+        batch.records[item.ref] = rec
+        batch.ops.append((item.own_slot, "S", rec.pack().decode()))
+        batch.ops.append((citizen_slot(cid), "A", item.ref))
+        for slot in item.index_blocks():
+            batch.add_block(slot, item.ref)
+
+    async def _settle_races(self, batch: "_Batch", replies: list[bytes | None], items: list[_Item]) -> None:
+        """Another worker linked an identifier between our read and write: adopt its citizen if we minted."""
+        remap: dict[str, str] = {}
+        for pos, item, cid in batch.link_ops:
+            reply = replies[pos]
+            if reply is not None and reply.decode() != cid and item.minted:
+                remap.setdefault(cid, reply.decode())
+        if not remap:
+            return
+        ops: list[Op] = []
+        for item in items:
+            if item.cid in remap:
+                item.cid, item.outcome = remap[item.cid], LINK
+                rec = batch.records.get(item.ref)
+                if rec is not None:
+                    rec.citizen_id = item.cid
+                    ops += [(item.own_slot, "S", rec.pack().decode()), (citizen_slot(item.cid), "A", item.ref)]
+        await self.store.write(ops)
+
+
+def _rank(d: Decision) -> tuple[int, float]:
+    vetoed = bool(VETOES.intersection(d.flags))
+    return (2 if d.outcome == LINK and not vetoed else 1 if d.outcome == REVIEW or vetoed else 0, d.weight)
+
+
+def _payload_key(env: Envelope) -> Any:
+    """What of a Patient payload the matcher reads (phone, address, old identifiers): part of the item key."""
+    payload = env.payload
+    if payload.get("resourceType") != "Patient":
+        return None
+    phone = next((t.get("value", "") for t in payload.get("telecom", ()) if t.get("system") == "phone"), "")
+    addresses = payload.get("address") or ()
+    address = (addresses[0].get("text") or tuple(addresses[0].get("line", ()))) if addresses else ""
+    old = tuple((i.get("system"), i.get("value")) for i in payload.get("identifier", ()) if i.get("use") == "old")
+    return (phone, address, old)
+
+
+class _Batch:
+    """What one batch knows: the first trip's values, the records, and its own writes (an overlay)."""
+
+    def __init__(self, found: dict[Slot, bytes | None]) -> None:
+        self.found = found
+        self.records: dict[str, Indexed] = {}
+        self.links: dict[str, str] = {}
+        self.blocks: dict[Slot, list[str]] = {}
+        self.ops: list[Op] = []
+        self.link_ops: list[tuple[int, _Item, str]] = []  # (position in ops, item, citizen id)
+
+    def link_value(self, ikey: str) -> str | None:
+        local = self.links.get(ikey)
+        if local is not None:
+            return local
+        value = self.found.get(link_slot(ikey))
+        return value.decode() if value is not None else None
+
+    def link(self, ikey: str, cid: str, item: _Item) -> None:
+        if self.link_value(ikey) is None:
+            self.links[ikey] = cid
+            self.link_ops.append((len(self.ops), item, cid))
+            self.ops.append((link_slot(ikey), "L", cid))
+
+    def add_block(self, slot: Slot, ref: str) -> None:
+        self.blocks.setdefault(slot, []).append(ref)
+        self.ops.append((slot, "A", ref))
+
+    def block_refs(self, slot: Slot, limit: int) -> list[str]:
+        refs = split_refs(self.found.get(slot))
+        if len(refs) > limit:
+            return []
+        local = self.blocks.get(slot)
+        return refs + local if local else refs

@@ -8,9 +8,10 @@ run), so a batch that fails and is redelivered is not counted twice.
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from hub.errors import HubError
 from hub.logging import get_logger
@@ -28,6 +29,15 @@ BATCH_SECONDS = Histogram(
     ["stage"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 BATCH_EVENTS = Histogram("hssk_stage_batch_events", "Events per batch", ["stage"],
                          buckets=(1, 5, 10, 25, 50, 100, 250, 500))
+IDENTITY_OUTCOMES = Counter("hssk_identity_outcomes", "Events the identity stage resolved, by outcome "
+                            "(link, review, new, dlq)", ["outcome"])
+REVIEW_QUEUE = Gauge("hssk_identity_review_queue", "Open identity review cases waiting for a data steward")
+
+
+def identity_outcomes(counts: Mapping[str, int]) -> None:
+    """Count a finished batch's identity outcomes (a bounded label set: link, review, new, dlq)."""
+    for outcome, n in counts.items():
+        IDENTITY_OUTCOMES.labels(outcome=outcome).inc(n)
 
 
 def failure_code(exc: BaseException) -> str:

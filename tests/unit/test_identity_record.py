@@ -6,26 +6,16 @@ import pytest
 
 from hub.envelope import SYSTEM_CCCD, Envelope, Identifier, Source, Subject, mrn_system
 from hub.errors import IdentityError
-from hub.identity.resolve import resolve_many
+from hub.identity.mpi_store import MemoryMpiStore, link_slot
+from hub.identity.resolve import Resolver, identity_key
 from hub.record.apply import apply
 
 SECRET = b"test-secret"
 
 
-class DictLinkStore:
-    def __init__(self) -> None:
-        self.links: dict[str, str] = {}
-
-    async def link_many(self, links: list[tuple[str, str]]) -> list[str]:
-        return [self.links.setdefault(key, cid) for key, cid in links]
-
-    async def lookup(self, identity_key: str) -> str | None:
-        return self.links.get(identity_key)
-
-
 def patient_event(cccd: str, *, event_id: str, occurred_at: str, phone: str, family: str = "Trần",
-                  given: tuple[str, ...] = ("Thị Bích", "Ngọc")) -> Envelope:
-    idents = (Identifier(SYSTEM_CCCD, cccd), Identifier(mrn_system("79033"), "TD55012"))
+                  given: tuple[str, ...] = ("Thị Bích", "Ngọc"), mrn: str = "TD55012") -> Envelope:
+    idents = (Identifier(SYSTEM_CCCD, cccd), Identifier(mrn_system("79033"), mrn))
     payload = {
         "resourceType": "Patient", "id": "p1",
         "identifier": [{"system": i.system, "value": i.value} for i in idents],
@@ -37,21 +27,29 @@ def patient_event(cccd: str, *, event_id: str, occurred_at: str, phone: str, fam
                     subject=Subject(idents, family, given, "1985-02-20", "female"), payload=payload)
 
 
-async def resolve(event: Envelope, store: DictLinkStore, secret: bytes) -> Envelope:
-    [result] = await resolve_many([event], store, secret)
+def nobody(event_id: str) -> Envelope:
+    """An event that names no identifier and no demographics."""
+    return Envelope(event_id=event_id, type="observation.recorded", occurred_at="2026-01-01",
+                    recorded_at="2026-01-01", source=Source("hl7v2", "79033", event_id), subject=Subject(),
+                    payload={"resourceType": "Observation"})
+
+
+async def resolve(event: Envelope, store: MemoryMpiStore, secret: bytes) -> Envelope:
+    [result] = (await Resolver(store, secret).resolve([event])).results
     if isinstance(result, Exception):
         raise result
     return result
 
 
 async def test_same_cccd_resolves_to_the_same_citizen_and_the_id_hides_the_cccd() -> None:
-    store = DictLinkStore()
-    a, bad, b, c = await resolve_many([
+    store = MemoryMpiStore()
+    a, bad, b, c = (await Resolver(store, SECRET).resolve([
         patient_event("079185004321", event_id="e1", occurred_at="2026-01-01", phone="1"),
-        patient_event("", event_id="e0", occurred_at="2026-01-01", phone="1"),
-        patient_event("079185004321", event_id="e2", occurred_at="2026-01-02", phone="2"),
-        patient_event("079090001234", event_id="e3", occurred_at="2026-01-02", phone="3"),
-    ], store, SECRET)
+        nobody("e0"),
+        patient_event("079185004321", event_id="e2", occurred_at="2026-01-02", phone="2", mrn="TD9"),
+        patient_event("079090001234", event_id="e3", occurred_at="2026-01-02", phone="3", family="Lê",
+                      given=("Văn", "Minh"), mrn="TD10"),
+    ])).results
     assert isinstance(bad, IdentityError)  # one unresolvable event does not disturb the rest of the batch
     assert a.citizen_id == b.citizen_id != c.citizen_id
     assert [a.event_id, b.event_id, c.event_id] == ["e1", "e2", "e3"]
@@ -60,17 +58,25 @@ async def test_same_cccd_resolves_to_the_same_citizen_and_the_id_hides_the_cccd(
 
 async def test_first_link_wins() -> None:
     """An existing link is kept: the store's answer, not the freshly minted id, is used."""
-    store = DictLinkStore()
-    first = await resolve(patient_event("079185004321", event_id="e1", occurred_at="x", phone="1"), store, SECRET)
-    store.links = {k: "cz-existing" for k in store.links}
+    store = MemoryMpiStore()
+    key = identity_key(SECRET, Identifier(SYSTEM_CCCD, "079185004321"))
+    await store.write([(link_slot(key), "L", "cz-existing")])
     again = await resolve(patient_event("079185004321", event_id="e2", occurred_at="y", phone="1"), store, SECRET)
-    assert first.citizen_id != "cz-existing" and again.citizen_id == "cz-existing"
+    assert again.citizen_id == "cz-existing"
 
 
 @pytest.mark.parametrize("cccd", ["12345", "07918500432X", ""])
-async def test_no_valid_cccd_is_an_identity_error(cccd: str) -> None:
-    with pytest.raises(IdentityError, match="CCCD"):
-        await resolve(patient_event(cccd, event_id="e", occurred_at="x", phone="1"), DictLinkStore(), SECRET)
+async def test_an_invalid_cccd_is_never_linked(cccd: str) -> None:
+    """The event still resolves (by its MRN and demographics); the malformed number links nothing."""
+    store = MemoryMpiStore()
+    event = await resolve(patient_event(cccd, event_id="e", occurred_at="x", phone="1"), store, SECRET)
+    assert event.citizen_id and event.citizen_id.startswith("cz-")
+    assert await store.get([link_slot(identity_key(SECRET, Identifier(SYSTEM_CCCD, cccd)))]) == [None]
+
+
+async def test_no_identifiers_and_no_demographics_is_an_identity_error() -> None:
+    with pytest.raises(IdentityError, match="no identifiers and no demographics"):
+        await resolve(nobody("e"), MemoryMpiStore(), SECRET)
 
 
 def resolved(event: Envelope) -> Envelope:

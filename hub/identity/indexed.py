@@ -1,0 +1,53 @@
+"""An indexed record as the MPI stores it: the prepared comparison keys, its citizen, the links it holds.
+
+Stored prepared (not as source text) so a candidate fetched from Redis is scored without running
+``prepare`` again: unpacking is one ``orjson.loads`` and a constructor (~4 µs against ~25 µs). The source's
+own name and birth date text are kept too, for the data steward's review screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from hub.identity.normalize import Name
+from hub.identity.records import Prepared
+
+
+@dataclass(slots=True)
+class Indexed:
+    citizen_id: str
+    p: Prepared
+    links: tuple[str, ...]  # identity keys this record linked (current and old identifiers)
+    name_text: str = ""
+    birth_text: str = ""
+
+    def body(self) -> list:
+        """Everything but the citizen: two records with equal bodies say the same about a person."""
+        p, n = self.p, self.p.name
+        return [p.record_id, n.family, n.middle, n.given, n.family_ascii, n.middle_ascii, n.given_ascii,
+                n.family_variant, n.newborn_alias, p.year, p.month, p.day, p.sex, p.phone, p.ward, p.address,
+                p.cccd, p.cccd_ok, p.cmnd, p.passport, p.bhxh, p.mrn_key, p.infant, p.birth_row, list(p.flags),
+                list(self.links), self.name_text, self.birth_text]
+
+    def pack(self) -> bytes:
+        return orjson.dumps([self.citizen_id, *self.body()])
+
+
+def unpack(raw: bytes) -> Indexed:
+    (cid, rid, fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias, y, m, d, sex, phone, ward, address, cccd, cccd_ok,
+     cmnd, passport, bhxh, mrn_key, infant, birth_row, flags, links, name_text, birth_text) = orjson.loads(raw)
+    p = Prepared(index=0, record_id=rid, name=Name(fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias), year=y,
+                 month=m, day=d, dob8=f"{y:04d}{m:02d}{d:02d}" if y and m and d else "", dob_default=(m, d) == (1, 1),
+                 sex=sex, phone=phone, ward=ward, address=address, cccd=cccd, cccd_ok=cccd_ok, cmnd=cmnd,
+                 passport=passport, bhxh=bhxh, mrn_key=mrn_key, infant=infant, birth_row=birth_row,
+                 flags=tuple(flags))
+    return Indexed(cid, p, tuple(links), name_text, birth_text)
+
+
+def with_citizen(raw: bytes, citizen_id: str) -> bytes:
+    """The same packed record filed under another citizen (merge, unmerge)."""
+    data = orjson.loads(raw)
+    data[0] = citizen_id
+    return orjson.dumps(data)
