@@ -287,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.identity.commands import add_identity_commands, add_review_commands
     from hub.ops.commands import add_ops_commands
     from hub.ops.rebuild import add_rebuild_commands
+    from hub.ops.watch import add_watch_commands
 
     add_ops_commands(sub)
     add_api_commands(sub)
     add_identity_commands(sub)
+    add_watch_commands(sub)
     add_review_commands(sub)
     add_rebuild_commands(sub)
 
