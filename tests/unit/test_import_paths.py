@@ -27,17 +27,37 @@ BUNDLE = DATA / "fhir" / "transaction_tran_thi_lan.json"
 RECEIVED = "2026-12-01T08:00:00.000+07:00"
 
 
+class Confirmed:
+    """A batch already confirmed (the bulk producer's Pending, answered at once)."""
+
+    done = True
+
+    def __init__(self, where: list[tuple[int, int]]) -> None:
+        self._where = where
+
+    async def result(self, timeout_s: float) -> list[tuple[int, int]]:
+        return self._where
+
+
 class MemoryProducer:
-    """DurableProducer's write/write_many, kept in a list; offsets count per topic."""
+    """The producer's write / write_many / send_many, kept in a list; offsets count per topic."""
+
+    timeout_s = 1.0
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self._offsets: dict[str, int] = {}
 
-    async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = ()) -> tuple[int, int]:
+    def _append(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> tuple[int, int]:
         self.records.append((topic, value, key, list(headers)))
         self._offsets[topic] = self._offsets.get(topic, -1) + 1
         return 0, self._offsets[topic]
+
+    def send_many(self, records: Any) -> Confirmed:
+        return Confirmed([self._append(*record) for record in records])
+
+    async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = ()) -> tuple[int, int]:
+        return self._append(topic, value, key, headers)
 
     async def write_many(self, records: Any) -> list[tuple[int, int]]:
         return [await self.write(*record) for record in records]
@@ -65,6 +85,10 @@ async def run_import(path: Path) -> tuple[FileReport, MemoryProducer, Recorder]:
     importer = Importer(Settings(), progress)
     producer = MemoryProducer()
     importer.producer = producer  # type: ignore[assignment]
+    if hasattr(importer, "_writer"):  # the pipelined raw-first writer holds the producer too
+        from hub.ops.publish import RawFirstWriter
+
+        importer._writer = RawFirstWriter(producer)  # type: ignore[arg-type]
     try:
         return await importer.import_file(path), producer, progress
     finally:
