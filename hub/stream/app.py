@@ -16,6 +16,8 @@ from typing import Any, Awaitable, Callable
 
 import faust
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.envelope import DeadLetter, Envelope
 from hub.errors import HubError
@@ -27,6 +29,13 @@ from hub.topics import DLQ, Topic
 log = get_logger("stream")
 BATCH_SIZE = 500
 BATCH_WINDOW_S = 0.02
+# A batch that fails on one of these failed because a store (Redis, a socket) was unreachable, not because of
+# its events: it is run again after a pause, capped, until it succeeds (the stage stalls and its lag shows it),
+# instead of sending every event of it to hub.dlq. The chaos test found identity dead-lettering ~100 events
+# during a one-second Redis restart. (The warehouse retries PostgreSQL inside its own step.)
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +133,40 @@ def dead_letter(stage: str, incoming: Incoming, exc: Exception) -> Outgoing:
     return Outgoing(DLQ, incoming.key, letter.to_json(), (("stage", stage.encode()),))
 
 
+def _unreachable(results: list[Result] | None) -> BaseException | None:
+    return next((r for r in results or () if isinstance(r, UNREACHABLE)), None)
+
+
+async def _until_reachable(stage: str, call: Callable[[], Awaitable[Any]], size: int | None) -> Any:
+    """``call()`` until it neither raises nor answers an event with an UNREACHABLE error. For a batch step
+    (``size`` events) any other exception becomes every event's answer, so each goes to the DLQ with it; for
+    an after-batch hook (``size`` None) it propagates."""
+    pause = RETRY_FIRST_S
+    while True:
+        try:
+            results = await call()
+        except UNREACHABLE as exc:
+            error: BaseException | None = exc
+        except Exception as exc:  # noqa: BLE001 - a failing batch step fails each of its events
+            if size is None:
+                raise
+            return [exc] * size
+        else:
+            error = _unreachable(results) if size is not None else None
+            if error is None:
+                return results
+        log.warning("a store is unreachable; the batch is run again", stage=stage, error=type(error).__name__,
+                    retry_in_s=pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, RETRY_MAX_S)
+
+
 def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
               after_batch: AfterBatch | None = None) -> Any:
     """Register an agent that runs ``step`` over ``source`` in batches; failures go to hub.dlq.
+
+    ``step`` may be called again with the same batch (after an UNREACHABLE error, or after a crash, by the
+    next worker): it must give the same answers the second time, whatever the first call had written.
 
     ``after_batch`` runs once the batch's outputs are durable and before its offsets can be committed:
     the place for side effects that must not happen unless the outputs exist (e.g. saving a record).
@@ -144,10 +184,7 @@ def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
             started = time.perf_counter()
             batch = [Incoming(e.key, e.value, dict(e.headers or {}), e.message.topic, e.message.partition,
                               e.message.offset, e.message.timestamp) for e in events]
-            try:
-                results = await step(batch)
-            except Exception as exc:  # noqa: BLE001 - a failing batch step fails each of its events
-                results = [exc] * len(batch)
+            results = await _until_reachable(stage, lambda: step(batch), len(batch))
             pending, failures, written = [], [], []
             for incoming, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
@@ -161,7 +198,7 @@ def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
                     pending.append(await topic(out.topic).send(key=out.key, value=out.value, headers=list(out.headers)))
             await asyncio.gather(*pending)
             if after_batch is not None:
-                await after_batch()
+                await _until_reachable(stage, after_batch, None)
             counted.batch_done(len(batch), failures, written, time.perf_counter() - started)
 
     run.__name__ = f"{stage}_agent"

@@ -93,6 +93,9 @@ class RecordStage:
         self._returned: dict[int, set[str]] = {}  # partition -> event ids whose changes this batch returned
 
     async def step(self, batch: list[Incoming]) -> list[Result]:
+        # The batch may be run again after Redis was unreachable (hub.stream.app): what a failed run returned
+        # was never published, so its committed segments must be published from the outbox this time.
+        self._returned = {}
         results: list[Result | None] = [None] * len(batch)
         segment: list[Item] = []
         for position, incoming in enumerate(batch):
