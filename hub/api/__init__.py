@@ -6,7 +6,7 @@
     problems      ApiError and the OperationOutcome body every error answer carries
     lookup        exact CCCD / BHYT lookup through the MPI's links; citizen-id checks
     bundle        record dict -> FHIR R4 Bundle (what Patient/$everything returns)
-    healthbook    record dict -> the four groups of the electronic health book
+    (healthbook)  the four groups of the electronic health book: hub.fanout.healthbook (the fan-out pushes it too)
     audit         the audit.access event, written before any data leaves
     metrics       Prometheus counters at /metrics (ops:read): route templates, statuses, client ids
     app           the aiohttp application: routes, the auth / rate-limit middleware, handlers

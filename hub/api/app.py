@@ -21,13 +21,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from hub.api import bundle, dashboard, healthbook, lookup, metrics
+from hub.api import bundle, dashboard, lookup, metrics
 from hub.api.audit import AuditLog
 from hub.api.problems import FHIR_JSON, ApiError, forbidden, operation_outcome, unauthorized
 from hub.api.ratelimit import RateLimiter
 from hub.api.tokens import (SCOPE_OPS_READ, SCOPE_RECORD_READ, SCOPE_REVIEW_WRITE, SCOPE_SUBSCRIPTIONS_ADMIN, Client,
                             TokenFile, parse_bearer)
 from hub.errors import DeliveryError
+from hub.fanout import healthbook
 from hub.logging import get_logger
 from hub.settings import REPO_ROOT, Settings
 

@@ -1,10 +1,20 @@
-"""Role ``fanout``: record.changes -> out.all for plain Kafka subscribers, sensitive categories withheld."""
+"""Role ``fanout``: record.changes -> every subscriber (hub/fanout), and the built-in ``out.all`` topic.
+
+Two parts in one worker process:
+- ``out.all``: a faust stage (group ``hssk-fanout``) copying every change without a sensitive category, for
+  plain Kafka readers that need no subscription;
+- the subscriptions of ``settings.subscriptions_file``: ``hub.fanout.engine.Engine``, one aiokafka consumer
+  group per subscription (``hssk-sub-<name>``), started as a task of this worker (why aiokafka: see there).
+A subscriptions file that does not validate stops the role at start, with every problem named.
+"""
 
 from __future__ import annotations
 
 import faust
 
 from hub.envelope import Envelope
+from hub.fanout import config
+from hub.fanout.engine import Engine, settings_env
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
 from hub.topics import OUT_ALL, RECORD_CHANGES
@@ -12,12 +22,18 @@ from hub.topics import OUT_ALL, RECORD_CHANGES
 
 async def fanout_step(incoming: Incoming) -> list[Outgoing]:
     event = Envelope.from_json(incoming.value)
-    if event.sensitivity:  # no subscription is entitled to sensitive categories yet
+    if event.sensitivity:  # out.all has no entitlement: flagged changes go only to entitled subscriptions
         return []
     return [Outgoing(OUT_ALL, incoming.key, incoming.value)]
 
 
 def build(settings: Settings) -> faust.App:
+    try:
+        subs = config.load(settings.subscriptions_file, settings_env(settings))
+    except config.SubscriptionConfigError as exc:
+        raise SystemExit("fanout: the subscriptions file is not valid:\n  " + "\n  ".join(
+            [exc.source, *exc.problems])) from exc
     app = make_app("fanout", settings)
     add_stage(app, "fanout", RECORD_CHANGES, each(fanout_step))
+    app.task(Engine(settings, subs).run)
     return app

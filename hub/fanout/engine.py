@@ -1,0 +1,444 @@
+"""The delivery engine: one consumer group per subscription on record.changes, one worker per partition.
+
+Why aiokafka and not a faust agent per subscription: a faust app is one consumer group, and a subscription
+needs its own (its own offsets, its own lag in ``hub lag``, replay by seeking only its group), plus control
+faust does not expose per agent — pausing partitions, seeking to ``offsets_for_times``, committing exactly
+the offset a partition has delivered. Each subscription runs in its own task with its own consumer, so a
+slow or dead subscriber only ever holds up itself.
+
+Semantics, per subscription:
+- at-least-once: an offset is committed only once every change before it is delivered or dead-lettered;
+- per-citizen order: a partition's worker takes a batch, sends each citizen's deliveries in order (citizens
+  of the batch side by side, at most ``LANES`` at once) and takes the next batch only when all are done, so
+  while one delivery retries, later changes of that partition wait (other partitions and subscriptions do not);
+- retries: ``hub.fanout.retry`` (exponential backoff with jitter, a maximum), then ``dlq.<name>``;
+- pause/resume: the Redis flag (``hub.fanout.state``), checked every ``CONTROL_S``; paused, nothing is
+  fetched or sent and the lag grows;
+- replay: a request in Redis (``since``); each worker applies it to the partitions it owns
+  (``offsets_for_times``, seek, commit) once, so it also reaches a worker started later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from hub.envelope import DeadLetter
+from hub.errors import DeliveryError
+from hub.fanout import formats
+from hub.fanout.config import Subscription
+from hub.fanout.metrics import SubscriptionMetrics
+from hub.fanout.plan import Change, Planned, plan
+from hub.fanout.retry import with_retries
+from hub.fanout.sinks import KafkaSink, Sink, WebhookSink
+from hub.fanout.state import SubscriptionState
+from hub.kafka import DurableProducer
+from hub.logging import get_logger
+from hub.record.store import RedisRecordStore
+from hub.settings import Settings
+from hub.topics import RECORD_CHANGES, Topic, ensure_topics, subscription_dlq, subscription_out
+
+log = get_logger("fanout")
+CONTROL_S = 0.5
+FRESHNESS_S = 10.0
+BATCH = 500
+LANES = 16
+HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
+RESTART_S = 2.0
+
+
+def subscription_topics(subs: tuple[Subscription, ...]) -> tuple[Topic, ...]:
+    """The topics the engine needs beyond the catalogue: out.<name> for Kafka deliveries, dlq.<name> for all."""
+    topics: list[Topic] = []
+    for sub in subs:
+        if not sub.runs_in_fanout:
+            continue
+        if sub.delivery.kind == "kafka":
+            topics.append(subscription_out(sub.name))
+        topics.append(subscription_dlq(sub.name))
+    return tuple(topics)
+
+
+class _Partition:
+    """One partition of one subscription: its queue of fetched changes and the offset it has delivered."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.queue: deque[Any] = deque()
+        self.arrived: deque[float] = deque()  # monotonic time each queued change was fetched (coalescing)
+        self.wakeup = asyncio.Event()
+        self.generation = 0  # bumped by a replay: a batch of an older generation does not move ``done``
+        self.done: int | None = None  # next offset to commit
+        self.committed: int | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.lanes = asyncio.Semaphore(LANES)
+
+    def feed(self, records: list[Any]) -> None:
+        now = time.monotonic()
+        self.queue.extend(records)
+        self.arrived.extend([now] * len(records))
+        self.wakeup.set()
+
+    def reset(self, offset: int) -> None:
+        self.generation += 1
+        self.queue.clear()
+        self.arrived.clear()
+        self.done = offset
+
+    def take(self, limit: int) -> list[Any]:
+        n = min(limit, len(self.queue))
+        for _ in range(n):
+            self.arrived.popleft()
+        return [self.queue.popleft() for _ in range(n)]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: "SubscriptionRunner") -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.runner.revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.runner.replay_checked = None  # check the replay request against the new partitions
+        await self.runner.assigned(list(assigned))
+
+
+class SubscriptionRunner:
+    """Consume record.changes for one subscription and deliver; ``run`` until cancelled."""
+
+    def __init__(self, settings: Settings, sub: Subscription, sink: Sink, producer: DurableProducer,
+                 store: RedisRecordStore, state: SubscriptionState) -> None:
+        self.settings = settings
+        self.sub = sub
+        self.sink = sink
+        self.producer = producer
+        self.store = store
+        self.state = state
+        self.metrics = SubscriptionMetrics(sub.name)
+        self.dlq_topic = subscription_dlq(sub.name)
+        self.running = asyncio.Event()
+        self.running.set()
+        self.partitions: dict[TopicPartition, _Partition] = {}
+        self.replay_checked: str | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # --- the consumer loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.sub.group, client_id=self.sub.group,
+            enable_auto_commit=False, auto_offset_reset=self.sub.start, max_poll_records=BATCH)
+        consumer.subscribe([RECORD_CHANGES.name], listener=_Rebalance(self))
+        await consumer.start()
+        next_control = next_fresh = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_control:
+                    await self._control(consumer)
+                    next_control = now + CONTROL_S
+                if now >= next_fresh and self.sub.format == formats.HEALTH_BOOK:
+                    await self._freshness()
+                    next_fresh = now + FRESHNESS_S
+                fetched = await consumer.getmany(timeout_ms=200, max_records=BATCH)
+                for tp, records in fetched.items():
+                    self._partition(tp).feed(records)
+                self._flow(consumer)
+                await self._commit(consumer)
+                self._lag(consumer)
+        finally:
+            for part in self.partitions.values():
+                if part.task is not None:
+                    part.task.cancel()
+            with contextlib.suppress(KafkaError, asyncio.CancelledError):
+                await self._commit(consumer)
+            await consumer.stop()
+            self._consumer = None
+
+    def _partition(self, tp: TopicPartition) -> _Partition:
+        part = self.partitions.get(tp)
+        if part is None:
+            part = self.partitions[tp] = _Partition(tp)
+            part.task = asyncio.create_task(self._work(part), name=f"{self.sub.group}-{tp.partition}")
+        return part
+
+    async def assigned(self, tps: list[TopicPartition]) -> None:
+        """A partition this group never committed on gets its start position committed at once, so ``hub lag``
+        shows the subscription's lag on every partition from the first moment (not only once it delivers)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in tps:
+            with contextlib.suppress(KafkaError):
+                if await consumer.committed(tp) is None:
+                    self._partition(tp).done = await consumer.position(tp)
+
+    async def revoked(self, tps: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        offsets = {}
+        for tp in tps:
+            part = self.partitions.pop(tp, None)
+            if part is None:
+                continue
+            if part.task is not None:
+                part.task.cancel()
+            if part.done is not None and part.done != part.committed:
+                offsets[tp] = part.done
+        if offsets and consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await consumer.commit(offsets)
+
+    def _flow(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        if not self.running.is_set():
+            consumer.pause(*assigned)
+            return
+        full = {tp for tp, p in self.partitions.items() if len(p.queue) >= HIGH_WATER}
+        consumer.pause(*(assigned & full))
+        consumer.resume(*(assigned - full))
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = {tp: p.done for tp, p in self.partitions.items() if p.done is not None and p.done != p.committed}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance in progress: the next round commits again
+            log.warning("commit failed; retrying next round", subscription=self.sub.name, error=type(exc).__name__)
+            return
+        for tp, offset in offsets.items():
+            if tp in self.partitions:
+                self.partitions[tp].committed = offset
+
+    def _lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp, part in self.partitions.items():
+            high = consumer.highwater(tp)
+            if high is not None and part.done is not None:
+                self.metrics.lag(tp.partition, max(0, high - part.done))
+
+    # --- control: pause, replay, freshness -----------------------------------------------------------------
+
+    async def _control(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            paused = await self.state.paused(self.sub.name)
+            request = await self.state.replay_request(self.sub.name)
+        except (OSError, aioredis.RedisError) as exc:
+            log.warning("subscription state unreadable; keeping the last", subscription=self.sub.name,
+                        error=type(exc).__name__)
+            return
+        if paused == self.running.is_set():
+            log.info("subscription paused" if paused else "subscription resumed", subscription=self.sub.name)
+            (self.running.clear if paused else self.running.set)()
+        self.metrics.paused.set(1 if paused else 0)
+        if request is not None and request.id != self.replay_checked:
+            await self._replay(consumer, request)
+
+    async def _replay(self, consumer: AIOKafkaConsumer, request: Any) -> None:
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not assigned:
+            return  # not yet assigned: checked again after the rebalance
+        done = await self.state.replay_done(self.sub.name)
+        todo = [tp for tp in assigned if done.get(tp.partition) != request.id]
+        if todo:
+            found = await consumer.offsets_for_times({tp: request.since_ms for tp in todo})
+            ends = await consumer.end_offsets(todo)
+            targets = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in todo}
+            for tp, offset in targets.items():
+                self._partition(tp).reset(offset)
+                consumer.seek(tp, offset)
+            await consumer.commit(targets)
+            for tp, offset in targets.items():
+                self.partitions[tp].committed = offset
+            await self.state.mark_replay_done(self.sub.name, [tp.partition for tp in todo], request.id)
+            log.info("replay applied", subscription=self.sub.name, partitions=[tp.partition for tp in todo],
+                     since_ms=request.since_ms)
+        self.replay_checked = request.id
+
+    async def _freshness(self) -> None:
+        try:
+            unpushed, stale = await self.state.freshness(self.sub.name)
+        except (OSError, aioredis.RedisError):
+            return
+        self.metrics.unpushed.set(unpushed)
+        self.metrics.stale.set(stale)
+
+    # --- delivering one partition --------------------------------------------------------------------------
+
+    async def _work(self, part: _Partition) -> None:
+        while True:
+            await part.wakeup.wait()
+            await self.running.wait()
+            if self.sub.coalesce_s and part.arrived:
+                await asyncio.sleep(max(0.0, part.arrived[0] + self.sub.coalesce_s - time.monotonic()))
+                await self.running.wait()
+            if not part.queue:
+                part.wakeup.clear()
+                continue
+            generation = part.generation
+            batch = part.take(BATCH)
+            if not part.queue:
+                part.wakeup.clear()
+            try:
+                await self._deliver_batch(batch, part.lanes)
+            except Exception as exc:  # noqa: BLE001 - a bug must not stall the partition: isolate the culprit
+                log.error("batch failed; delivering its changes one by one", subscription=self.sub.name,
+                          partition=part.tp.partition, error=type(exc).__name__)
+                await self._one_by_one(batch, part.lanes)
+            if generation == part.generation:
+                part.done = batch[-1].offset + 1
+
+    async def _one_by_one(self, batch: list[Change], lanes: asyncio.Semaphore) -> None:
+        for change in batch:
+            try:
+                await self._deliver_batch([change], lanes)
+            except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, the rest goes on
+                await self._dead_letter(change, f"internal: {type(exc).__name__}", None)
+
+    async def _deliver_batch(self, batch: list[Change], lanes: asyncio.Semaphore) -> None:
+        planned = await self._plan(batch)
+        self.metrics.result("filtered", planned.filtered)
+        self.metrics.result("withheld", planned.withheld)
+        for change, reason in planned.failed:
+            await self._dead_letter(change, reason, None)
+        if planned.changed:
+            await self._until_done(lambda: self.state.changed(self.sub.name, planned.changed), "freshness")
+        await asyncio.gather(*(self._lane(items, planned, lanes) for items in planned.lanes.values()))
+
+    async def _plan(self, batch: list[Change]) -> Planned:
+        delay = 0.2
+        while True:  # the record store down: wait for it (the lag shows), never skip the batch
+            try:
+                return await plan(self.sub, batch, self._load)
+            except (OSError, aioredis.RedisError) as exc:
+                log.warning("record store unreachable; retrying", subscription=self.sub.name,
+                            error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _load(self, citizen_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Records through the store's public ``load`` (redirects of merged citizens followed), side by side."""
+        records = await asyncio.gather(*(self.store.load(c) for c in citizen_ids))
+        return dict(zip(citizen_ids, records, strict=True))
+
+    async def _lane(self, items: list[formats.Outbound], planned: Planned, lanes: asyncio.Semaphore) -> None:
+        async with lanes:
+            for item in items:
+                await self._deliver(item, planned)
+
+    async def _deliver(self, item: formats.Outbound, planned: Planned) -> None:
+        started = time.perf_counter()
+        outcome = await with_retries(lambda: self.sink.send(item), self.sub.retry,
+                                     on_retry=lambda attempt, reason: self.metrics.retries.inc())
+        self.metrics.seconds.observe(time.perf_counter() - started)
+        change = planned.source[item.key]
+        if not outcome.delivered:
+            log.warning("delivery dead-lettered", subscription=self.sub.name, attempts=outcome.attempts,
+                        reason=outcome.reason)
+            await self._dead_letter(change, outcome.reason, item)
+            return
+        self.metrics.result("delivered")
+        if item.format == formats.HEALTH_BOOK:
+            now_ms = int(time.time() * 1000)
+            first = planned.changed.get(item.citizen_id)
+            if first is not None:
+                self.metrics.push_latency.observe(max(0.0, (now_ms - first) / 1000))
+            await self._until_done(lambda: self.state.pushed(self.sub.name, [item.citizen_id], now_ms), "freshness")
+
+    async def _dead_letter(self, change: Change, reason: str, item: formats.Outbound | None) -> None:
+        headers = {"subscription": self.sub.name}
+        if item is not None:
+            headers |= {"idempotency_key": item.key, "format": item.format}
+        letter = DeadLetter(
+            stage="fanout", code=DeliveryError.code, reason=reason, original=change.value,
+            source_topic=RECORD_CHANGES.name, source_partition=getattr(change, "partition", None),
+            source_offset=change.offset, headers=headers,
+            failed_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        await self._until_done(lambda: self.producer.write(self.dlq_topic.name, letter.to_json(), key=change.key),
+                               "dead letter")
+        self.metrics.result("dead_lettered")
+        self.metrics.dlq.inc()
+
+    async def _until_done(self, action: Any, what: str) -> None:
+        """Hub-internal writes (DLQ, freshness) are retried until they succeed: nothing is committed past them."""
+        delay = 0.2
+        while True:
+            try:
+                await action()
+                return
+            except (DeliveryError, OSError, aioredis.RedisError) as exc:
+                log.warning(f"{what} write failed; retrying", subscription=self.sub.name, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """What ``${...}`` in the subscriptions file may name: the environment, and the hub's own addresses."""
+    return {"HSSK_RECEIVER_HOST": settings.receiver_host, "HSSK_RECEIVER_PORT": str(settings.receiver_port),
+            "HSSK_API_PORT": str(settings.api_port), **os.environ}
+
+
+class Engine:
+    """Every subscription of the file that the fan-out delivers, each in its own task; ``run`` until cancelled."""
+
+    def __init__(self, settings: Settings, subs: tuple[Subscription, ...]) -> None:
+        self.settings = settings
+        self.subs = tuple(s for s in subs if s.runs_in_fanout)
+        self.runners: dict[str, SubscriptionRunner] = {}
+
+    def _sink(self, sub: Subscription, producer: DurableProducer) -> Sink:
+        if sub.delivery.kind == "kafka":
+            return KafkaSink(producer, subscription_out(sub.name))
+        if sub.delivery.dev_secret:
+            log.warning("webhook signs with the dev-only secret; set its secret_env outside demos",
+                        subscription=sub.name, secret_env=sub.delivery.secret_env)
+        return WebhookSink(sub.name, sub.delivery.url or "", sub.delivery.secret, sub.delivery.timeout_s)
+
+    async def run(self) -> None:
+        if not self.subs:
+            log.info("no subscriptions to deliver")
+            return
+        await ensure_topics(self.settings, extra=subscription_topics(self.subs))
+        producer = DurableProducer(self.settings, client_id="hssk-fanout-deliveries", max_batch_bytes=256 * 1024)
+        await producer.connect()
+        client = aioredis.from_url(self.settings.redis_url)
+        store, state = RedisRecordStore(client), SubscriptionState(client)
+        sinks = [self._sink(sub, producer) for sub in self.subs]
+        tasks = []
+        for sub, sink in zip(self.subs, sinks, strict=True):
+            runner = self.runners[sub.name] = SubscriptionRunner(self.settings, sub, sink, producer, store, state)
+            tasks.append(asyncio.create_task(_keep_running(runner), name=sub.group))
+        log.info("subscriptions delivering", subscriptions=[s.name for s in self.subs])
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sink in sinks:
+                await sink.close()
+            await producer.stop()
+            await client.aclose()
+
+
+async def _keep_running(runner: SubscriptionRunner) -> None:
+    """A runner that fails (Kafka gone, a bug) is restarted after a pause; the other subscriptions go on."""
+    while True:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolation: one subscription's failure stops only itself
+            log.error("subscription runner failed; restarting", subscription=runner.sub.name,
+                      error=type(exc).__name__, detail=str(exc)[:200])
+            runner.partitions.clear()
+            await asyncio.sleep(RESTART_S)
