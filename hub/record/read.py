@@ -1,4 +1,8 @@
-"""Reading a citizen's record for people and systems: find the citizen, audit the read, return the record."""
+"""Reading a citizen's record for people and systems: find the citizen, audit the read, return the record.
+
+A retired citizen's id (merged into another) reads the survivor's record (RedisRecordStore.load follows the
+redirect); the audit names the survivor, whose data is shown.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ async def read_record(settings: Settings, *, citizen_id: str | None = None, cccd
         except TimeoutError as exc:
             raise DeliveryError("the audit log (Kafka) is unreachable, so the record is not shown") from exc
         try:
-            await audit_read(producer, actor=actor, citizen_id=citizen_id, purpose=purpose, channel=channel)
+            await audit_read(producer, actor=actor, citizen_id=record["citizen_id"], purpose=purpose, channel=channel)
         finally:
             await producer.stop()
         return record
