@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.set_defaults(func=cmd_retranslate)
 
     from hub.api.commands import add_api_commands
+    from hub.fanout.commands import add_subscription_commands
     from hub.identity.commands import add_identity_commands, add_review_commands
     from hub.ops.commands import add_ops_commands
     from hub.ops.rebuild import add_rebuild_commands
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_watch_commands(sub)
     add_review_commands(sub)
     add_rebuild_commands(sub)
+    add_subscription_commands(sub)
 
     rec = sub.add_parser("record", help="print a citizen's current record as JSON (the read is audited)")
     who = rec.add_mutually_exclusive_group(required=True)

@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from hub.api import bundle, dashboard, lookup, metrics
+from hub.api import bundle, dashboard, lookup, metrics, subscriptions
 from hub.api.audit import AuditLog
 from hub.api.problems import FHIR_JSON, ApiError, forbidden, operation_outcome, unauthorized
 from hub.api.ratelimit import RateLimiter
@@ -207,10 +207,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/health-book/search", search_health_book, SCOPE_RECORD_READ),
     Route("GET", "/v1/review-queue", not_built("the review queue", "identity resolution, issue 5"),
           SCOPE_REVIEW_WRITE),
-    Route("GET", "/v1/subscriptions", not_built("subscriptions admin", "fan-out, issue 7"),
-          SCOPE_SUBSCRIPTIONS_ADMIN),
-    Route("POST", "/v1/subscriptions", not_built("subscriptions admin", "fan-out, issue 7"),
-          SCOPE_SUBSCRIPTIONS_ADMIN),
+    *(Route(method, path, handler, SCOPE_SUBSCRIPTIONS_ADMIN) for method, path, handler in subscriptions.ROUTES),
 )
 _SCOPES = {(r.method, r.path): r.scope for r in ROUTES}
 

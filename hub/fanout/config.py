@@ -20,7 +20,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from hub.envelope import EVENT_TYPES
-from hub.settings import DEV_RECEIVER_SECRET, REPO_ROOT
+from hub.settings import DEV_RECEIVER_SECRET, REPO_ROOT, Settings
 
 SCHEMA_FILE = REPO_ROOT / "schemas" / "subscriptions.schema.json"
 FORMATS = ("event", "fhir-bundle", "health-book")
@@ -246,6 +246,12 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> tuple[Subscription
     except OSError as exc:
         raise SubscriptionConfigError(str(path), [f"cannot be read: {exc.strerror or exc}"]) from exc
     return loads(text, str(path), env)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """What ``${...}`` in the file may name: the environment, else the hub's own addresses (the local receiver)."""
+    return {"HSSK_RECEIVER_HOST": settings.receiver_host, "HSSK_RECEIVER_PORT": str(settings.receiver_port),
+            "HSSK_API_PORT": str(settings.api_port), **os.environ}
 
 
 def find(subs: tuple[Subscription, ...], name: str) -> Subscription:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -379,12 +378,6 @@ class SubscriptionRunner:
                 log.warning(f"{what} write failed; retrying", subscription=self.sub.name, error=type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """What ``${...}`` in the subscriptions file may name: the environment, and the hub's own addresses."""
-    return {"HSSK_RECEIVER_HOST": settings.receiver_host, "HSSK_RECEIVER_PORT": str(settings.receiver_port),
-            "HSSK_API_PORT": str(settings.api_port), **os.environ}
 
 
 class Engine:

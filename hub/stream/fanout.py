@@ -14,7 +14,7 @@ import faust
 
 from hub.envelope import Envelope
 from hub.fanout import config
-from hub.fanout.engine import Engine, settings_env
+from hub.fanout.engine import Engine
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
 from hub.topics import OUT_ALL, RECORD_CHANGES
@@ -29,7 +29,7 @@ async def fanout_step(incoming: Incoming) -> list[Outgoing]:
 
 def build(settings: Settings) -> faust.App:
     try:
-        subs = config.load(settings.subscriptions_file, settings_env(settings))
+        subs = config.load(settings.subscriptions_file, config.settings_env(settings))
     except config.SubscriptionConfigError as exc:
         raise SystemExit("fanout: the subscriptions file is not valid:\n  " + "\n  ".join(
             [exc.source, *exc.problems])) from exc
