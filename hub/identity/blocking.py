@@ -127,10 +127,12 @@ def blocks(records: Sequence[Prepared], key_fn: KeyFn) -> Iterator[list[int]]:
 
 def iter_candidate_pairs(records: Sequence[Prepared], max_block_size: int = 1000,
                          rules: dict[str, KeyFn] | None = None, stats: BlockingStats | None = None,
-                         probes: dict[str, tuple[KeyFn, Probe]] | None = None) -> Iterator[tuple[int, int]]:
+                         probes: dict[str, tuple[KeyFn, Probe]] | None = None,
+                         progress: Callable[[str], None] | None = None) -> Iterator[tuple[int, int]]:
     """Each distinct candidate pair once, as (i, j) with i < j (indices into ``records``), rule by rule.
 
     Only one rule's key index is in memory at once; what persists is the set of pairs already given.
+    ``progress`` is told each rule's count when it is done (counts only: safe to log).
     """
     n = len(records)
     seen: set[int] = set()
@@ -155,6 +157,8 @@ def iter_candidate_pairs(records: Sequence[Prepared], max_block_size: int = 1000
         if stats is not None:
             stats.pairs_by_rule[rule] = added
             stats.skipped_blocks[rule] = skipped
+        if progress is not None:
+            progress(f"blocking rule {rule}: {added:,} new pairs, {skipped:,} oversized blocks skipped")
 
 
 def candidate_pairs(records: Sequence[Prepared], max_block_size: int = 1000,

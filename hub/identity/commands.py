@@ -54,11 +54,20 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     with paused_gc():
         try:
             with open(args.input, encoding="utf-8-sig", newline="") as f:
-                prepared = [prepare(r, i) for i, r in enumerate(read_records(f, bad))]
+                prepared = []
+                for i, r in enumerate(read_records(f, bad)):
+                    prepared.append(prepare(r, i))
+                    if i % 1_000_000 == 999_999:
+                        _progress(started, f"read {i + 1:,} rows")
         except (OSError, RegistryFormatError) as exc:
             print(f"hub link: reading {args.input}: {exc}", file=sys.stderr)
             return 2
         return _link_and_write(args, match, settings, prepared, bad, started)
+
+
+def _progress(started: float, what: str) -> None:
+    """A progress line on stderr for long runs: counts, time and memory only."""
+    print(f"hub link: {time.perf_counter() - started:7.0f} s {_peak_mb():8,.0f} MB  {what}", file=sys.stderr, flush=True)
 
 
 def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Settings, prepared: list,
@@ -68,7 +77,7 @@ def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Se
     if len(bad) > 20:
         print(f"hub link: … and {len(bad) - 20} more unreadable rows", file=sys.stderr)
     read_s = time.perf_counter() - started
-    result = link_prepared(prepared, match)
+    result = link_prepared(prepared, match, progress=lambda what: _progress(started, what))
     ids = citizen_ids(result, prepared, settings.pseudonym_key)
     with open(args.output, "w", encoding="utf-8", newline="") as out:
         w = csv.writer(out, lineterminator="\n")
@@ -102,162 +111,6 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     scores = pairwise(read_mapping(args.clusters), read_mapping(args.truth))
     print(scores.summary())
     return 0
-
-
-def add_review_commands(sub: argparse._SubParsersAction) -> None:
-    """``hub review list|show|accept|reject`` and ``hub unmerge``: the data steward's side of the MPI."""
-    review = sub.add_parser("review", help="identity review cases: pairs the MPI would not merge on its own")
-    rsub = review.add_subparsers(dest="review_action", required=True)
-    p = rsub.add_parser("list", help="cases without personal data: id, reason, weight, flags, citizen ids")
-    p.add_argument("--status", default="open", choices=["open", "accepted", "rejected", "unmerged", "all"])
-    p.add_argument("--limit", type=int, default=100)
-    p.set_defaults(func=cmd_review_list)
-    p = rsub.add_parser("show", help="one case with both records' compared fields (personal data: the read "
-                                     "is audited to audit.access)")
-    p.add_argument("case")
-    p.add_argument("--purpose", default="identity-review", help="why the case is read (audited)")
-    p.set_defaults(func=cmd_review_show)
-    p = rsub.add_parser("accept", help="one person: merge the other citizen into the existing one "
-                                       "(emits citizen.merged)")
-    p.add_argument("case")
-    p.set_defaults(func=cmd_review_decide, accept=True)
-    p = rsub.add_parser("reject", help="two people: record it, so the pair is never proposed again")
-    p.add_argument("case")
-    p.set_defaults(func=cmd_review_decide, accept=False)
-    p = sub.add_parser("unmerge", help="undo a merge: OTHER is a separate citizen again (emits citizen.unmerged)")
-    p.add_argument("survivor", help="the citizen id the merge kept")
-    p.add_argument("other", help="the citizen id that was merged into it")
-    p.set_defaults(func=cmd_unmerge)
-
-
-def _run(settings: Settings, work) -> int:
-    """Run ``work(mpi, producer_factory)`` with a Redis client; print a ReviewError or DeliveryError, exit 1/2."""
-    import asyncio
-
-    import redis.asyncio as aioredis
-
-    from hub.errors import DeliveryError
-    from hub.identity.review import Mpi, ReviewError
-
-    async def main() -> int:
-        client = aioredis.from_url(settings.redis_url)
-        try:
-            return await work(Mpi(client, settings.pseudonym_key))
-        finally:
-            await client.aclose()
-
-    try:
-        return asyncio.run(main())
-    except ReviewError as exc:
-        print(f"hub: {exc}", file=sys.stderr)
-        return 1
-    except DeliveryError as exc:
-        print(f"hub: {exc.reason}", file=sys.stderr)
-        return 2
-
-
-async def _producer(settings: Settings):
-    import asyncio
-
-    from hub.errors import DeliveryError
-    from hub.kafka import DurableProducer
-
-    producer = DurableProducer(settings, client_id="hssk-review")
-    try:
-        await asyncio.wait_for(producer.connect(retry_every_s=0.5), settings.ack_timeout_s)
-    except TimeoutError as exc:
-        await producer.stop()
-        raise DeliveryError("Kafka is unreachable: nothing was changed") from exc
-    return producer
-
-
-def _print(doc: object) -> None:
-    import orjson
-
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def cmd_review_list(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.identity.review import summary
-
-    async def work(mpi) -> int:
-        for doc in await mpi.cases(args.status, args.limit):
-            _print(summary(doc))
-        return 0
-
-    return _run(settings, work)
-
-
-def cmd_review_show(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.audit import audit_read, local_actor
-
-    async def work(mpi) -> int:
-        doc = await mpi.case(args.case)
-        producer = await _producer(settings)
-        try:  # audited before anything is shown; a failed audit shows nothing
-            for cid in doc["citizens"].values():
-                await audit_read(producer, actor=local_actor(), citizen_id=cid, purpose=args.purpose,
-                                 channel="cli-review")
-        finally:
-            await producer.stop()
-        _print(doc)
-        return 0
-
-    return _run(settings, work)
-
-
-def cmd_review_decide(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.audit import local_actor
-    from hub.identity.events import merged_event
-    from hub.identity.review import ACCEPTED, OPEN_STATUS, REJECTED, ReviewError, now_iso
-    from hub.topics import EVENTS_CITIZEN
-
-    async def work(mpi) -> int:
-        doc = await mpi.case(args.case)
-        if doc["status"] != OPEN_STATUS:
-            raise ReviewError(f"case {args.case} is already {doc['status']}")
-        if not args.accept:
-            await mpi.decide(doc, REJECTED, local_actor())
-            print(f"case {args.case} rejected: the pair will not be proposed again", file=sys.stderr)
-            return 0
-        producer = await _producer(settings)
-        try:
-            merge = await mpi.merge(doc["citizens"]["existing"], doc["citizens"]["other"], cause=doc["id"])
-            # a rerun after a failed write finds the pair merged already: the event is sent again (same id)
-            retired = merge.retired if merge.retired != merge.survivor else doc["citizens"]["other"]
-            if retired != merge.survivor:
-                now = now_iso()
-                event = merged_event(merge.survivor, retired, doc["id"], now, now)
-                await producer.write(EVENTS_CITIZEN.name, event.to_json(), key=merge.survivor.encode())
-        finally:
-            await producer.stop()
-        await mpi.decide(doc, ACCEPTED, local_actor())
-        print(f"case {args.case} accepted: {retired} merged into {merge.survivor}", file=sys.stderr)
-        return 0
-
-    return _run(settings, work)
-
-
-def cmd_unmerge(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.identity.events import unmerged_event
-    from hub.identity.review import now_iso
-    from hub.pseudonym import keyed_hash
-    from hub.topics import EVENTS_CITIZEN
-
-    async def work(mpi) -> int:
-        producer = await _producer(settings)
-        try:
-            cause = await mpi.unmerge(args.survivor, args.other)
-            now = now_iso()
-            decision = keyed_hash(settings.pseudonym_key, "unmerge", args.survivor, args.other, cause)[:16]
-            event = unmerged_event(args.survivor, args.other, decision, now, now)
-            await producer.write(EVENTS_CITIZEN.name, event.to_json(), key=args.survivor.encode())
-        finally:
-            await producer.stop()
-        print(f"{args.other} is a separate citizen again (was merged into {args.survivor})", file=sys.stderr)
-        return 0
-
-    return _run(settings, work)
 
 
 def add_review_commands(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -137,7 +137,8 @@ class _Clusters:
         return labels, count
 
 
-def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None = None) -> LinkResult:
+def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None = None,
+                  progress: Callable[[str], None] | None = None) -> LinkResult:
     """Score each candidate pair as blocking yields it (no list of pairs is kept), then cluster.
 
     Links and vetoes are kept in flat arrays (a weight and an ``i * n + j`` code each), so memory grows with
@@ -152,7 +153,7 @@ def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None =
     review: list[ReviewPair] = []
     decisions: Counter = Counter()
     score = model.score
-    for i, j in iter_candidate_pairs(prepared, settings.max_block_size, stats=stats):
+    for i, j in iter_candidate_pairs(prepared, settings.max_block_size, stats=stats, progress=progress):
         a, b = prepared[i], prepared[j]
         d = score(a, b, explain=False)
         decisions[d.outcome] += 1
@@ -176,6 +177,8 @@ def link_prepared(prepared: Sequence[Prepared], settings: MatchSettings | None =
         if linked[i] and linked[j]:
             clusters.forbid_pair(i, j)
     del vetoed, linked
+    if progress is not None:
+        progress(f"scored: {decisions['link']:,} links, {decisions['review']:,} review, {decisions['new']:,} new")
     order = sorted(range(len(link_code)), key=lambda k: (link_weight[k], link_code[k]), reverse=True)
     for k in order:
         i, j = divmod(link_code[k], n)
