@@ -12,7 +12,9 @@ pairs are a fraction of the true pairs at 3 M rows; ``bench.linkage_scale`` prin
 
 What each rule is for (the registry's error model, ``vaccination-registry-export.md``):
 
-- ``cccd`` … ``phone``: the identifiers, and a phone shared by a household;
+- ``cccd`` … ``mrn``: the identifiers;
+- ``phone_year``: a phone and birth year. A phone alone is shared by a household: on 100k rows it made
+  51,029 chance pairs for 154 true ones no other key finds; with the birth year, 930 for 136;
 - ``name_dob``: the whole name (ASCII, regional surname variant) and birth date, exact or day/month swapped;
 - ``name_year_ward``: the whole name, birth year and ward — a mistyped, unknown (00/00) or defaulted (01/01)
   day or month, in the same ward;
@@ -73,7 +75,7 @@ RULES: dict[str, KeyFn] = {
     "bhxh": lambda p: p.bhxh,
     "passport": lambda p: p.passport,
     "mrn": lambda p: p.mrn_key,
-    "phone": lambda p: p.phone,
+    "phone_year": lambda p: f"p|{p.phone}|{p.year}" if p.phone else "",
     "name_dob": _name_dob,
     "name_year_ward": _name_year_ward,
     "family_ward_dob": _family_ward_dob,

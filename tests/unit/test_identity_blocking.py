@@ -52,6 +52,15 @@ def test_a_misspelt_name_is_found_by_ward_and_birth_date_or_by_phone() -> None:
     assert pairs_of(a, b, c, d) == {("a", "b"), ("c", "d")}
 
 
+def test_a_household_phone_pairs_only_rows_with_one_birth_year() -> None:
+    """Parents and children share a phone; with the birth year it is one person's (or twins')."""
+    home = dict(phone="0909 111 222")
+    father = SourceRecord("f", name="Nguyễn Văn Hải", birth_date="02/02/1975", **home)
+    son = SourceRecord("s", name="Nguyễn Minh Khang", birth_date="09/10/2005", **home)
+    father_again = SourceRecord("g", name="Nguyen Van Hai", birth_date="00/00/1975", phone="+84909111222")
+    assert pairs_of(father, son, father_again) == {("f", "g")}
+
+
 def test_oversized_blocks_are_skipped_and_counted() -> None:
     junk = [prepare(SourceRecord(str(i), personal_id="079185004321"), i) for i in range(5)]
     stats = BlockingStats()
