@@ -1,10 +1,20 @@
-"""The hub's Kafka producer: ``acks=all`` and idempotent, with a bounded wait for each durable write."""
+"""The hub's Kafka producers, both ``acks=all`` and idempotent, each write confirmed within a deadline or a
+DeliveryError:
+
+- ``DurableProducer`` (aiokafka): the listener's and the API's one-at-a-time writes, each awaited on its own.
+- ``BulkProducer`` (confluent-kafka, i.e. librdkafka): bulk loads (``hub import``), where aiokafka's per-record
+  Python cost (partitioning, batch building, one future per record) was most of an import's CPU.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+import functools
+import threading
+import time
+from typing import Any, Sequence
 
+import confluent_kafka
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -114,7 +124,162 @@ class DurableProducer:
                                 ) from None
         return [(meta.partition, meta.offset) for meta in done]
 
+
 def _expire(fut: asyncio.Future[object], expired: list[bool]) -> None:
     expired.append(True)
     fut.cancel()
 
+
+
+Record = tuple[str, bytes, bytes | None, Headers]  # topic, value, key, headers
+
+
+class Pending:
+    """The confirmations of one ``BulkProducer.send_many``: await ``result()`` for (partition, offset) each.
+
+    librdkafka reports each record from the producer's poll thread; the last report wakes the event loop once
+    (one ``call_soon_threadsafe`` per batch, not per record).
+    """
+
+    __slots__ = ("_left", "_where", "_error", "_future", "_loop", "size")
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.size = size
+        self._left = size
+        self._where: list[tuple[int, int]] = [(-1, -1)] * size
+        self._error: str | None = None
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        if not size:
+            self._future.set_result(None)
+
+    def _report(self, index: int, err: Any, msg: Any) -> None:  # librdkafka's delivery callback (poll thread)
+        if err is not None:
+            if self._error is None:
+                self._error = err.str()
+        else:
+            self._where[index] = (msg.partition(), msg.offset())
+        self._left -= 1
+        if self._left == 0:
+            self._loop.call_soon_threadsafe(self._settle)
+
+    @property
+    def done(self) -> bool:
+        """Every record is confirmed (or failed): ``result()`` answers at once."""
+        return self._future.done()
+
+    def _settle(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    async def result(self, timeout_s: float) -> list[tuple[int, int]]:
+        """(partition, offset) of every record in order once all are durable; DeliveryError otherwise."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._future), timeout_s)
+        except asyncio.TimeoutError:
+            raise DeliveryError(f"writing {self.size} records: Kafka did not confirm within {timeout_s:g} s") from None
+        if self._error is not None:
+            raise DeliveryError(f"writing {self.size} records: Kafka did not confirm: {self._error}")
+        return self._where
+
+
+class BulkProducer:
+    """Bulk writes with acks=all and idempotence through librdkafka: large lingering batches, compressed,
+    records queued from Python at ~1 us each and confirmed from librdkafka's own threads.
+
+    The same ``connect`` / ``write`` / ``write_many`` / ``stop`` contract as DurableProducer (so the MLLP
+    listener's path can use it inside an import), plus ``send_many``: queue a batch now and await its
+    confirmations later, so an import maps the next chunk while Kafka confirms this one. Keys are partitioned
+    with murmur2 like aiokafka and the Java client, so a patient's events land on the partition every other
+    writer of the topic picks. Memory is bounded by ``max_buffer_mb``: ``send_many`` waits for room.
+    """
+
+    def __init__(self, settings: Settings, client_id: str, *, timeout_s: float | None = None, linger_ms: int = 5,
+                 compression: str = "none", max_buffer_mb: int = 256) -> None:
+        self._timeout = timeout_s if timeout_s is not None else settings.ack_timeout_s
+        self._config = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "client.id": client_id,
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",  # aiokafka's and Java's DefaultPartitioner for keyed records
+            "linger.ms": linger_ms,
+            "batch.size": 1 << 20,
+            "compression.type": compression,
+            "message.max.bytes": settings.mllp_max_frame_bytes + 64 * 1024,
+            "message.timeout.ms": max(1000, int(self._timeout * 1000)),  # librdkafka fails the record itself
+            "queue.buffering.max.kbytes": max_buffer_mb * 1024,
+            "queue.buffering.max.messages": 1_000_000,
+            "error_cb": _log_error,
+        }
+        self._producer: confluent_kafka.Producer | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def connect(self, retry_every_s: float = 1.0) -> None:
+        while self._producer is None:
+            producer = confluent_kafka.Producer(self._config)
+            try:  # librdkafka connects lazily: a metadata request proves the broker answers
+                await asyncio.to_thread(producer.list_topics, timeout=max(1.0, retry_every_s))
+            except confluent_kafka.KafkaException as exc:
+                log.warning("kafka not reachable, retrying", error=exc.args[0].name() if exc.args else "?")
+                await asyncio.sleep(retry_every_s)
+                continue
+            self._producer = producer
+            self._stopping.clear()
+            self._poller = threading.Thread(target=self._poll, name="hssk-bulk-poll", daemon=True)
+            self._poller.start()
+
+    def _poll(self) -> None:
+        producer = self._producer
+        while producer is not None and not self._stopping.is_set():
+            producer.poll(0.05)
+
+    async def stop(self) -> None:
+        """Wait (up to the deadline) for what is queued, then stop the poll thread."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        self._stopping.set()  # one thread runs the delivery callbacks at a time: the poller ends, flush takes over
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+            self._poller = None
+        await asyncio.to_thread(producer.flush, self._timeout)
+
+    def send_many(self, records: Sequence[Record]) -> Pending:
+        """Queue records in order; the returned Pending confirms them. Blocks (briefly) while the buffer is full."""
+        producer = self._producer
+        if producer is None:
+            raise DeliveryError("writing: not connected to Kafka yet")
+        pending = Pending(len(records), asyncio.get_running_loop())
+        produce, report = producer.produce, pending._report
+        for i, (topic, value, key, headers) in enumerate(records):
+            callback = functools.partial(report, i)
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=callback, headers=list(headers) if headers else None)
+                    break
+                except BufferError:  # the bounded local queue is full: let librdkafka send some
+                    time.sleep(0.005)
+                except confluent_kafka.KafkaException as exc:  # e.g. a fatal idempotence error
+                    raise DeliveryError(f"writing to {topic}: {exc.args[0].str() if exc.args else exc}") from None
+        return pending
+
+    async def write_many(self, records: Sequence[Record]) -> list[tuple[int, int]]:
+        """Write records in order and wait for all of them: (partition, offset) each, or DeliveryError."""
+        return await self.send_many(records).result(self._timeout + 5.0)
+
+    async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Headers = ()) -> tuple[int, int]:
+        return (await self.write_many([(topic, value, key, headers)]))[0]
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
+
+
+def _log_error(err: Any) -> None:
+    log.warning("kafka client error", error=err.name(), fatal=err.fatal())

@@ -32,6 +32,11 @@ class BadRow:
 
 
 def _as_csv(values: list[str]) -> bytes:
+    """The row as csv.writer writes it (minimal quoting, ``\n``); rows needing no quotes skip the writer."""
+    line = ",".join(values)
+    if (line.count(",") == len(values) - 1 and '"' not in line and "\n" not in line and "\r" not in line
+            and (line or len(values) != 1)):
+        return (line + "\n").encode("utf-8")
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue().encode("utf-8")

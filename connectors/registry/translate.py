@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
+from connectors.xml130.uid import event_id, uuid5
 from hub.envelope import (
-    EVENT_ID_NAMESPACE, SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, VN_FHIR_BASE, Envelope, Identifier,
-    Source, Subject, event_id,
+    SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, VN_FHIR_BASE, Envelope, Identifier, RawCoordinates, Source,
+    Subject,
 )
 from hub.errors import TranslateError
 
@@ -39,10 +40,11 @@ class Translation:
     dropped: tuple[str, ...]  # columns whose value was not usable (e.g. "so_cccd"), for the import summary
 
 
-def _uuid(*parts: str) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(parts)))
+def _nfc(text: str) -> str:
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
+@lru_cache(maxsize=65536)  # a city's birth dates and vaccination days repeat: parse each text once
 def birth_date(text: str) -> str | None:
     """``dd/mm/yyyy`` or ``yyyy-mm-dd`` -> FHIR date; ``00`` day/month -> the precision that is known."""
     if not text:
@@ -63,6 +65,7 @@ def birth_date(text: str) -> str | None:
     return _checked(year, month, day, "ngay_sinh").isoformat()
 
 
+@lru_cache(maxsize=65536)
 def given_at(text: str) -> str:
     """``dd/mm/yyyy[ HH:MM]`` -> FHIR date or dateTime at +07:00 (the registry's local time)."""
     m = _DMY.match(text)
@@ -85,7 +88,7 @@ def _checked(year: int, month: int, day: int, column: str) -> date:
 
 
 def _name(text: str) -> dict[str, Any] | None:
-    words = unicodedata.normalize("NFC", text).split()
+    words = _nfc(text).split()
     if not words:
         return None
     name: dict[str, Any] = {"use": "official", "text": " ".join(words), "family": words[0]}
@@ -116,8 +119,12 @@ def _identifiers(fields: dict[str, str]) -> tuple[list[dict[str, str]], list[str
     return out, dropped
 
 
-def translate_row(fields: dict[str, str], *, received_at: str) -> Translation:
-    """The events of one row; raises TranslateError naming the column when the row cannot be mapped."""
+def translate_row(fields: dict[str, str], *, received_at: str, raw: RawCoordinates | None = None) -> Translation:
+    """The events of one row; raises TranslateError naming the column when the row cannot be mapped.
+
+    ``raw``: the coordinates of the row's raw record, put on every event's source (an importer that learns
+    them only after writing passes a placeholder and fills it in the serialised event).
+    """
     rid, site = fields["record_id"], fields["ma_co_so"]
     if not site:
         raise TranslateError("ma_co_so: vaccination site missing")
@@ -126,7 +133,7 @@ def translate_row(fields: dict[str, str], *, received_at: str) -> Translation:
     occurred = given_at(fields["ngay_tiem"])
     dob = birth_date(fields["ngay_sinh"])
     identifiers, dropped = _identifiers(fields)
-    patient_id = _uuid("Patient", SOURCE_SYSTEM, site, rid)
+    patient_id = uuid5(f"Patient|{SOURCE_SYSTEM}|{site}|{rid}")
     patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
     if identifiers:
         patient["identifier"] = identifiers
@@ -143,14 +150,14 @@ def translate_row(fields: dict[str, str], *, received_at: str) -> Translation:
     if fields["dia_chi"] or fields["ma_xa"]:
         address: dict[str, Any] = {"use": "home", "country": "VN"}
         if fields["dia_chi"]:
-            address["text"] = unicodedata.normalize("NFC", fields["dia_chi"])
+            address["text"] = _nfc(fields["dia_chi"])
         if fields["ma_xa"]:
             address["extension"] = [{"url": WARD_EXTENSION, "valueCode": fields["ma_xa"]}]
         patient["address"] = [address]
 
     immunization: dict[str, Any] = {
         "resourceType": "Immunization",
-        "id": _uuid("Immunization", SOURCE_SYSTEM, site, rid),
+        "id": uuid5(f"Immunization|{SOURCE_SYSTEM}|{site}|{rid}"),
         "status": "completed",
         "vaccineCode": {"coding": [{"system": VACCINE_SYSTEM, "code": fields["ma_vaccine"],
                                     **({"display": fields["ten_vaccine"]} if fields["ten_vaccine"] else {})}],
@@ -171,7 +178,7 @@ def translate_row(fields: dict[str, str], *, received_at: str) -> Translation:
     subject = Subject(identifiers=tuple(Identifier(i["system"], i["value"]) for i in identifiers),
                       family=name["family"] if name else None, given=tuple(name.get("given", ())) if name else (),
                       birth_date=dob, sex=gender)
-    source = Source(SOURCE_SYSTEM, site, rid)
+    source = Source(SOURCE_SYSTEM, site, rid, raw=raw)
     events = [
         Envelope(event_id(SOURCE_SYSTEM, site, rid, "Patient"), "patient.updated", occurred, received_at, source,
                  subject, patient),

@@ -27,7 +27,7 @@ import asyncio
 import base64
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -43,13 +43,14 @@ from connectors.mllp.sources import sources_from_settings
 from connectors.fhir import EntryEvents, EntryFailure, read_bundle
 from connectors.registry import BadRow, RegistryFormatError, Row, read_rows, translate_row
 from connectors.xml130 import Failure, Record, read_export
-from hub.envelope import DeadLetter, Envelope, RawCoordinates
+from hub.envelope import DeadLetter, Envelope
 from hub.errors import HubError
-from hub.kafka import DurableProducer
+from hub.kafka import BulkProducer
 from hub.ops.formats import HEAD_BYTES, UNITS, UNKNOWN_REASON, detect_format, utf8_lines
+from hub.ops.publish import RAW_PLACEHOLDER, RawFirstWriter, encode_events
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
-from hub.topics import DLQ, EMR_RAW, EVENTS_CANONICAL
+from hub.topics import DLQ
 
 _CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
 _ROW_CHUNK = 2000  # registry rows written together (three records each)
@@ -114,10 +115,10 @@ class Importer:
     def __init__(self, settings: Settings, progress: Progress | None = None, facility: str | None = None) -> None:
         self.settings = settings
         self.facility = facility  # stands in for the facility a file does not name (BHYT XML, FHIR)
-        # A bulk load, not a sender waiting for its ACK: a longer deadline per write and a short linger so
-        # thousands of writes in flight share produce requests.
-        bulk = replace(settings, ack_timeout_s=max(settings.ack_timeout_s, _BULK_TIMEOUT_S), kafka_linger_ms=5)
-        self.producer = DurableProducer(bulk, client_id="hssk-import", max_batch_bytes=1 << 20)
+        # A bulk load, not a sender waiting for its ACK: librdkafka's batching and a longer deadline per write.
+        self.producer = BulkProducer(settings, client_id="hssk-import",
+                                     timeout_s=max(settings.ack_timeout_s, _BULK_TIMEOUT_S))
+        self._writer = RawFirstWriter(self.producer)
         self.progress: Progress = progress or _Silent()
         self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._listener: MllpListener | None = None
@@ -153,6 +154,7 @@ class Importer:
                 await self._registry(path, report)
             else:
                 await self._fhir(path, report)
+            await self._writer.drain()  # the report counts only what Kafka confirmed
         finally:
             self.progress.finish(report)
         return report
@@ -195,18 +197,12 @@ class Importer:
 
     async def _write_located(self, raws: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
                              events: list[list[Envelope]]) -> int:
-        """Each raw record to emr.raw first (Kafka is the source of truth), then its events, which point at it,
-        to events.canonical keyed by facility + patient. Returns the number of events written."""
+        """Each raw record to emr.raw first, then its events, which point at it (hub.ops.publish). Returns the
+        number of events queued: pipelined, they are confirmed by the ``drain`` that ends each file."""
         secret = self.settings.pseudonym_key
-        where = await self.producer.write_many([(EMR_RAW.name, value, key, headers) for value, key, headers in raws])
-        located = []
-        for own_events, (partition, offset) in zip(events, where):
-            coords = RawCoordinates(EMR_RAW.name, partition, offset)
-            for event in own_events:
-                event = replace(event, source=replace(event.source, raw=coords))
-                located.append((EVENTS_CANONICAL.name, event.to_json(), _patient_key(secret, event), ()))
-        await self.producer.write_many(located)
-        return len(located)
+        encoded = [encode_events(secret, own) for own in events]
+        await self._writer.submit(raws, encoded)
+        return sum(len(own) for own in encoded)
 
     async def _dead_letter(self, failure: Failure, path: Path, report: FileReport) -> None:
         failed_at = _now()
@@ -255,7 +251,7 @@ class Importer:
         for row in rows:
             report.read += 1
             try:
-                translation = translate_row(row.fields, received_at=received_at)
+                translation = translate_row(row.fields, received_at=received_at, raw=RAW_PLACEHOLDER)
             except HubError as exc:
                 await self._bad_row(row.line, exc.code, exc.reason, row.original, path, report)
                 continue
@@ -344,13 +340,6 @@ class Importer:
 
 def _now() -> str:
     return datetime.now(VN_TZ).isoformat(timespec="milliseconds")
-
-
-def _patient_key(secret: bytes, event: Envelope) -> bytes:
-    """events.canonical is keyed by facility + source patient (never the raw id): one patient, one partition."""
-    ids = event.subject.identifiers
-    patient = ids[0].value if ids else event.source.message_id
-    return keyed_hash(secret, event.source.facility, patient).encode()
 
 
 async def import_files(settings: Settings, paths: list[Path], progress: Progress | None = None,
