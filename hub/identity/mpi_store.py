@@ -3,17 +3,18 @@
 Key layout (every name below the prefix is a keyed hash, so no key holds an ID number or a name)::
 
     mpi:{sNN}:l:<bbb>   HASH  identity key (keyed hash of system + value)  -> citizen id      links
-    mpi:{sNN}:b:<bbb>   HASH  block hash (keyed hash of rule + blocking key) -> record refs   candidates
+    mpi:{sNN}:b:<bbbb>  HASH  block hash (keyed hash of rule + blocking key) -> record refs   candidates
     mpi:{sNN}:r:<bbb>   HASH  record ref (16 hex)                          -> packed record  (hub.identity.indexed)
     mpi:{sNN}:c:<bbb>   HASH  citizen id                                   -> record refs    the citizen's records
     mpi:{review}:...    review cases, the open queue, merge markers and aliases (hub.identity.review)
 
 ``NN`` is the shard (a Redis Cluster hash tag, 16 of them) and ``bbb`` a bucket of the hash: small hashes
 stay in Redis' compact listpack encoding (~30 bytes per entry instead of ~90 for a string key), which is
-what keeps a city-sized index in memory. Refs are fixed-width (16 hex), concatenated without separators.
+what keeps a city-sized index in memory (blocks, ~11 per record, get 16x more buckets). Refs are fixed-width (16 hex), concatenated without separators.
 
-Every batch is served by one Lua call per shard and trip (redis-py spends ~15-40 µs per pipelined command
-on this machine; a script does the same work in Redis for ~1 µs). Links are first-writer-wins inside the
+Every batch is served by one Lua call per shard and trip, its work in one argument (redis-py spends
+~15-40 µs per pipelined command and ~1 µs per argument on this machine; the script does the work in Redis
+for ~1 µs per entry). Links are first-writer-wins inside the
 script (HSETNX semantics), so workers racing on one identifier agree. Nothing here assumes one process:
 all state is in Redis.
 """
@@ -32,51 +33,65 @@ REF_LEN = 16
 REVIEW_TAG = "mpi:{review}"
 _HEX = "0123456789abcdef"
 
-# (shard, redis key, hash field): where one value lives.
+# (shard, key within the shard, hash field): where one value lives. The shard's prefix makes the key:
+# ``mpi:{s07}:`` + ``b:f99``. Shard -1 is the review tag (``mpi:{review}:`` + ``cases``).
 Slot = tuple[int, str, str]
 # A write: (slot, op, value). Ops: "L" link if absent (returns the value found, None if it was set),
 # "A" append a fixed-width item unless present, "S" set, "C" compare-and-set (value "old|new"), "Q" open a
 # review case unless it exists (value "score|json"; also queues it in the ZSET ``<key>:open``).
 Op = tuple[Slot, str, str]
 
-_READ = """
-local out = {}
-for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
+# One script call per shard and trip, its work in one argument: ``key\tfield\n`` per read,
+# ``op\tkey\tfield\tvalue\n`` per write. (redis-py packs every argument in Python, ~1 µs each: one blob
+# instead of ~70 arguments per event.) Fields are hex or citizen ids and values orjson or hex, so neither
+# ever holds a raw tab or newline. KEYS[1] is the shard's prefix: it routes the call to the shard's node.
+_READ = r"""
+local prefix, out, i = KEYS[1], {}, 0
+for k, f in string.gmatch(ARGV[1], '([^\t]+)\t([^\n]+)\n') do
+  i = i + 1
+  out[i] = redis.call('HGET', prefix .. k, f)
+end
 return out
 """
 
-_WRITE = """
-local out = {}
-for i = 1, #KEYS do
-  local op, f, v = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local cur = redis.call('HGET', KEYS[i], f)
+_WRITE = r"""
+local prefix, out, i = KEYS[1], {}, 0
+for op, k, f, v in string.gmatch(ARGV[1], '([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\n]*)\n') do
+  i = i + 1
+  local key = prefix .. k
+  local cur = redis.call('HGET', key, f)
+  out[i] = false
   if op == 'L' then
-    if cur then out[i] = cur else redis.call('HSET', KEYS[i], f, v); out[i] = false end
+    if cur then out[i] = cur else redis.call('HSET', key, f, v) end
   elseif op == 'A' then
     local found = false
     if cur then
       local w = #v
       for j = 1, #cur, w do if string.sub(cur, j, j + w - 1) == v then found = true; break end end
     end
-    if not found then redis.call('HSET', KEYS[i], f, (cur or '') .. v) end
-    out[i] = false
+    if not found then redis.call('HSET', key, f, (cur or '') .. v) end
   elseif op == 'S' then
-    redis.call('HSET', KEYS[i], f, v); out[i] = false
+    redis.call('HSET', key, f, v)
   elseif op == 'Q' then
     if cur then out[i] = cur else
       local sep = string.find(v, '|', 1, true)
-      redis.call('HSET', KEYS[i], f, string.sub(v, sep + 1))
-      redis.call('ZADD', KEYS[i] .. ':open', tonumber(string.sub(v, 1, sep - 1)), f)
-      out[i] = false
+      redis.call('HSET', key, f, string.sub(v, sep + 1))
+      redis.call('ZADD', key .. ':open', tonumber(string.sub(v, 1, sep - 1)), f)
     end
   elseif op == 'C' then
     local sep = string.find(v, '|', 1, true)
-    if cur == string.sub(v, 1, sep - 1) then redis.call('HSET', KEYS[i], f, string.sub(v, sep + 1)) end
+    if cur == string.sub(v, 1, sep - 1) then redis.call('HSET', key, f, string.sub(v, sep + 1)) end
     out[i] = cur
   end
 end
 return out
 """
+_PREFIXES = [f"mpi:{{s{n:02d}}}:" for n in range(SHARDS)]
+_SHARD_OF = {f"{b:02x}": b % SHARDS for b in range(256)}
+
+
+def prefix(shard: int) -> str:
+    return REVIEW_TAG + ":" if shard < 0 else _PREFIXES[shard]
 
 
 def identity_key(secret: bytes, identifier: Identifier) -> str:
@@ -84,28 +99,24 @@ def identity_key(secret: bytes, identifier: Identifier) -> str:
     return keyed_hash(secret, "id", identifier.system, identifier.value)
 
 
-def _slot(kind: str, h: str, field: str | None = None) -> Slot:
-    shard = int(h[:2], 16) % SHARDS
-    return shard, f"mpi:{{s{shard:02d}}}:{kind}:{h[2:5]}", field or h
-
-
 def link_slot(ikey: str) -> Slot:
-    return _slot("l", ikey)
+    return _SHARD_OF[ikey[:2]], "l:" + ikey[2:5], ikey
 
 
 def block_slot(secret: bytes, rule: str, key: str) -> Slot:
-    return _slot("b", keyed_hash(secret, "blk", rule, key)[:REF_LEN])
+    h = keyed_hash(secret, "blk", rule, key)[:REF_LEN]
+    return _SHARD_OF[h[:2]], "b:" + h[2:6], h  # ~10 entries per bucket at 1M citizens, ~70 at 6.6M
 
 
 def record_slot(ref: str) -> Slot:
-    return _slot("r", ref)
+    return _SHARD_OF[ref[:2]], "r:" + ref[2:5], ref
 
 
 def citizen_slot(citizen_id: str) -> Slot:
     h = citizen_id[3:8]
     if len(h) < 5 or h.strip(_HEX):  # not a minted id (an operator's or a test's): spread it by its CRC
         h = f"{zlib.crc32(citizen_id.encode()):08x}"
-    return _slot("c", h, citizen_id)
+    return _SHARD_OF[h[:2]], "c:" + h[2:5], citizen_id
 
 
 def split_refs(value: bytes | None) -> list[str]:
@@ -123,15 +134,8 @@ class MpiStore(Protocol):
     async def write(self, ops: list[Op]) -> list[bytes | None]: ...
 
 
-def _by_shard(n: int, shard_of) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[shard_of(i)].append(i)
-    return groups
-
-
 class RedisMpiStore:
-    """``MpiStore`` on Redis (or a Redis Cluster: every script call touches one shard's hash tag)."""
+    """``MpiStore`` on Redis (or a Redis Cluster: every script call stays inside one shard's hash tag)."""
 
     def __init__(self, redis) -> None:  # redis.asyncio.Redis
         self.redis = redis
@@ -139,35 +143,30 @@ class RedisMpiStore:
         self._write = redis.register_script(_WRITE)
 
     async def get(self, slots: list[Slot]) -> list[bytes | None]:
-        if not slots:
-            return []
-        groups = _by_shard(len(slots), lambda i: slots[i][0])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for idx in groups.values():
-                await self._read(keys=[slots[i][1] for i in idx], args=[slots[i][2] for i in idx], client=pipe)
-            replies = await pipe.execute()
-        out: list[bytes | None] = [None] * len(slots)
-        for idx, reply in zip(groups.values(), replies, strict=True):
-            for i, value in zip(idx, reply, strict=True):
-                out[i] = value or None
-        return out
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, slot in enumerate(slots):
+            groups[slot[0]].append(i)
+        return await self._run(self._read, groups, lambda i: f"{slots[i][1]}\t{slots[i][2]}\n", len(slots))
 
     async def write(self, ops: list[Op]) -> list[bytes | None]:
-        if not ops:
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, op in enumerate(ops):
+            groups[op[0][0]].append(i)
+        return await self._run(self._write, groups,
+                               lambda i: f"{ops[i][1]}\t{ops[i][0][1]}\t{ops[i][0][2]}\t{ops[i][2]}\n", len(ops))
+
+    async def _run(self, script, groups: dict[int, list[int]], line, n: int) -> list[bytes | None]:
+        if not n:
             return []
-        groups = _by_shard(len(ops), lambda i: ops[i][0][0])
         async with self.redis.pipeline(transaction=False) as pipe:
-            for idx in groups.values():
-                args: list[str] = []
-                for i in idx:
-                    (_, _, field), op, value = ops[i]
-                    args += (op, field, value)
-                await self._write(keys=[ops[i][0][1] for i in idx], args=args, client=pipe)
+            for shard, idx in groups.items():
+                await script(keys=[prefix(shard)], args=["".join(map(line, idx))], client=pipe)
             replies = await pipe.execute()
-        out: list[bytes | None] = [None] * len(ops)
+        out: list[bytes | None] = [None] * n
         for idx, reply in zip(groups.values(), replies, strict=True):
             for i, value in zip(idx, reply, strict=True):
-                out[i] = value or None
+                if value:
+                    out[i] = value
         return out
 
 
@@ -179,11 +178,12 @@ class MemoryMpiStore:
         self.queues: dict[str, dict[str, float]] = {}
 
     async def get(self, slots: list[Slot]) -> list[bytes | None]:
-        return [self.data.get((key, field)) for _, key, field in slots]
+        return [self.data.get((prefix(shard) + key, field)) for shard, key, field in slots]
 
     async def write(self, ops: list[Op]) -> list[bytes | None]:
         out: list[bytes | None] = []
-        for (_, key, field), op, value in ops:
+        for (shard, key, field), op, value in ops:
+            key = prefix(shard) + key
             cur = self.data.get((key, field))
             raw = value.encode()
             if op == "L":

@@ -25,7 +25,7 @@ size; a fourth only when another worker minted the same person's citizen between
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope,
@@ -35,9 +35,9 @@ from hub.identity import identifiers as ids
 from hub.identity.blocking import PROBE_RULES, RULES
 from hub.identity.indexed import Indexed, unpack
 from hub.identity.model import LINK, NEW, REVIEW, VETOES, Decision, MatchModel, MatchSettings
-from hub.identity.mpi_store import (REVIEW_TAG, MpiStore, Op, RedisLinkStore, Slot, block_slot, citizen_slot,
+from hub.identity.mpi_store import (MpiStore, Op, RedisLinkStore, Slot, block_slot, citizen_slot,
                                     identity_key, link_slot, record_slot, split_refs)
-from hub.identity.records import Prepared, prepare
+from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.identity.subject import record_from_envelope
 from hub.pseudonym import citizen_id_for, keyed_hash
 
@@ -86,7 +86,7 @@ class BatchResolution:
 
 def merge_marker_slot(secret: bytes, cause: str) -> Slot:
     """Where the merge an A40 event caused is remembered, so a replay re-emits it (idempotent)."""
-    return -1, f"{REVIEW_TAG}:merges", keyed_hash(secret, "merge", cause)[:16]
+    return -1, "merges", keyed_hash(secret, "merge", cause)[:16]
 
 
 def canonical_identifier(ident: Identifier) -> Identifier | None:
@@ -146,15 +146,15 @@ class Resolver:
         return key
 
     # -------------------------------------------------------------- building the items
-    def _item(self, envelope: Envelope) -> _Item:
+    def _item(self, envelope: Envelope, sr: SourceRecord, old: list[dict]) -> _Item:
         item = _Item()
-        sr = record_from_envelope(envelope, record_id="")
         if sr.mrn:
             ref = keyed_hash(self.secret, "rec", "mrn", sr.facility, sr.mrn)[:16]
         else:
             ref = keyed_hash(self.secret, "rec", sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance,
                              sr.phone, sr.address, sr.ward)[:16]
-        p = prepare(replace(sr, record_id=ref))
+        p = prepare(SourceRecord(ref, sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance, sr.phone,
+                                 sr.address, sr.ward, sr.facility, sr.mrn, sr.event_date))
         item.ref, item.p, item.name_text, item.birth_text = ref, p, sr.name, sr.birth_date
         item.patient = envelope.payload.get("resourceType") == "Patient"
         item.event_id = envelope.event_id
@@ -169,7 +169,6 @@ class Resolver:
         item.mrn_link = self._ikey(Identifier(mrn_system(sr.facility), sr.mrn)) if sr.mrn else ""
         extra = self._linkable(envelope.subject.identifiers, p)
         item.links = list(dict.fromkeys([*strong, *extra, *([item.mrn_link] if item.mrn_link else [])]))
-        old = [i for i in envelope.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
         item.old = [k for k in self._linkable(
             (Identifier(str(i.get("system", "")), str(i.get("value", ""))) for i in old), p) if k not in item.links]
         item.blocks, item.probe_read, item.probe_index = [], [], []
@@ -216,10 +215,15 @@ class Resolver:
         by_key: dict[Any, _Item] = {}
         per_event: list[_Item | IdentityError] = []
         for env in envelopes:
-            key = (env.subject, env.type == MERGED_TYPE and env.event_id, _payload_key(env))
+            sr = record_from_envelope(env, record_id="")
+            old = [i for i in env.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
+            key = (sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance, sr.phone, sr.address, sr.ward,
+                   sr.facility, sr.mrn, env.subject.identifiers, env.type == MERGED_TYPE and env.event_id,
+                   env.payload.get("resourceType") == "Patient",
+                   tuple((i.get("system"), i.get("value")) for i in old))
             item = by_key.get(key)
             if item is None:
-                item = self._item(env)
+                item = self._item(env, sr, old)
                 if not item.links and not item.old and not item.has_demographics:
                     per_event.append(IdentityError(NO_SUBJECT))
                     continue
@@ -263,6 +267,18 @@ class Resolver:
                 out.results.append(env.with_citizen(entry.cid))
                 out.outcomes.append(entry.outcome)
         return out
+
+    def index_ops(self, envelope: Envelope, citizen_id: str) -> list[Op]:
+        """The writes that file an event's record under a citizen decided elsewhere, with no reads: bulk
+        loads of a known population (``bench.identity_stream`` indexes a million citizens this way)."""
+        sr = record_from_envelope(envelope, record_id="")
+        old = [i for i in envelope.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
+        item = self._item(envelope, sr, old)
+        batch = _Batch({})
+        self._index(item, citizen_id, batch)
+        for k in (*item.links, *item.old):
+            batch.link(k, citizen_id, item)
+        return batch.ops
 
     def _unchanged(self, item: _Item, own: Indexed | None) -> bool:
         return own is not None and own.body() == self._indexed(item, own.citizen_id).body()
@@ -421,18 +437,6 @@ class Resolver:
 def _rank(d: Decision) -> tuple[int, float]:
     vetoed = bool(VETOES.intersection(d.flags))
     return (2 if d.outcome == LINK and not vetoed else 1 if d.outcome == REVIEW or vetoed else 0, d.weight)
-
-
-def _payload_key(env: Envelope) -> Any:
-    """What of a Patient payload the matcher reads (phone, address, old identifiers): part of the item key."""
-    payload = env.payload
-    if payload.get("resourceType") != "Patient":
-        return None
-    phone = next((t.get("value", "") for t in payload.get("telecom", ()) if t.get("system") == "phone"), "")
-    addresses = payload.get("address") or ()
-    address = (addresses[0].get("text") or tuple(addresses[0].get("line", ()))) if addresses else ""
-    old = tuple((i.get("system"), i.get("value")) for i in payload.get("identifier", ()) if i.get("use") == "old")
-    return (phone, address, old)
 
 
 class _Batch:

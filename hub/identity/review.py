@@ -102,7 +102,7 @@ class Mpi:
         for pr in dict((case_id(self.secret, p.existing, p.other), p) for p in proposals
                        if p.existing != p.other).values():
             doc = case_document(self.secret, self.model, pr, created)
-            ops.append(((-1, CASES, doc["id"]), "Q", f"{score}|{orjson.dumps(doc).decode()}"))
+            ops.append(((-1, "cases", doc["id"]), "Q", f"{score}|{orjson.dumps(doc).decode()}"))
         return sum(1 for r in await self.store.write(ops) if r is None)
 
     async def queue_size(self) -> int:

@@ -12,6 +12,7 @@ from hub.envelope import SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, S
 from hub.identity.records import SourceRecord
 
 _MRN_PREFIX = SYSTEM_CCCD.rsplit("/", 1)[0] + "/mrn/"
+WARD_CODE = "/StructureDefinition/ward-code"  # the address extension holding the ward code (registry feeds)
 _PERSONAL = (SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT)  # preference order for the one personal-id slot
 
 
@@ -30,12 +31,14 @@ def record_from_envelope(envelope: Envelope, record_id: str | None = None) -> So
     name = " ".join(p for p in (subject.family or "", *subject.given) if p)
     payload: dict[str, Any] = envelope.payload if envelope.payload.get("resourceType") == "Patient" else {}
     phone = next((t.get("value", "") for t in payload.get("telecom", []) if t.get("system") == "phone"), "")
-    address = ""
+    address = ward = ""
     for addr in payload.get("address", []):
         address = addr.get("text") or ", ".join([*addr.get("line", []), addr.get("district", ""), addr.get("city", "")])
+        ward = next((str(x.get("valueCode", "")) for x in addr.get("extension", ())
+                     if str(x.get("url", "")).endswith(WARD_CODE)), "")
         break
     return SourceRecord(
         record_id=record_id or envelope.event_id, name=name, birth_date=subject.birth_date or "",
-        sex=subject.sex or "", personal_id=personal, insurance=insurance, phone=phone, address=address,
+        sex=subject.sex or "", personal_id=personal, insurance=insurance, phone=phone, address=address, ward=ward,
         facility=facility or envelope.source.facility, mrn=mrn, event_date=envelope.occurred_at[:10],
     )
