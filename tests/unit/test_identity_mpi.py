@@ -1,0 +1,207 @@
+"""The streaming MPI's pure parts: resolution decisions over an in-memory store, the packed record, the
+store's operations and the identifier forms links are made on."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope, Identifier,
+                          Source, Subject, mrn_system)
+from hub.errors import IdentityError
+from hub.identity.indexed import unpack, with_citizen
+from hub.identity.model import LINK, NEW, REVIEW
+from hub.identity.mpi_store import MemoryMpiStore, block_slot, citizen_slot, link_slot, record_slot
+from hub.identity.resolve import DLQ, Resolver, canonical_identifier, identity_key
+
+SECRET = b"unit-secret"
+HOME = "12 Lê Lợi, Phường Bến Thành, TP.HCM"
+
+
+def ev(family: str, given: tuple[str, ...], dob: str, sex: str, facility: str = "", mrn: str = "", *,
+       cccd: str = "", phone: str = "", address: str = "", old: tuple[tuple[str, str], ...] = (),
+       kind: str = "patient.updated", occurred: str = "2026-11-20T09:00:00+07:00", eid: str = "") -> Envelope:
+    idents = ([Identifier(mrn_system(facility), mrn)] if mrn else []) + \
+        ([Identifier(SYSTEM_CCCD, cccd)] if cccd else [])
+    payload = {"resourceType": "Patient",
+               "identifier": [{"system": i.system, "value": i.value} for i in idents]
+               + [{"use": "old", "system": s, "value": v} for s, v in old],
+               "telecom": [{"system": "phone", "value": phone}] if phone else [],
+               "address": [{"text": address}] if address else []}
+    eid = eid or f"e-{facility}-{mrn}-{family}-{dob}-{kind}"
+    return Envelope(eid, kind, occurred, occurred, Source("hl7v2", facility or "79000", eid),
+                    Subject(tuple(idents), family, given, dob, sex), payload)
+
+
+async def one(r: Resolver, e: Envelope) -> tuple[str, str]:
+    res = await r.resolve([e])
+    [out], [outcome] = res.results, res.outcomes
+    if isinstance(out, Exception):
+        raise out
+    return out.citizen_id, outcome
+
+
+class TestResolution:
+    async def test_one_person_at_two_hospitals_links_on_demographics(self) -> None:
+        """Different MRNs, no CCCD, diacritics dropped by one source: one citizen."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        a = await one(r, ev("Trần", ("Thị", "Lan"), "1992-03-12", "female", "79048", "A1", phone="0912345678",
+                            address=HOME))
+        b = await one(r, ev("TRAN", ("THI", "LAN"), "1992-03-12", "female", "79100", "B7", phone="0912345678",
+                            address="12 Le Loi, P. Ben Thanh"))
+        assert a[1] == NEW and b == (a[0], LINK)
+
+    async def test_a_newborn_under_the_mothers_name_and_cccd_is_never_the_mother(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        mom = await one(r, ev("Nguyễn", ("Thị", "Hoa"), "1995-06-02", "female", "79048", "M1", cccd="079195001234",
+                              phone="0987654321", address=HOME))
+        kid = await one(r, ev("Con của Nguyễn", ("Thị", "Hoa"), "2026-11-19", "male", "79048", "K1",
+                              cccd="079195001234", phone="0987654321", address=HOME,
+                              occurred="2026-11-19T10:00:00+07:00"))
+        assert kid[0] != mom[0] and kid[1] == NEW
+
+    async def test_one_cccd_claimed_by_two_different_people_goes_to_review(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        tam = await one(r, ev("Lê", ("Văn", "Tâm"), "1970-05-01", "male", "79001", "X1", cccd="079070123456"))
+        res = await r.resolve([ev("Phạm", ("Văn", "Hùng"), "1970-11-20", "male", "79002", "Y1", cccd="079070123456")])
+        assert res.outcomes == [REVIEW] and res.results[0].citizen_id != tam[0]
+        [p] = res.proposals
+        assert (p.existing, p.other) == (tam[0], res.results[0].citizen_id)
+        assert p.reason == "identifier claimed by two people" and "given_name_differs" in p.decision.flags
+        # the same second person again, elsewhere: linked to the provisional citizen, not the first claimant
+        again = await one(r, ev("Phạm", ("Văn", "Hùng"), "1970-11-20", "male", "79003", "Z1", cccd="079070123456"))
+        assert again == (res.results[0].citizen_id, LINK)
+
+    async def test_a_cccd_contradicting_its_record_is_no_link_and_is_flagged(self) -> None:
+        """079070… says a man born in 1970: on a woman born in 1988 it neither links nor mints."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        tam = await one(r, ev("Lê", ("Văn", "Tâm"), "1970-05-01", "male", "79001", "X1", cccd="079070123456"))
+        res = await r.resolve([ev("Phạm", ("Thị", "Mai"), "1988-11-20", "female", "79002", "Y1",
+                                  cccd="079070123456")])
+        assert res.outcomes == [NEW] and res.results[0].citizen_id != tam[0]
+        [raw] = await r.store.get([record_slot(next(iter(_refs(r.store, res.results[0].citizen_id))))])
+        assert {"cccd_sex", "cccd_birth_year"} <= set(unpack(raw).p.flags)
+
+    async def test_a_reissued_cccd_keeps_the_old_number_linking(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        first = await one(r, ev("Hoàng", ("Minh", "Đức"), "1980-01-15", "male", "79048", "H1", cccd="079080111111"))
+        renewed = await one(r, ev("Hoàng", ("Minh", "Đức"), "1980-01-15", "male", "79048", "H1",
+                                  cccd="079080222222", old=((SYSTEM_CCCD, "079080111111"),)))
+        assert renewed == (first[0], LINK)
+        for number in ("079080111111", "079080222222"):  # both numbers name the citizen; only an id, no name
+            by_id = await one(r, Envelope(f"x{number}", "observation.recorded", "2026-11-20", "2026-11-20",
+                                          Source("hl7v2", "79100", "x"), Subject((Identifier(SYSTEM_CCCD, number),)),
+                                          {"resourceType": "Observation"}))
+            assert by_id == (first[0], LINK)
+
+    async def test_an_mrn_alone_resolves_by_its_link_or_mints_a_citizen_for_it(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        known = await one(r, ev("Đặng", ("Thu", "Hà"), "1999-09-09", "female", "79048", "BN9"))
+        lab = Envelope("lab1", "observation.recorded", "2026-11-20", "2026-11-20", Source("hl7v2", "79048", "l"),
+                       Subject((Identifier(mrn_system("79048"), "BN9"),)), {"resourceType": "Observation"})
+        assert await one(r, lab) == (known[0], LINK)
+        unknown = Envelope("lab2", "observation.recorded", "2026-11-20", "2026-11-20", Source("hl7v2", "79048", "l"),
+                           Subject((Identifier(mrn_system("79048"), "BN10"),)), {"resourceType": "Observation"})
+        minted = await one(r, unknown)
+        assert minted[1] == NEW and await one(r, unknown) == (minted[0], LINK)
+
+    async def test_nothing_to_resolve_by_is_an_identity_error_and_the_batch_goes_on(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        nobody = Envelope("n", "observation.recorded", "x", "x", Source("hl7v2", "79048", "n"), Subject(), {})
+        res = await r.resolve([nobody, ev("Võ", ("Thị", "Sáu"), "1990-01-01", "female", "79048", "V1")])
+        assert isinstance(res.results[0], IdentityError) and "no identifiers and no demographics" in str(res.results[0])
+        assert res.outcomes == [DLQ, NEW]
+
+    async def test_two_events_of_a_new_person_in_one_batch_get_one_citizen(self) -> None:
+        """The batch's own writes are visible to its later events (an overlay), before Redis has them."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        res = await r.resolve([
+            ev("Bùi", ("Quang", "Vinh"), "1975-07-07", "male", "79048", "Q1", phone="0903111222", address=HOME),
+            ev("BUI", ("QUANG", "VINH"), "1975-07-07", "male", "79100", "Q2", phone="0903111222", address=HOME),
+        ])
+        assert res.outcomes == [NEW, LINK] and res.results[0].citizen_id == res.results[1].citizen_id
+
+    async def test_a_replayed_batch_resolves_the_same_and_writes_nothing_new(self) -> None:
+        store = MemoryMpiStore()
+        batch = [ev("Lý", ("Thị", "Kim"), "1966-06-06", "female", "79048", "L1", cccd="079166000111"),
+                 ev("Phan", ("Văn", "Trị"), "1958-08-08", "male", "79100", "T1")]
+        first = await Resolver(store, SECRET).resolve(batch)
+        before = dict(store.data)
+        again = await Resolver(store, SECRET).resolve(batch)
+        assert [e.citizen_id for e in again.results] == [e.citizen_id for e in first.results]
+        assert store.data == before
+
+    async def test_an_a40_names_the_retired_citizen_to_merge(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        old = await one(r, ev("Võ", ("Thị", "Thu"), "1960-01-01", "female", "79048", "OLD1"))
+        new = await one(r, ev("Võ", ("Thị", "Thu"), "1961-07-15", "female", "79048", "NEW1"))
+        assert old[0] != new[0]
+        a40 = ev("Võ", ("Thị", "Thu"), "1961-07-15", "female", "79048", "NEW1", kind="patient.merged",
+                 old=((mrn_system("79048"), "OLD1"),), eid="a40-1")
+        res = await r.resolve([a40])
+        assert res.results[0].citizen_id == new[0]
+        assert [(m.survivor, m.retired, m.cause) for m in res.merges] == [(new[0], old[0], "a40-1")]
+
+    async def test_an_a40_whose_survivor_is_new_files_it_under_the_retired_citizen(self) -> None:
+        r = Resolver(MemoryMpiStore(), SECRET)
+        old = await one(r, ev("Mai", ("Văn", "Lộc"), "1950-03-03", "male", "79048", "OLD2"))
+        a40 = ev("Mai", ("Văn", "Lộc"), "1950-03-03", "male", "79048", "NEW2", kind="patient.merged",
+                 old=((mrn_system("79048"), "OLD2"),), eid="a40-2")
+        res = await r.resolve([a40])
+        assert res.results[0].citizen_id == old[0] and res.merges == []
+
+
+def _refs(store: MemoryMpiStore, cid: str) -> list[str]:
+    _, key, field = citizen_slot(cid)
+    raw = next(v for (k, f), v in store.data.items() if k.endswith(key) and f == field)
+    return [raw.decode()[i:i + 16] for i in range(0, len(raw), 16)]
+
+
+class TestStore:
+    async def test_a_link_is_first_writer_wins(self) -> None:
+        store = MemoryMpiStore()
+        slot = link_slot(identity_key(SECRET, Identifier(SYSTEM_CCCD, "079090001234")))
+        assert await store.write([(slot, "L", "cz-a"), (slot, "L", "cz-b")]) == [None, b"cz-a"]
+        assert await store.get([slot]) == [b"cz-a"]
+
+    async def test_append_keeps_each_ref_once_and_compare_and_set_only_on_a_match(self) -> None:
+        store = MemoryMpiStore()
+        slot = block_slot(SECRET, "phone", "0912345678")
+        await store.write([(slot, "A", "a" * 16), (slot, "A", "b" * 16), (slot, "A", "a" * 16)])
+        assert await store.get([slot]) == [b"a" * 16 + b"b" * 16]
+        link = link_slot("ab" * 16)
+        await store.write([(link, "S", "cz-old"), (link, "C", "cz-other|cz-new")])
+        assert await store.get([link]) == [b"cz-old"]
+        await store.write([(link, "C", "cz-old|cz-new")])
+        assert await store.get([link]) == [b"cz-new"]
+
+    def test_key_names_hold_no_identifier_or_name(self) -> None:
+        cccd = "079090001234"
+        for shard, key, field in (link_slot(identity_key(SECRET, Identifier(SYSTEM_CCCD, cccd))),
+                                  block_slot(SECRET, "name_year", "nguyen van an|1990")):
+            assert cccd not in key + field and "nguyen" not in key + field and 0 <= shard < 16
+
+    def test_a_packed_record_unpacks_to_the_same_and_changes_citizen(self) -> None:
+        from hub.identity.indexed import Indexed
+        from hub.identity.records import SourceRecord, prepare
+
+        rec = Indexed("cz-a", prepare(SourceRecord("r1", name="Nguyễn Văn An", birth_date="1990-05-12", sex="M",
+                                                    personal_id="079090001234", phone="0903123456")),
+                      ("k1",), "Nguyễn Văn An", "1990-05-12")
+        back = unpack(rec.pack())
+        assert back.body() == rec.body() and back.citizen_id == "cz-a"
+        assert unpack(with_citizen(rec.pack(), "cz-b")).citizen_id == "cz-b"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (Identifier(SYSTEM_BHYT, "HC4791234567890"), Identifier(SYSTEM_BHXH, "1234567890")),
+    (Identifier(SYSTEM_BHXH, "1234567890"), Identifier(SYSTEM_BHXH, "1234567890")),
+    (Identifier(SYSTEM_CCCD, "079 090 001 234"), Identifier(SYSTEM_CCCD, "079090001234")),
+    (Identifier(SYSTEM_CCCD, "025123456"), Identifier(SYSTEM_OLD_ID, "025123456")),
+    (Identifier(SYSTEM_PASSPORT, "c1234567"), Identifier(SYSTEM_PASSPORT, "C1234567")),
+    (Identifier(mrn_system("79048"), "BN1"), Identifier(mrn_system("79048"), "BN1")),
+    (Identifier(SYSTEM_CCCD, "12345"), None),
+    (Identifier(SYSTEM_BHYT, "not a card"), None),
+    (Identifier("urn:other", "1"), None),
+])
+def test_identifiers_are_linked_in_one_canonical_form(given: Identifier, expected: Identifier | None) -> None:
+    assert canonical_identifier(given) == expected
