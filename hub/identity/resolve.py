@@ -45,7 +45,8 @@ __all__ = ["DLQ", "LINK", "NEW", "REVIEW", "BatchResolution", "Merge", "Proposal
            "identity_key", "merge_marker_slot"]
 
 DLQ = "dlq"
-NO_SUBJECT = "no identifiers and no demographics (name or birth date): nothing to resolve a citizen by"
+NO_SUBJECT = ("no identifiers and no demographics: no identifier the MPI links on (CCCD 12 digits, CMND 9, BHXH 10, "
+              "passport, facility + MRN) and no name or birth date")
 MERGED_TYPE = "patient.merged"
 _MRN_PREFIX = mrn_system("")
 _STRONG_SYSTEMS = (("cccd", SYSTEM_CCCD), ("cmnd", SYSTEM_OLD_ID), ("bhxh", SYSTEM_BHXH),

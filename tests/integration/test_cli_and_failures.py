@@ -101,17 +101,21 @@ async def test_unsupported_message_type_goes_to_the_dlq_with_its_bytes(hub_stack
     assert entry["source_topic"] == "hl7v2.raw" and entry["source_offset"] >= 0
 
 
-async def test_event_without_cccd_goes_to_the_dlq_from_identity(hub_stack: Settings) -> None:
+async def test_event_naming_nobody_goes_to_the_dlq_from_identity(hub_stack: Settings) -> None:
+    """A PID with only a malformed CCCD and no name or birth date: nothing the MPI can resolve a citizen by
+    (an event without a CCCD but with an MRN or demographics is resolved: tests/integration/test_identity_mpi_live)."""
     no_cccd = Person(cccd="", family="Đặng", middle="Minh", given="Khánh", birth_date="19990101", sex="M",
                      mrn="BN-NOCCCD", facility="79048", phone="0900000000")
-    message = adt(no_cccd, "A04", "NOCCCD-1").replace(b"~^^^BCA^NNVNM", b"")
+    message = adt(no_cccd, "A04", "NOCCCD-1")
+    pid = next(s for s in message.split(b"\r") if s.startswith(b"PID|"))
+    message = message.replace(pid, b"PID|1||123456^^^BCA^NNVNM")
     [result] = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])
     assert result.code == "AA"
     dlq = await read_until(hub_stack, DLQ.name, lambda recs: any(
         orjson.loads(r.value)["stage"] == "identity" and b"NOCCCD-1" in base64.b64decode(orjson.loads(r.value)["original"])
         for r in recs), timeout_s=60)
     entry = next(orjson.loads(r.value) for r in dlq if orjson.loads(r.value)["stage"] == "identity")
-    assert entry["code"] == "identity" and "CCCD" in entry["reason"]
+    assert entry["code"] == "identity" and "no identifiers and no demographics" in entry["reason"]
 
 
 def compose_command() -> list[str] | None:

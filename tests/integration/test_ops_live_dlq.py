@@ -217,7 +217,9 @@ async def test_a_replay_that_fails_again_is_dead_lettered_as_a_replay_of_its_ent
 async def test_an_identity_failure_replays_into_events_canonical(hub_stack: Settings) -> None:
     no_cccd = Person(cccd="", family="Mạc", middle="Đăng", given="Khoa", birth_date="19790101", sex="M",
                      mrn="BN-DLQ-NOID", facility="79015", phone="0900000001")
-    message = adt(no_cccd, "A04", "DLQ-NOID-1").replace(b"~^^^BCA^NNVNM", b"")
+    message = adt(no_cccd, "A04", "DLQ-NOID-1")  # only a malformed CCCD, no name or birth date: unresolvable
+    pid = next(s for s in message.split(b"\r") if s.startswith(b"PID|"))
+    message = message.replace(pid, b"PID|1||123456^^^BCA^NNVNM")
     assert [r.code for r in await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])] == ["AA"]
     entry = await wait_entry(hub_stack, lambda e: e.stage == "identity" and b"DLQ-NOID-1" in e.original)
     assert entry.facility == "79015" and entry.source_topic == "events.canonical"
