@@ -276,3 +276,30 @@ class TestTranslateEveryFormat:
 
         assert [e["event_id"] for e in events] == [e.event_id for e in read_bundle(BUNDLE, received_at=RECEIVED).events]
         assert json.loads(json.dumps(events[0]))["payload"]["resourceType"] == "Patient"
+
+
+class TestProgressBar:
+    def test_tqdm_bar_names_the_file_and_counts_only(self) -> None:
+        from hub.ops.progress import TqdmProgress
+
+        out = io.StringIO()
+        bar = TqdmProgress(stream=out, disable=False)
+        report = FileReport("/srv/drop/79048_202611.xml", "xml130")
+        bar.start(report, 2_000_000, "B")
+        report.read, report.events = 120, 3_400
+        report.failures["parse.base64"] = 2
+        bar.update(1_000_000, report)
+        bar.finish(report)
+        text = out.getvalue()
+        assert "79048_202611.xml" in text and "120 read, 3,400 events, 2 failed" in text and "/srv/drop" not in text
+
+    def test_silent_when_not_a_terminal(self) -> None:
+        from hub.ops.progress import TqdmProgress
+
+        out = io.StringIO()  # not a TTY: tqdm's disable=None turns the bar off
+        bar = TqdmProgress(stream=out)
+        report = FileReport("x.csv", "registry")
+        bar.start(report, 10, "B")
+        bar.update(5, report)
+        bar.finish(report)
+        assert out.getvalue() == ""
