@@ -156,10 +156,11 @@ class SubscriptionRunner:
                 await self._commit(consumer)
                 self._lag(consumer)
         finally:
-            for part in self.partitions.values():
-                if part.task is not None:
-                    part.task.cancel()
-            with contextlib.suppress(KafkaError, asyncio.CancelledError):
+            workers = [p.task for p in self.partitions.values() if p.task is not None]
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            with contextlib.suppress(KafkaError):
                 await self._commit(consumer)
             await consumer.stop()
             self._consumer = None
@@ -172,15 +173,19 @@ class SubscriptionRunner:
         return part
 
     async def assigned(self, tps: list[TopicPartition]) -> None:
-        """A partition this group never committed on gets its start position committed at once, so ``hub lag``
-        shows the subscription's lag on every partition from the first moment (not only once it delivers)."""
+        """Know where each new partition stands. One this group never committed on gets its start position
+        committed at once, so ``hub lag`` shows the subscription's lag on every partition from the first moment."""
         consumer = self._consumer
         if consumer is None:
             return
         for tp in tps:
             with contextlib.suppress(KafkaError):
-                if await consumer.committed(tp) is None:
-                    self._partition(tp).done = await consumer.position(tp)
+                committed = await consumer.committed(tp)
+                part = self._partition(tp)
+                if committed is None:
+                    part.done = await consumer.position(tp)  # committed by the next _commit
+                else:
+                    part.done = part.committed = committed
 
     async def revoked(self, tps: list[TopicPartition]) -> None:
         consumer = self._consumer
@@ -414,8 +419,9 @@ class Engine:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
+            for task in tasks:  # once: a second cancel would interrupt a runner closing its consumer
+                if not task.done() and not task.cancelling():
+                    task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for sink in sinks:
                 await sink.close()

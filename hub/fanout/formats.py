@@ -32,10 +32,10 @@ _BUNDLE_NS = uuid.UUID("2b0f3a52-93c5-5d0e-8d7f-0c6a1f4e9b17")
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """One delivery: what to send, to whom it belongs (for order), and its idempotency key."""
+    """One delivery: what to send, whose order it keeps, and its idempotency key."""
 
     key: str
-    citizen_id: str
+    citizen_id: str  # the Kafka key on out.<name>: the citizen whose changes it is ordered with
     format: str
     body: bytes
 
@@ -96,7 +96,7 @@ def merge_notice(subscription: str, event: Envelope) -> Outbound:
     key = idempotency_key(subscription, MERGE_NOTICE, event.event_id, link.other)
     body = _document(subscription, MERGE_NOTICE, key, link.other, "merged",
                      {"retired_citizen_id": link.other, "merged_into": link.survivor}, event_id=event.event_id)
-    return Outbound(key, link.other, MERGE_NOTICE, body)
+    return Outbound(key, link.survivor, MERGE_NOTICE, body)  # keyed by the survivor: ordered before its book
 
 
 def book_citizens(event: Envelope) -> list[str]:
