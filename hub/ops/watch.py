@@ -220,7 +220,8 @@ def print_outcome(outcome: Outcome) -> None:
 
 async def watch(settings: Settings, folder: Path, *, once: bool = False, facility: str | None = None,
                 progress: Progress | None = None, on_outcome: Callable[[Outcome], None] = print_outcome) -> int:
-    """Poll ``folder`` until cancelled (or, with ``once``, until nothing is left to settle)."""
+    """Poll ``folder`` until cancelled (or, with ``once``, until nothing is left to settle: then 0, or 1 when a
+    file had to be left for a retry)."""
     ledger = Ledger(ledger_path(settings))
     try:
         async with Importer(settings, progress, facility) as importer:
@@ -228,8 +229,11 @@ async def watch(settings: Settings, folder: Path, *, once: bool = False, facilit
             print(f"watching {folder} (every {settings.watch_poll_s:g} s; files settle for "
                   f"{watcher.settle_s:g} s)", flush=True)
             while True:
-                for outcome in await watcher.poll():
+                outcomes = await watcher.poll()
+                for outcome in outcomes:
                     on_outcome(outcome)
+                if once and any(o.result == "retry" for o in outcomes):
+                    return 1  # Kafka did not confirm: the file stays for the next run
                 if once and not watcher.pending():
                     return 0
                 await asyncio.sleep(settings.watch_poll_s if not once else min(settings.watch_poll_s, 0.5))

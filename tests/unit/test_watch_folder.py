@@ -148,3 +148,28 @@ class TestWatcher:
         (folder / "b.json").write_text("{}", encoding="utf-8")
         assert [o.result for o in await settle(w)] == ["failed"]
         assert "unexpected KeyError" in (folder / "failed" / "b.json.reason.txt").read_text(encoding="utf-8")
+
+
+class TestOnce:
+    async def test_once_imports_what_is_there_and_returns(self, folder: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        """``hub watch --once`` (for cron): waits for files to settle, imports them, exits 0."""
+        import hub.ops.watch as watch_module
+        from hub.ops.watch import watch
+
+        class Opened(FakeImporter):
+            def __init__(self, *_args: object) -> None:
+                super().__init__()
+
+            async def __aenter__(self) -> "Opened":
+                return self
+
+            async def __aexit__(self, *_exc: object) -> None:
+                return None
+
+        monkeypatch.setattr(watch_module, "Importer", Opened)
+        (folder / "a.csv").write_text("Phạm Văn Đồng", encoding="utf-8")
+        settings = Settings(state_dir=tmp_path / "state", watch_poll_s=0.05, watch_settle_s=0.1)
+        seen: list[str] = []
+        assert await watch(settings, folder, once=True, on_outcome=lambda o: seen.append(o.result)) == 0
+        assert seen == ["done"] and (folder / "done" / "a.csv").exists()
