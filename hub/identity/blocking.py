@@ -7,8 +7,10 @@ the population spreads over. A key that does not grow with the city (a name and 
 and the days of a century are fixed) has a fixed K, so its chance pairs grow like N²: at 9.1 M rows a
 "name + birth year" key holds ~700 rows for a common name. So every key here pairs a name or date part
 with something that grows with the city — an identifier, a phone, a full birth date *and* a ward, a
-household address — or is the exact full name and birth date, which stays near-unique (measured: chance
-pairs are a fraction of the true pairs at 3 M rows; ``bench.linkage_scale`` prints each rule's count).
+household address — or is the exact full name and birth date, which stays near-unique. Measured on 1 M
+generated rows (328k true pairs): the previous keys gave 1.71 M candidate pairs, growing 9x for 3x the rows;
+these give 0.94 M (with a bare phone key) and find 99.2% of the true pairs (previously 99.3%); on 100k rows
+``phone_year`` takes them from 89,292 to 39,175. ``hub link`` prints each rule's count.
 
 What each rule is for (the registry's error model, ``vaccination-registry-export.md``):
 
