@@ -155,6 +155,23 @@ class TestSecrets:
             assert env["HSSK_PSEUDONYM_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "hssk-pseudonym", name
 
 
+class TestConfigFiles:
+    def test_the_sources_file_is_one_the_listener_reads(self) -> None:
+        from connectors.mllp.sources import SourcesFile
+
+        sources = SourcesFile(BASE / "hub" / "sources.toml", open_mode=False).current
+        assert not sources.open_mode and "79048" in sources.facilities
+
+    def test_the_subscriptions_file_loads_and_names_its_secrets_in_the_secret(self) -> None:
+        from hub.fanout import config
+
+        subs = config.load(BASE / "hub" / "subscriptions.toml", config.settings_env(Settings.from_env({})))
+        webhooks = [s for s in subs if s.delivery.kind == "webhook"]
+        assert webhooks and all(s.delivery.url.startswith("https://") for s in webhooks)
+        example = {d["metadata"]["name"]: d for d in _resources(K8S / "secrets.example.yaml")}
+        assert {s.delivery.secret_env for s in webhooks} <= set(example["hssk-subscription-secrets"]["stringData"])
+
+
 class TestKafka:
     def test_kraft_with_node_pools_replication_3_and_min_isr_2(self, base: list[dict]) -> None:
         [kafka] = _of(base, "Kafka").values()
