@@ -369,7 +369,7 @@ async def test_a_refused_delivery_goes_to_the_subscription_dlq(hub_stack: Settin
 
 async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Settings) -> None:
     """The role started by ``hub up`` runs deploy/local/subscriptions.toml: an encounter of a 70-year-old reaches
-    out.elderly; ``hub subscriptions pause`` holds the next one until ``resume``; list and metrics show it."""
+    out.elderly; ``hub subscriptions pause`` holds the next one until resumed; list and metrics show it."""
     from tests.conftest import hub_cli
     from tests.integration.test_ops_live_metrics import scrape, value
 
@@ -388,8 +388,10 @@ async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Se
         listed = orjson.loads(hub_cli("subscriptions", "list", "--json").stdout)
         elderly = next(s for s in listed if s["name"] == "elderly")
         assert elderly["paused"] is True and elderly["lag"] >= 1 and elderly["consumer_group"] == "hssk-sub-elderly"
-    finally:
-        hub_cli("subscriptions", "resume", "elderly")
+    finally:  # resumed in-process: each CLI call is a new Python process, seconds on a busy machine
+        client = aioredis.from_url(hub_stack.redis_url)
+        await SubscriptionState(client).set_paused("elderly", False)
+        await client.aclose()
     got = await read_until(hub_stack, topic, lambda recs: len(ours(recs)) >= 2, timeout_s=30)
     assert len(ours(got)) == 2
     _, samples = scrape(hub_stack, "fanout")

@@ -1,0 +1,60 @@
+"""``hub subscriptions``: answers that need no service — a bad file (exit 2, every problem on stderr), an unknown
+name (exit 1), a warehouse subscription (exit 2), an unreadable --since (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main
+
+FILE = """
+[[subscription]]
+name = "tiemchung"
+format = "event"
+[subscription.delivery]
+kind = "kafka"
+
+[[subscription]]
+name = "warehouse"
+format = "event"
+[subscription.delivery]
+kind = "warehouse"
+"""
+
+
+@pytest.fixture()
+def subscriptions_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "subscriptions.toml"
+    path.write_text(FILE, encoding="utf-8")
+    monkeypatch.setenv("HSSK_SUBSCRIPTIONS_FILE", str(path))
+    monkeypatch.setenv("HSSK_STATE_DIR", str(tmp_path))
+    return path
+
+
+@pytest.mark.parametrize("argv", [["pause", "khong-co"], ["resume", "khong-co"], ["show", "khong-co"],
+                                  ["replay", "khong-co", "--since", "2h"]])
+def test_an_unknown_subscription_is_exit_1(subscriptions_file: Path, argv: list[str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscriptions", *argv]) == 1
+    assert "no subscription named 'khong-co'" in capsys.readouterr().err
+
+
+def test_a_bad_file_is_exit_2_with_every_problem(subscriptions_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    subscriptions_file.write_text('[[subscription]]\nname = "x"\nformat = "pdf"\n', encoding="utf-8")
+    assert main(["subscriptions", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid" in err and "subscription \"x\": 'delivery' is a required property" in err
+    assert 'subscription "x": format' in err
+
+
+def test_a_warehouse_subscription_is_not_paused_by_the_fan_out(subscriptions_file: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscriptions", "pause", "warehouse"]) == 2
+    assert "delivered by the warehouse role" in capsys.readouterr().err
+
+
+def test_an_unreadable_since_is_exit_2(subscriptions_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscriptions", "replay", "tiemchung", "--since", "hôm qua"]) == 2
+    assert "is not a time" in capsys.readouterr().err
