@@ -260,7 +260,3 @@ def find(subs: tuple[Subscription, ...], name: str) -> Subscription:
             return sub
     raise KeyError(name)
 
-
-def warehouse_entitlement(subs: tuple[Subscription, ...]) -> frozenset[str]:
-    """Sensitive categories the warehouse subscriptions entitle (for the warehouse role's ``entitled``)."""
-    return frozenset().union(*(s.entitled for s in subs if s.delivery.kind == "warehouse"))
