@@ -48,7 +48,7 @@ What the receiver gets, per push: ``POST <url>``, ``Content-Type: application/js
   sent before the survivor's book after a ``citizen.merged``; the receiver retires that book;
 - formats ``event`` / ``fhir-bundle`` for other subscriptions (``event`` / ``bundle`` members).
 
-Answer 2xx when stored (a repeated key: 200 again), 4xx when refused (not retried: to dlq.<name> at once),
-5xx / timeouts / connection errors are retried with backoff until ``max_attempts``, then dlq.<name>.
+Answer 2xx when stored (a repeated key: 200 again), 4xx when refused (not retried: to dlq.<name> at once;
+408, 425 and 429 are retried), 5xx / timeouts / connection errors are retried with backoff until ``max_attempts``, then dlq.<name>.
 Per citizen, pushes arrive in order; a retrying push holds back later changes of its Kafka partition only.
 """
