@@ -94,7 +94,8 @@ async def test_a_resent_message_changes_nothing(hub_stack: Settings) -> None:
     """A resend is ACKed AA and not stored twice; a duplicate that slips onto hl7v2.raw anyway (dedup is
     skipped while Redis is down) yields the same events, applied once."""
     rng = random.Random(7)
-    person = Person(cccd=f"0792{rng.randint(0, 99):02d}{rng.randint(0, 999999):06d}", family="Lê", middle="Hoàng",
+    # a CCCD consistent with a man born in 2001 (0792 01 ...): the MPI links on no CCCD that contradicts its record
+    person = Person(cccd=f"079201{rng.randint(0, 999999):06d}", family="Lê", middle="Hoàng",
                     given="Phúc", birth_date="20010304", sex="M", mrn="BN777", facility="79001", phone="0911000111")
     message = adt(person, "A01", "RESEND-1", visit="V-RS-1")
     first = await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, [message])
