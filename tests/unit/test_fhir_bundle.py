@@ -143,6 +143,15 @@ class TestBadEntries:
                                              "bundle has 2 Patients")
 
 
+class TestGolden:
+    def test_sample_bundle_matches_its_golden_file(self, sample: BundleResult) -> None:
+        """transaction_tran_thi_lan.json -> -expected.json (events as on the wire, failures). After a deliberate
+        mapping change, regenerate the golden file and review its diff."""
+        expected = json.loads(DATA.with_name(DATA.stem + "-expected.json").read_text(encoding="utf-8"))
+        assert [e.to_dict() for e in sample.events] == expected["events"]
+        assert [{"code": f.code, "index": f.index, "reason": f.reason} for f in sample.failures] == expected["failures"]
+
+
 class TestMapping:
     def test_every_payload_validates(self, sample: BundleResult, validate_fhir: Callable[[dict[str, Any]], None],
                                      validate_event: Callable[[Envelope], None]) -> None:
