@@ -110,12 +110,13 @@ class _Item:
     """One distinct subject of the batch (the events of one message share it)."""
 
     __slots__ = ("ref", "p", "name_text", "birth_text", "patient", "event_id", "cause", "links", "mrn_link", "old", "blocks",
-                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted")
+                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted", "unchanged")
 
     def __init__(self) -> None:
         self.cid = ""
         self.outcome = ""
         self.minted = False
+        self.unchanged: bool | None = None
 
     @property
     def has_demographics(self) -> bool:
@@ -282,7 +283,10 @@ class Resolver:
         return batch.ops
 
     def _unchanged(self, item: _Item, own: Indexed | None) -> bool:
-        return own is not None and own.body() == self._indexed(item, own.citizen_id).body()
+        """The batch's first view of the record says what the event says: nothing to match or write."""
+        if item.unchanged is None:
+            item.unchanged = own is not None and own.body() == self._indexed(item, own.citizen_id).body()
+        return item.unchanged
 
     def _needs_matching(self, item: _Item, batch: "_Batch") -> bool:
         if not item.has_demographics or self._unchanged(item, batch.records.get(item.ref)):
@@ -450,6 +454,7 @@ class _Batch:
         self.blocks: dict[Slot, list[str]] = {}
         self.ops: list[Op] = []
         self.link_ops: list[tuple[int, _Item, str]] = []  # (position in ops, item, citizen id)
+        self._split: dict[Slot, list[str]] = {}  # the first trip's blocks, split into refs once
 
     def link_value(self, ikey: str) -> str | None:
         local = self.links.get(ikey)
@@ -469,7 +474,9 @@ class _Batch:
         self.ops.append((slot, "A", ref))
 
     def block_refs(self, slot: Slot, limit: int) -> list[str]:
-        refs = split_refs(self.found.get(slot))
+        refs = self._split.get(slot)
+        if refs is None:
+            refs = self._split[slot] = split_refs(self.found.get(slot))
         if len(refs) > limit:
             return []
         local = self.blocks.get(slot)
