@@ -1,7 +1,9 @@
 """The operators' dashboard in a real headless browser (Debian's chromium through chromedriver and selenium),
 on the session's real stack: it asks for a token, refuses one without ops:read, and with known traffic (ADT
-messages over MLLP and one unsupported DFT^P03) shows the ingest rate rising, the DLQ entry under translate /
-translate, throughput rows for every stage, the stream roles' groups back at lag 0, and no personal data."""
+messages over MLLP, one unsupported DFT^P03, and two people claiming one CCCD) shows the ingest rate rising,
+the DLQ entry under translate / translate, throughput rows for every stage, the stream roles' groups back at
+lag 0, each configured subscription with the lag and dead letters `hub subscriptions list` reads, the review
+queue holding the new case, and no personal data."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import redis.asyncio as aioredis
 
 from connectors.mllp.sender import send_messages
 from hub.api import tokens
-from hub.api.dashboard.view import STAGE_OUTPUTS
+from hub.api.dashboard.view import STAGE_OUTPUTS, subscription_health
+from hub.fanout import admin
+from hub.identity.review import Mpi
 from hub.ops import dlq
 from hub.settings import Settings
-from hub.synthetic import adt, person
+from hub.synthetic import Person, adt, person
 from tests.integration.kafka_tools import wait_until_idle
 from tests.integration.test_ops_live_dlq import dft
 
@@ -102,9 +107,29 @@ async def dlq_counts(settings: Settings) -> dict[tuple[str, str], int]:
     return {(stage, code): n for stage, code, n in dlq.counts(await dlq.entries(settings))}
 
 
+async def review_queue_size(settings: Settings) -> int:
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        return await Mpi(client, settings.pseudonym_key).queue_size()
+    finally:
+        await client.aclose()
+
+
+def number(value: int | None) -> str:
+    """A count as the page writes it (en-US grouping, "-" for none)."""
+    return "-" if value is None else f"{value:,}"
+
+
 async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: webdriver.Chrome) -> None:
     rng = random.Random(20261201)
     people = [person(rng, serial=880000 + i) for i in range(N_ADT)]
+    # Two different men claiming one CCCD: the MPI links neither to the other and opens a review case.
+    shared = f"079070{rng.randint(0, 999_999):06d}"
+    claimants = [Person(shared, "Lê", "Văn", "Tâm", "19700501", "M", f"BN-DASH-T{rng.randint(0, 9999)}", "79001",
+                        "0903000111"),
+                 Person(shared, "Phạm", "Văn", "Hùng", "19701120", "M", f"BN-DASH-H{rng.randint(0, 9999)}", "79033",
+                        "0903000222")]
+    review_before = await review_queue_size(hub_stack)
     ops_token = tokens.issue(hub_stack.api_token_file, "dashboard-live", ["ops:read"])
     reader_token = tokens.issue(hub_stack.api_token_file, "dashboard-live-reader", ["record:read"])
 
@@ -120,8 +145,10 @@ async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: w
 
     dead = dft(people[0], "DASH-DFT-1")
     messages = [adt(p, "A01", f"DASH-ADT-{i}", visit=f"V-DASH-{i}") for i, p in enumerate(people)] + [dead]
+    messages += [adt(p, "A04", f"DASH-REVIEW-{i}", visit=f"V-DASH-R{i}", patient_class="O")
+                 for i, p in enumerate(claimants)]
     assert [r.code for r in await send_messages(hub_stack.mllp_host, hub_stack.mllp_port, messages)] == ["AA"] * (
-        N_ADT + 1)
+        N_ADT + 3)
 
     def ingest_rate() -> float | None:
         cells = table(browser, "throughput-table", "stage").get(("ingest",))
@@ -169,8 +196,38 @@ async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: w
     assert int(throughput[("ingest",)]["total"].replace(",", "")) >= N_ADT + 1
     assert int(throughput[("translate",)]["total"].replace(",", "")) >= 2 * N_ADT  # patient + encounter per A01
 
-    assert browser.find_element(By.ID, "subscriptions").text == "no subscriptions configured"
-    assert browser.find_element(By.ID, "review-queue").text == "not built yet"
+    # Subscriptions: each row equals what `hub subscriptions list` reads (hub.fanout.admin.status), read again
+    # on each try (the page reads it every 10 s, a delivery may land in between), health word included.
+    deadline = loop.time() + 60
+    while True:
+        status = await admin.status(hub_stack, admin.load(hub_stack))
+        expected_subs = {(s["name"],): {"delivery": s["delivery"]["kind"], "lag": number(s["lag"]),
+                                        "dlq": number(s.get("dlq_records")), "health": subscription_health(s)}
+                         for s in status}
+        shown_subs = {k: {c: cells[c] for c in ("delivery", "lag", "dlq", "health")}
+                      for k, cells in table(browser, "subscriptions-table", "name").items()}
+        if shown_subs == expected_subs:
+            break
+        assert loop.time() < deadline, f"the dashboard shows subscriptions {shown_subs}, the fan-out reads {expected_subs}"
+        await asyncio.sleep(0.5)
+    assert {("healthbook",), ("warehouse",)} <= set(shown_subs)  # deploy/local/subscriptions.toml
+    assert browser.find_element(By.ID, "subscriptions").text.startswith(f"{len(status)} subscriptions")
+
+    # The review queue: the claimants' case is open, and the page shows the MPI's own count of open cases.
+    for _ in range(120):
+        if await review_queue_size(hub_stack) > review_before:
+            break
+        await asyncio.sleep(0.5)
+    deadline = loop.time() + 45
+    while True:
+        expected_size = await review_queue_size(hub_stack)
+        shown_size = browser.find_element(By.ID, "review-queue").get_attribute("data-size")
+        if shown_size == str(expected_size):
+            break
+        assert loop.time() < deadline, f"the dashboard shows {shown_size!r} review cases, the MPI has {expected_size}"
+        await asyncio.sleep(0.5)
+    assert expected_size > review_before
+    assert "waiting for a data steward" in browser.find_element(By.ID, "review-note").text
     assert "fails" not in browser.find_element(By.ID, "status").text
 
     # No script error and no Content-Security-Policy violation; only the refused token's 403 may be logged.
@@ -178,7 +235,7 @@ async def test_the_dashboard_shows_known_traffic(hub_stack: Settings, browser: w
     assert [m for m in errors if "status of 403" not in m] == [], errors
 
     page = browser.page_source
-    for p in people:  # nothing about a patient anywhere on the page
+    for p in people + claimants:  # nothing about a patient anywhere on the page
         for value in (p.cccd, p.mrn, p.family + " ", p.phone, p.full_name):
             assert value not in page, value
 

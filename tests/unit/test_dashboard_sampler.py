@@ -1,6 +1,7 @@
 """The dashboard sampler against a stand-in probe: lag summed per group, DLQ entries counted once even when a
-tick fails half way, Kafka failures kept as a state and retried with fresh clients, the loop started and
-stopped with the aiohttp app."""
+tick fails half way, Kafka failures kept as a state and retried with fresh clients, the review queue read
+every tick and the subscriptions every SUBSCRIPTIONS_EVERY_S, their failures kept on their own panels, the
+loop started and stopped with the aiohttp app."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Iterable
 
 import pytest
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hub.api import dashboard
 from hub.api.dashboard.history import GroupLag, History
-from hub.api.dashboard.sampler import Sampler, group_totals, next_delay
+from hub.api.dashboard.sampler import SUBSCRIPTIONS_EVERY_S, Sampler, group_totals, next_delay
 from hub.ops.dlq import Entry
 from hub.ops.lag import KafkaUnavailable, PartitionLag
 from hub.settings import Settings
@@ -46,6 +48,19 @@ class FakeProbe:
             raise KafkaUnavailable("reading hub.dlq: KafkaConnectionError")
         return found, positions[0] >= len(self.world.dlq)
 
+    async def subscriptions(self) -> list[dict]:
+        self.world.subscription_reads += 1
+        if self.world.bad_subscriptions:
+            raise ValueError('deploy/local/subscriptions.toml: subscription "healthbook": delivery.url: missing')
+        if self.world.down:
+            raise KafkaUnavailable("reading consumer lag: Kafka at 127.0.0.1:1 is not reachable (KafkaError)")
+        return self.world.subscriptions
+
+    async def review_queue(self) -> int:
+        if self.world.redis_down:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return self.world.review
+
     async def close(self) -> None:
         self.closed = True
 
@@ -62,6 +77,12 @@ class World:
         self.dlq = [entry("translate", "translate", 0), entry("translate", "translate", 1),
                     entry("identity", "identity", 2)]
         self.probes: list[FakeProbe] = []
+        self.subscriptions = [{"name": "healthbook", "delivery": {"kind": "webhook"}, "format": "health-book",
+                               "lag": 0, "paused": False, "dlq_records": 0}]
+        self.subscription_reads = 0
+        self.bad_subscriptions = False
+        self.review = 4
+        self.redis_down = False
 
     def probe(self) -> FakeProbe:
         self.probes.append(FakeProbe(self))
@@ -146,6 +167,49 @@ class TestTick:
         world.down = False
         await s.tick()
         assert s.history.error is None and len(s.history.samples) == 2 and len(world.probes) == 3
+
+
+class TestHealth:
+    async def test_the_review_queue_every_tick_and_the_subscriptions_when_due(self) -> None:
+        world = World()
+        s = sampler(world)  # the clock moves 2 s a tick
+        await s.tick()
+        assert s.history.review_queue == 4 and s.history.subscriptions == world.subscriptions
+        world.review = 5
+        for _ in range(int(SUBSCRIPTIONS_EVERY_S / 2) - 1):
+            await s.tick()
+        assert s.history.review_queue == 5 and world.subscription_reads == 1
+        await s.tick()
+        assert world.subscription_reads == 2
+
+    async def test_redis_down_is_the_review_panels_error_and_the_kafka_sample_still_lands(self) -> None:
+        world = World()
+        s = sampler(world)
+        await s.tick()
+        world.redis_down = True
+        await s.tick()
+        assert s.history.review_queue == 4 and s.history.review_queue_error == "Redis: ConnectionError"
+        assert s.history.error is None and len(s.history.samples) == 2
+        world.redis_down = False
+        await s.tick()
+        assert s.history.review_queue_error is None
+
+    async def test_an_invalid_subscriptions_file_is_named_and_kafka_down_keeps_the_last_reading(self) -> None:
+        world = World()
+        world.bad_subscriptions = True
+        s = sampler(world)
+        await s.tick()
+        assert s.history.subscriptions is None
+        assert s.history.subscriptions_error.endswith('subscription "healthbook": delivery.url: missing')
+        world.bad_subscriptions = False
+        s._subscriptions_due = 0.0
+        await s.tick()
+        assert s.history.subscriptions == world.subscriptions and s.history.subscriptions_error is None
+        world.down = True
+        s._subscriptions_due = 0.0
+        await s.tick()
+        assert s.history.subscriptions == world.subscriptions
+        assert s.history.subscriptions_error.startswith("subscription status not read: reading consumer lag")
 
 
 class TestLoop:

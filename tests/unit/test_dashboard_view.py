@@ -1,5 +1,6 @@
 """The dashboard's history and panels, without Kafka: a bounded ring buffer, lag lines per group, rates from the
-growth of output topics, DLQ counts by stage and code, the placeholder panels, and JSON that matches the spec."""
+growth of output topics, DLQ counts by stage and code, subscription health and the review queue, and JSON
+that matches the spec."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from hub.api.dashboard.history import GroupLag, History, Sample, rate
 from hub.api.app import spec_path
 
 T0 = 1_800_000_000.0
+SUBSCRIPTIONS = [  # what hub.fanout.admin.status answers, URL and description included
+    {"name": "healthbook", "description": "Health book", "delivery": {"kind": "webhook", "url": "https://x.example/d"},
+     "format": "health-book", "lag": 0, "paused": False, "dlq_records": 0},
+    {"name": "elderly", "delivery": {"kind": "kafka"}, "format": "event", "lag": 1500, "paused": False, "dlq_records": 0},
+    {"name": "paused-one", "delivery": {"kind": "kafka"}, "format": "event", "lag": 3, "paused": True, "dlq_records": 0},
+    {"name": "failing", "delivery": {"kind": "webhook", "url": "https://y.example/d"}, "format": "event", "lag": 0,
+     "paused": False, "dlq_records": 2},
+    {"name": "new-one", "delivery": {"kind": "kafka"}, "format": "event", "lag": None, "paused": False, "dlq_records": 0},
+    {"name": "warehouse", "delivery": {"kind": "warehouse"}, "format": "event", "lag": None},
+]
 
 
 def sample(at: float, ends: dict[str, int] | None = None, **groups: tuple[int, float | None]) -> Sample:
@@ -81,11 +92,42 @@ class TestPanels:
             {"stage": "identity", "code": "identity", "entries": 1},
             {"stage": "ingest", "code": "frame", "entries": 1}]}
 
-    def test_subscriptions_and_review_queue_say_they_are_not_there_yet(self) -> None:
+    def test_subscriptions_and_review_queue_before_their_first_reading(self) -> None:
         page = view.render(History(), now=T0)
-        assert page["subscriptions"] == {"status": "not-configured", "message": "no subscriptions configured",
-                                         "items": []}
-        assert page["review_queue"] == {"status": "not-built", "message": "not built yet", "size": None}
+        assert page["subscriptions"] == {"status": "waiting", "message": "not read yet", "items": []}
+        assert page["review_queue"] == {"status": "waiting", "message": "not read yet", "size": None}
+
+    def test_each_subscription_shows_delivery_lag_dead_letters_and_one_health_word(self) -> None:
+        history = History()
+        history.read_subscriptions(SUBSCRIPTIONS, T0)
+        panel = view.render(history, now=T0 + 1)["subscriptions"]
+        assert panel["status"] == "ok" and panel["message"] == "" and panel["read_at"] == "2027-01-15T08:00:00+00:00"
+        assert [(i["name"], i["delivery"], i["lag"], i["dlq_records"], i["health"]) for i in panel["items"]] == [
+            ("healthbook", "webhook", 0, 0, "ok"), ("elderly", "kafka", 1500, 0, "behind"),
+            ("paused-one", "kafka", 3, 0, "paused"), ("failing", "webhook", 0, 2, "dead letters"),
+            ("new-one", "kafka", None, 0, "not started"), ("warehouse", "warehouse", None, None, "warehouse role")]
+        assert "url" not in str(panel) and "description" not in str(panel)
+
+    def test_no_subscriptions_and_a_failed_reading(self) -> None:
+        history = History()
+        history.read_subscriptions([], T0)
+        assert view.render(history)["subscriptions"]["status"] == "not-configured"
+        assert view.render(history)["subscriptions"]["message"] == view.SUBSCRIPTIONS_NOTE
+        history.subscriptions_failed("subscription status not read: TimeoutError")
+        assert view.render(history)["subscriptions"]["status"] == "stale"
+        never = History()
+        never.subscriptions_failed("deploy/local/subscriptions.toml: no such file")
+        assert view.render(never)["subscriptions"] == {
+            "status": "unavailable", "message": "deploy/local/subscriptions.toml: no such file", "items": []}
+
+    def test_the_review_queue_size_and_its_failure(self) -> None:
+        history = History()
+        history.read_review_queue(7, T0)
+        assert view.render(history)["review_queue"] == {"status": "ok", "message": "", "size": 7,
+                                                        "read_at": "2027-01-15T08:00:00+00:00"}
+        history.review_queue_failed("Redis: ConnectionError")
+        assert view.render(history)["review_queue"]["status"] == "stale"
+        assert view.render(history)["review_queue"]["size"] == 7
 
     def test_the_sampler_state_is_shown(self) -> None:
         history = History(window_s=600, interval_s=2)
@@ -110,6 +152,8 @@ class TestContract:
                                hssk_identity=(0, None)))
         history.count_dlq("translate", "translate", 2)
         history.dlq_complete = True
+        history.read_subscriptions(SUBSCRIPTIONS, T0 + 70)
+        history.read_review_queue(3, T0 + 78)
         return history
 
     @pytest.mark.parametrize("build", ["empty", "full"])
@@ -132,7 +176,8 @@ class TestContract:
                 [walk(v) for v in node]
 
         walk(view.render(history, now=T0 + 100))
-        allowed = ({"hssk-translator", "hssk-identity", "translate", "not-configured", "not-built",
-                    view.SUBSCRIPTIONS_NOTE, view.REVIEW_QUEUE_NOTE}
+        allowed = ({"hssk-translator", "hssk-identity", "translate", "ok", ""}
+                   | {s["name"] for s in SUBSCRIPTIONS} | {s["delivery"]["kind"] for s in SUBSCRIPTIONS}
+                   | {s["format"] for s in SUBSCRIPTIONS} | {"behind", "paused", "dead letters", "not started", "warehouse role"}
                    | {s for s, _ in view.STAGE_OUTPUTS} | set(view.OUTPUT_TOPICS))
         assert {s for s in strings if not s.startswith("20")} <= allowed

@@ -1,4 +1,5 @@
-"""The dashboard's memory: samples of lag and topic end offsets in a bounded ring buffer.
+"""The dashboard's memory: samples of lag and topic end offsets in a bounded ring buffer, plus the latest
+subscription states and review-queue size.
 
 Pure data, no I/O: the sampler appends, the view reads. The buffer holds ``window_s / interval_s`` samples
 (10 minutes at one sample per 2 s), so memory stays fixed however long the API runs. Every name kept here is
@@ -41,6 +42,14 @@ class History:
         self.dlq_complete = False  # True once the tally has read hub.dlq up to its end at least once
         self.error: str | None = None  # why the last sampling failed; None when it worked
         self.error_since: float | None = None
+        # The latest reading of the subscriptions (hub.fanout.admin.status) and of the review queue (the MPI's
+        # open cases): current values only, no history. None until read; the *_error says why it failed.
+        self.subscriptions: list[dict] | None = None
+        self.subscriptions_at: float | None = None
+        self.subscriptions_error: str | None = None
+        self.review_queue: int | None = None
+        self.review_queue_at: float | None = None
+        self.review_queue_error: str | None = None
 
     def add(self, sample: Sample) -> None:
         self.samples.append(sample)
@@ -51,6 +60,19 @@ class History:
         if self.error_since is None:
             self.error_since = at
         self.error = reason
+
+    def read_subscriptions(self, items: list[dict], at: float) -> None:
+        self.subscriptions, self.subscriptions_at, self.subscriptions_error = items, at, None
+
+    def read_review_queue(self, size: int, at: float) -> None:
+        self.review_queue, self.review_queue_at, self.review_queue_error = size, at, None
+
+    def subscriptions_failed(self, reason: str) -> None:
+        """The last good reading stays (shown as of its time) with the reason it is not fresher."""
+        self.subscriptions_error = reason
+
+    def review_queue_failed(self, reason: str) -> None:
+        self.review_queue_error = reason
 
     def count_dlq(self, stage: str, code: str, n: int = 1) -> None:
         self.dlq[(stage, code)] = self.dlq.get((stage, code), 0) + n

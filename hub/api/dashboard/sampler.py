@@ -1,4 +1,7 @@
-"""The dashboard's sampler: every few seconds, consumer lag, topic end offsets and new DLQ entries into a History.
+"""The dashboard's sampler: every few seconds, consumer lag, topic end offsets and new DLQ entries into a History;
+the review-queue size (the MPI's open cases, hub.identity.review) every tick and the subscriptions' state
+(hub.fanout.admin.status: paused, lag, dead letters) every SUBSCRIPTIONS_EVERY_S, through those modules' own
+functions. Either failing is noted on its panel and does not stop the Kafka sampling.
 
 It runs as a background task of the api role (an aiohttp cleanup context), so the dashboard needs no extra
 process. Each API replica samples on its own and keeps its own history: two replicas behind a load balancer
@@ -22,6 +25,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from hub.api.dashboard.history import GroupLag, History, Sample
 from hub.api.dashboard.view import OUTPUT_TOPICS
@@ -36,6 +40,8 @@ log = get_logger("api.dashboard")
 DLQ_READ_PER_TICK = 20_000  # a DLQ of millions is tallied over several ticks instead of stalling one
 TICK_TIMEOUT_S = 30.0
 MAX_RETRY_S = 10.0  # while Kafka is down, tries space out to this (each try logs the clients' connect errors)
+SUBSCRIPTIONS_EVERY_S = 10.0  # a status reading opens Kafka clients per subscription: not every tick
+HEALTH_TIMEOUT_S = 10.0
 
 
 def next_delay(previous: float, interval: float, failed: bool) -> float:
@@ -62,6 +68,10 @@ class Probe(Protocol):
 
     async def dead_letters(self, positions: dict[int, int]) -> tuple[list[Entry], bool]: ...
 
+    async def subscriptions(self) -> list[dict]: ...
+
+    async def review_queue(self) -> int: ...
+
     async def close(self) -> None: ...
 
 
@@ -77,6 +87,7 @@ class KafkaProbe:
         self._admin: AIOKafkaAdminClient | None = None
         self._ends: AIOKafkaConsumer | None = None  # never assigned: metadata of every topic
         self._tail: AIOKafkaConsumer | None = None  # assigned to hub.dlq
+        self._redis = None  # redis.asyncio.Redis for the review queue, made on first use
 
     async def _consumer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
@@ -142,9 +153,27 @@ class KafkaProbe:
             consumer.unsubscribe()  # no fetching in the background between ticks
         return found, not todo
 
+    async def subscriptions(self) -> list[dict]:
+        """Each configured subscription's state, as ``hub subscriptions list`` reads it."""
+        from hub.fanout import admin
+
+        return await admin.status(self.settings, admin.load(self.settings))
+
+    async def review_queue(self) -> int:
+        """Open identity review cases, as ``hub review list`` counts them."""
+        import redis.asyncio as aioredis
+
+        from hub.identity.review import Mpi
+
+        if self._redis is None:
+            self._redis = aioredis.from_url(self.settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return await Mpi(self._redis, self.settings.pseudonym_key).queue_size()
+
     async def close(self) -> None:
-        consumers, admin = (self._ends, self._tail), self._admin
-        self._ends = self._tail = self._admin = None
+        consumers, admin, redis = (self._ends, self._tail), self._admin, self._redis
+        self._ends = self._tail = self._admin = self._redis = None
+        if redis is not None:
+            await redis.aclose()
         for consumer in consumers:
             if consumer is not None:
                 await consumer.stop()
@@ -161,11 +190,30 @@ class Sampler:
         self._probe: Probe | None = None
         self._clock = clock
         self._dlq_positions: dict[int, int] = {}
+        self._subscriptions_due = 0.0
+
+    async def _health(self, probe: Probe, at: float) -> None:
+        """The review queue every tick, the subscriptions when due; a failure is its panel's, not the tick's."""
+        try:
+            self.history.read_review_queue(await asyncio.wait_for(probe.review_queue(), HEALTH_TIMEOUT_S), at)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.history.review_queue_failed(f"Redis: {type(exc).__name__}")
+        if at < self._subscriptions_due:
+            return
+        self._subscriptions_due = at + SUBSCRIPTIONS_EVERY_S
+        try:
+            self.history.read_subscriptions(await asyncio.wait_for(probe.subscriptions(), HEALTH_TIMEOUT_S), at)
+        except (DeliveryError, KafkaError, RedisError, OSError, asyncio.TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
+            self.history.subscriptions_failed(f"subscription status not read: {reason}")
+        except ValueError as exc:  # the subscriptions file is not valid (SubscriptionConfigError names the field)
+            self.history.subscriptions_failed(str(exc))
 
     async def tick(self) -> None:
         """One sample; on failure the error is noted in the history and the clients are dropped."""
         probe = self._probe = self._probe or self._new_probe()
         at = self._clock()
+        await self._health(probe, at)
         try:
             rows = await probe.lag()
             ends = await probe.topic_ends(OUTPUT_TOPICS)

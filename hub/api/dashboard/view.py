@@ -1,8 +1,8 @@
 """What ``GET /v1/ops/dashboard`` answers: the history turned into panels, as plain JSON.
 
 Pure (history in, dict out), so unit tests check every panel without Kafka. Only names of the hub's own
-making and counts leave here: consumer groups, catalogue topics, stages, DLQ reason codes. DLQ reason texts
-are left out on purpose: a reason may quote a field of the failed message.
+making and counts leave here: consumer groups, catalogue topics, stages, DLQ reason codes, subscription names.
+DLQ reason texts are left out on purpose: a reason may quote a field of the failed message.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ STAGE_OUTPUTS: tuple[tuple[str, Topic], ...] = (
 )
 OUTPUT_TOPICS = tuple(topic.name for _, topic in STAGE_OUTPUTS)
 RATE_SPAN_S = 10.0  # the "now" rate is averaged over about this long, so one slow sample does not make it jump
-SUBSCRIPTIONS_NOTE = "no subscriptions configured"  # until fan-out subscriptions exist (issue 7)
-REVIEW_QUEUE_NOTE = "not built yet"  # until identity's review queue exists (issue 5)
+SUBSCRIPTIONS_NOTE = "no subscriptions configured"
+BEHIND = 1000  # a subscription this many changes behind shows as "behind" (it may just be catching up)
 
 
 def _iso(at: float) -> str:
@@ -73,6 +73,46 @@ def dlq_panel(history: History) -> dict[str, Any]:
             "by_reason": [{"stage": stage, "code": code, "entries": n} for (stage, code), n in rows]}
 
 
+def subscription_health(item: dict[str, Any]) -> str:
+    """One word per subscription, worst first: paused, dead letters, not started, behind, ok. A warehouse
+    subscription is delivered by the warehouse role: its lag is that role's group (hssk-warehouse) on the lag
+    panel, which the subscription status does not measure."""
+    if item.get("paused"):
+        return "paused"
+    if item.get("dlq_records"):
+        return "dead letters"
+    if item.get("lag") is None:
+        return "warehouse role" if item["delivery"]["kind"] == "warehouse" else "not started"
+    return "behind" if item["lag"] >= BEHIND else "ok"
+
+
+def subscriptions_panel(history: History) -> dict[str, Any]:
+    """Each subscription's delivery, lag, dead letters and health word, as of the last reading.
+
+    Only what the page shows leaves here: no webhook URL, description or filter."""
+    read = history.subscriptions
+    if read is None:
+        message = history.subscriptions_error or "not read yet"
+        return {"status": "unavailable" if history.subscriptions_error else "waiting", "message": message, "items": []}
+    items = [{"name": i["name"], "delivery": i["delivery"]["kind"], "format": i["format"], "lag": i.get("lag"),
+              "paused": i.get("paused"), "dlq_records": i.get("dlq_records"), "health": subscription_health(i)}
+             for i in read]
+    status = "stale" if history.subscriptions_error else "ok" if items else "not-configured"
+    message = history.subscriptions_error or ("" if items else SUBSCRIPTIONS_NOTE)
+    return {"status": status, "message": message, "items": items,
+            "read_at": _iso(history.subscriptions_at) if history.subscriptions_at else None}
+
+
+def review_queue_panel(history: History) -> dict[str, Any]:
+    """Open identity review cases (pairs a data steward decides with ``hub review`` or the API)."""
+    if history.review_queue is None:
+        message = history.review_queue_error or "not read yet"
+        return {"status": "unavailable" if history.review_queue_error else "waiting", "message": message, "size": None}
+    return {"status": "stale" if history.review_queue_error else "ok", "message": history.review_queue_error or "",
+            "size": history.review_queue,
+            "read_at": _iso(history.review_queue_at) if history.review_queue_at else None}
+
+
 def render(history: History, now: float | None = None) -> dict[str, Any]:
     """Every panel of the dashboard, from what this replica has sampled."""
     now = time.time() if now is None else now
@@ -86,6 +126,6 @@ def render(history: History, now: float | None = None) -> dict[str, Any]:
         "lag": lag_panel(samples),
         "throughput": throughput_panel(samples),
         "dlq": dlq_panel(history),
-        "subscriptions": {"status": "not-configured", "message": SUBSCRIPTIONS_NOTE, "items": []},
-        "review_queue": {"status": "not-built", "message": REVIEW_QUEUE_NOTE, "size": None},
+        "subscriptions": subscriptions_panel(history),
+        "review_queue": review_queue_panel(history),
     }
