@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from hub.envelope import DeadLetter, Envelope
 
 SOURCE_SYSTEM = "fhir"
-MAX_ORIGINAL = 1 << 20  # bytes of a failed entry kept for the DLQ
+# Kafka's default message limit is 1 MB: an entry's raw record must fit, and so must a DLQ entry holding its
+# bytes in base64 (4/3 larger), so larger entries are refused and the DLQ keeps their first 512 KiB.
+MAX_ENTRY_BYTES = 768 * 1024
+MAX_ORIGINAL = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)

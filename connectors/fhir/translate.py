@@ -30,7 +30,9 @@ import orjson
 from connectors.fhir import bundle as bundle_io
 from connectors.fhir.identity import facility_of, map_identifiers, subject_of
 from connectors.fhir.references import Index, rewrite
-from connectors.fhir.results import SOURCE_SYSTEM, BundleResult, EntryEvents, EntryFailure
+from connectors.fhir.results import (
+    MAX_ENTRY_BYTES, MAX_ORIGINAL, SOURCE_SYSTEM, BundleResult, EntryEvents, EntryFailure,
+)
 from connectors.fhir.validate import UnknownResourceType, problems
 from connectors.hl7v2 import sensitivity
 from connectors.hl7v2.context import EVENT_TYPE as HL7_EVENT_TYPE
@@ -125,7 +127,7 @@ def translate_bundle(data: bytes, *, received_at: str | None = None, facility: s
         doc = bundle_io.parse(data)
     except bundle_io.BundleError as exc:
         result.error = exc.reason
-        _fail(result, "parse", exc.kind, None, "", exc.reason, data[:1 << 20])
+        _fail(result, "parse", exc.kind, None, "", exc.reason, data[:MAX_ORIGINAL])
         return result
     result.bundle_key = key = bundle_io.bundle_key(doc, data)
     timestamp = doc.get("timestamp") if isinstance(doc.get("timestamp"), str) else None
@@ -147,6 +149,10 @@ def translate_bundle(data: bytes, *, received_at: str | None = None, facility: s
             continue
         if not isinstance(resource, dict):
             _fail(result, "parse", "invalid", i, "", "entry has no resource object", original)
+            continue
+        if len(original) > MAX_ENTRY_BYTES:  # would not fit a Kafka record: refused, its head kept for the DLQ
+            _fail(result, "parse", "size", i, kind, f"entry is {len(original):,} bytes, over the {MAX_ENTRY_BYTES:,}-"
+                  "byte limit of one record (send large attachments by URL)", original[:MAX_ORIGINAL])
             continue
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         index.add(i, full_url, resource)
@@ -172,7 +178,7 @@ def translate_bundle(data: bytes, *, received_at: str | None = None, facility: s
     if not fac:
         result.error = ("the bundle names no facility (MA_CSKCB): give the Patient an MRN with system "
                         ".../sid/mrn/<code>, an Organization with identifier system .../sid/facility, or --facility")
-        _fail(result, "translate", "facility", None, "", result.error, data[:1 << 20])
+        _fail(result, "translate", "facility", None, "", result.error, data[:MAX_ORIGINAL])
         return result
     result.facility = fac
 

@@ -128,6 +128,19 @@ class TestBadEntries:
         assert [e.type for e in result.events] == ["patient.updated"]  # the valid Patient still maps
         assert all("nhanh" not in r and "someone-else" not in r for r in reasons)  # no values in reasons
 
+    def test_an_entry_too_big_for_one_record_is_refused_and_the_rest_maps(self) -> None:
+        """A DocumentReference with a 1 MB inline attachment would not fit a Kafka record (nor its DLQ entry)."""
+        doc = copy.deepcopy(SAMPLE)
+        doc["entry"].append({"resource": {
+            "resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "urn:uuid:5b1f2c1e-0000-4000-8000-000000000002"},
+            "content": [{"attachment": {"contentType": "application/pdf", "data": "QUFB" * 260_000}}]}})
+        result = run(doc)
+        failure = result.failures[-1]
+        assert (failure.code, failure.index, failure.resource_type) == ("parse.size", 9, "DocumentReference")
+        assert "over the 786,432-byte limit of one record" in failure.reason
+        assert len(failure.original) == 512 * 1024 and len(result.events) == 7
+
     def test_delete_requests_are_refused_not_dropped(self) -> None:
         doc = copy.deepcopy(SAMPLE)
         doc["entry"].append({"request": {"method": "DELETE", "url": "Observation/old-1"}})

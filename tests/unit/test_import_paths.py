@@ -1,8 +1,8 @@
 """The import path without services: one format detection for import, watch and translate; what the importer
 writes for a FHIR bundle and a registry CSV with a row that is not UTF-8 (raw first, then events pointing at
 it, every bad record on hub.dlq with its reason, nothing else lost); progress and the per-file summary; and
-``hub translate`` for every format. The producer is an in-memory stand-in behind DurableProducer's two
-write methods; the real path runs in tests/integration/test_import_fhir_live.py."""
+``hub translate`` for every format. The producer and the raw-first writer are in-memory stand-ins; the real
+path runs in tests/integration/test_import_fhir_live.py and test_file_import.py."""
 
 from __future__ import annotations
 
@@ -27,43 +27,48 @@ BUNDLE = DATA / "fhir" / "transaction_tran_thi_lan.json"
 RECEIVED = "2026-12-01T08:00:00.000+07:00"
 
 
-class Confirmed:
-    """A batch already confirmed (the bulk producer's Pending, answered at once)."""
-
-    done = True
-
-    def __init__(self, where: list[tuple[int, int]]) -> None:
-        self._where = where
-
-    async def result(self, timeout_s: float) -> list[tuple[int, int]]:
-        return self._where
-
-
 class MemoryProducer:
-    """The producer's write / write_many / send_many, kept in a list; offsets count per topic."""
-
-    timeout_s = 1.0
+    """The producer's ``write`` (the importer's DLQ writes), kept in a list; offsets count per topic."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self._offsets: dict[str, int] = {}
 
-    def _append(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> tuple[int, int]:
+    def append(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> tuple[int, int]:
         self.records.append((topic, value, key, list(headers)))
         self._offsets[topic] = self._offsets.get(topic, -1) + 1
         return 0, self._offsets[topic]
 
-    def send_many(self, records: Any) -> Confirmed:
-        return Confirmed([self._append(*record) for record in records])
-
     async def write(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = ()) -> tuple[int, int]:
-        return self._append(topic, value, key, headers)
-
-    async def write_many(self, records: Any) -> list[tuple[int, int]]:
-        return [await self.write(*record) for record in records]
+        return self.append(topic, value, key, headers)
 
     def on(self, topic: str) -> list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]]:
         return [r for r in self.records if r[0] == topic]
+
+    async def stop(self) -> None:
+        pass
+
+
+class MemoryWriter:
+    """The importer's raw-first writer (hub.ops.publish) in memory: each raw record, then its events with that
+    record's coordinates swapped in, as the real one does once Kafka has answered."""
+
+    def __init__(self, producer: MemoryProducer) -> None:
+        self._producer = producer
+
+    async def submit(self, raws: Any, events: Any, *_rest: Any) -> None:
+        from hub.ops.publish import located
+
+        for (value, key, headers), own in zip(raws, events):
+            partition, offset = self._producer.append("emr.raw", value, key, headers)
+            for event_json, event_key in own:
+                self._producer.append("events.canonical", located(event_json, partition, offset), event_key, ())
+
+    async def drain(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 class Recorder:
@@ -85,14 +90,11 @@ async def run_import(path: Path) -> tuple[FileReport, MemoryProducer, Recorder]:
     importer = Importer(Settings(), progress)
     producer = MemoryProducer()
     importer.producer = producer  # type: ignore[assignment]
-    if hasattr(importer, "_writer"):  # the pipelined raw-first writer holds the producer too
-        from hub.ops.publish import RawFirstWriter
-
-        importer._writer = RawFirstWriter(producer)  # type: ignore[arg-type]
+    importer._writer = MemoryWriter(producer)  # type: ignore[assignment]
     try:
         return await importer.import_file(path), producer, progress
     finally:
-        await importer._redis.aclose()
+        await importer.__aexit__(None, None, None)
 
 
 def csv_row(**values: str) -> str:
