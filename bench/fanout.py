@@ -1,0 +1,357 @@
+"""Fan-out benchmark: health-book push latency at a fixed offered rate, and the cost of a dead subscriber.
+
+    .venv/bin/python -m bench.fanout [--rate 500] [--seconds 60] [--connections 50] [--isolation-events 6000]
+                                     [--rounds 2] [--keep]
+
+Its own stack (bench.stack.bench_env("fanout", 900): own ports, ``.hub-bench-fanout``), every role of ``hub up``
+including the reference receiver (deploy/local/receiver), with a subscriptions file of its own in the state
+folder instead of deploy/local/subscriptions.toml.
+
+1. **Latency** (target p99 <= 1 s): ADT^A01 messages for new citizens offered over MLLP at ``--rate`` msg/s for
+   ``--seconds`` (open loop: each message has its send time; ``--connections`` senders, one message in flight
+   each, as hospital engines do). One subscription, ``bench-healthbook``: format health-book, coalescing off,
+   webhook to the receiver. Per message, from the wall-clock time its ACK arrived at the sender to
+   - baseline (same run): its encounter change read from record.changes by a consumer of the bench;
+   - the first health-book push showing that encounter stored by the receiver (its ``received_at``);
+   and per message the difference of the two: the fan-out's own part (change on record.changes -> push).
+2. **Isolation** (target: a dead subscriber costs the healthy one < 5 % throughput): ``--isolation-events``
+   canonical events produced straight onto record.changes, delivered by a healthy ``event`` webhook subscription
+   to the receiver, alone (baseline) and next to a dead subscriber (webhook to a closed port, default retries),
+   ``--rounds`` times alternating. Throughput = deliveries stored / (last - first ``received_at``). The fanout
+   role is restarted with each file; subscriptions start at ``latest`` and their names are new each round.
+
+The machine is shared (2 cores, other work running): load averages are printed with the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.stack import bench_env
+from bench.table import Row, percentile, render
+from connectors.hl7v2.parse import decode, parse
+from connectors.mllp.framing import Frame, FrameDecoder, frame
+from hub.envelope import SYSTEM_CCCD, Envelope, Source, Subject
+from hub.settings import REPO_ROOT, Settings
+from hub.synthetic import FACILITIES, Person, adt, person
+from hub.topics import RECORD_CHANGES
+
+ENV = bench_env("fanout", 900)
+STATE = Path(ENV["HSSK_STATE_DIR"])
+SUBS_FILE = STATE / "subscriptions.toml"
+RECEIVER_DB = STATE / "receiver" / "deliveries.sqlite3"
+LATENCY_SUB = "bench-healthbook"
+
+
+def hub(*args: str, check: bool = True) -> None:
+    subprocess.run([sys.executable, "-m", "hub.cli", *args], env={**os.environ, **ENV}, cwd=REPO_ROOT, check=check,
+                   stdout=subprocess.DEVNULL)
+
+
+def _webhook(name: str, fmt: str, url: str, *, coalescing_off: bool = False, start: str = "latest") -> str:
+    return "\n".join([
+        "[[subscription]]", f'name = "{name}"', f'format = "{fmt}"', f'start = "{start}"',
+        *(["coalesce_s = 0"] if coalescing_off else []),
+        "[subscription.delivery]", 'kind = "webhook"', f'url = "{url}"', 'secret_env = "HSSK_RECEIVER_SECRET"',
+        "timeout_s = 5", ""])
+
+
+def receiver_url(settings: Settings) -> str:
+    return f"http://{settings.receiver_host}:{settings.receiver_port}/deliveries"
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# --- 1. latency -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    ack_at: dict[str, float] = field(default_factory=dict)  # control id -> wall-clock time of its ACK
+    ack_ms: list[float] = field(default_factory=list)
+    late_ms: list[float] = field(default_factory=list)  # how far behind its schedule each send started
+    codes: dict[str, int] = field(default_factory=dict)
+
+
+def latency_people(n: int, tag: int) -> list[Person]:
+    rng = random.Random(tag)
+    return [person(rng, serial=i) for i in range(n)]
+
+
+async def _paced_sender(settings: Settings, messages: list[tuple[float, str, bytes]], sent: Sent) -> None:
+    reader, writer = await asyncio.open_connection(settings.mllp_host, settings.mllp_port)
+    decoder = FrameDecoder(1 << 20)
+    try:
+        for due, control_id, raw in messages:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                sent.late_ms.append(-delay * 1000)
+            t0 = time.perf_counter()
+            writer.write(frame(raw))
+            await writer.drain()
+            frames: list[Frame] = []
+            while not frames:
+                frames = [f for f in decoder.feed(await reader.read(65536)) if isinstance(f, Frame)]
+            sent.ack_at[control_id] = time.time()
+            sent.ack_ms.append((time.perf_counter() - t0) * 1000)
+            code = parse(decode(frames[0].payload)).first("MSA")[1]
+            sent.codes[code] = sent.codes.get(code, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _watch_changes(settings: Settings, wanted: set[str], seen: dict[str, float], stop: asyncio.Event) -> None:
+    """Wall-clock time each wanted message's encounter change is read from record.changes (the baseline)."""
+    consumer = AIOKafkaConsumer(RECORD_CHANGES.name, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="latest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        while not stop.is_set() and wanted - seen.keys():
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.time()
+                for rec in records:
+                    event = orjson.loads(rec.value)
+                    if event["type"] == "encounter.recorded":
+                        seen.setdefault(event["source"]["message_id"], now)
+    finally:
+        await consumer.stop()
+
+
+def pushes_with_encounter(subscription: str) -> dict[str, float]:
+    """CCCD -> wall-clock time the receiver got the first health book of that citizen showing an encounter."""
+    db = sqlite3.connect(f"file:{RECEIVER_DB}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT received_at, body FROM deliveries WHERE subscription = ? ORDER BY seq",
+                          (subscription,)).fetchall()
+    finally:
+        db.close()
+    first: dict[str, float] = {}
+    for received_at, body in rows:
+        book = orjson.loads(body).get("health_book") or {}
+        if not book.get("encounters"):
+            continue
+        for ident in book.get("administrative", {}).get("identifiers", []):
+            if ident["system"] == SYSTEM_CCCD:
+                first.setdefault(ident["value"], dt.datetime.fromisoformat(received_at).timestamp())
+    return first
+
+
+def stored_count(subscription: str) -> int:
+    if not RECEIVER_DB.exists():
+        return 0
+    db = sqlite3.connect(f"file:{RECEIVER_DB}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM deliveries WHERE subscription = ?", (subscription,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+async def latency(settings: Settings, rate: float, seconds: float, connections: int) -> list[Row]:
+    n = int(rate * seconds)
+    tag = int(time.time())
+    people = latency_people(n, tag)
+    messages = [(i / rate, f"FO{tag % 100000:05d}-{i:06d}", adt(p, "A01", f"FO{tag % 100000:05d}-{i:06d}",
+                 visit=f"V-FO-{i}", when="20261124083000")) for i, p in enumerate(people)]
+    cccd_of = {cid: p.cccd for (_, cid, _), p in zip(messages, people, strict=True)}
+    sent, seen, stop = Sent(), {}, asyncio.Event()
+    watcher = asyncio.create_task(_watch_changes(settings, set(cccd_of), seen, stop))
+    await asyncio.sleep(1.0)  # the watcher's consumer at the end of the topic first
+    start = time.perf_counter()
+    lanes = [[(start + due, cid, raw) for due, cid, raw in messages[c::connections]] for c in range(connections)]
+    await asyncio.gather(*(_paced_sender(settings, lane, sent) for lane in lanes))
+    send_s = time.perf_counter() - start
+    # Wait for the pushes: until every citizen's encounter is at the receiver, or 20 s without progress.
+    last, still = -1, time.monotonic()
+    while True:
+        got = pushes_with_encounter(LATENCY_SUB)
+        if len(got) >= n or time.monotonic() - still > 20:
+            break
+        if len(got) != last:
+            last, still = len(got), time.monotonic()
+        await asyncio.sleep(1.0)
+    stop.set()
+    await watcher
+    done_s = time.perf_counter() - start
+    pushed = pushes_with_encounter(LATENCY_SUB)
+    to_change = [(seen[c] - sent.ack_at[c]) * 1000 for c in seen if c in sent.ack_at]
+    to_push = [(pushed[cccd_of[c]] - sent.ack_at[c]) * 1000 for c in sent.ack_at if cccd_of[c] in pushed]
+    fanout_part = [(pushed[cccd_of[c]] - seen[c]) * 1000 for c in seen if cccd_of[c] in pushed]
+    behind = percentile(sent.late_ms, 99) if sent.late_ms else 0.0
+
+    def lat(values: list[float]) -> dict[str, float]:
+        return {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values, default=float("nan"))}
+
+    return [  # seconds: the sending phase, so msg/s is the rate actually sent
+        Row("baseline: ACK -> change on record.changes", len(to_change), send_s, lat(to_change),
+            f"{len(seen)}/{n} seen; ACK p50/p99 {percentile(sent.ack_ms, 50):.0f}/{percentile(sent.ack_ms, 99):.0f} ms,"
+            f" {sent.codes}"),
+        Row("ACK -> health-book push at receiver", len(to_push), send_s, lat(to_push),
+            f"{len(pushed)}/{n} citizens pushed with their encounter; {stored_count(LATENCY_SUB)} pushes stored"),
+        Row("fan-out part: change -> push", len(fanout_part), send_s, lat(fanout_part),
+            f"offered {rate:.0f} msg/s for {seconds:.0f} s on {connections} connections; sender p99 "
+            f"{behind:.0f} ms behind schedule; all pushed {done_s:.0f} s after the first send"),
+    ]
+
+
+# --- 2. isolation -----------------------------------------------------------------------------------------------
+
+def isolation_events(n: int, tag: str, citizens: int) -> list[tuple[bytes, bytes]]:
+    """Canonical observation changes as the record stage writes them (key = citizen id)."""
+    out = []
+    for i in range(n):
+        cid = f"bench-fo-{tag}-{i % citizens:05d}"
+        event = Envelope(
+            event_id=f"bench-fo-{tag}-{i}", type="observation.recorded", occurred_at="2026-11-24T08:30:00+07:00",
+            recorded_at="2026-11-24T08:30:01+07:00", source=Source("hl7v2", FACILITIES[i % 4], f"FO-{tag}-{i}"),
+            subject=Subject(), citizen_id=cid, record_version=i // citizens + 1,
+            payload={"resourceType": "Observation", "id": f"o-{tag}-{i}", "status": "final",
+                     "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+                     "valueQuantity": {"value": 5.5 + i % 10 / 10, "unit": "mmol/L"}})
+        out.append((cid.encode(), event.to_json()))
+    return out
+
+
+async def restart_fanout(settings: Settings, subs_toml: str, groups: list[str]) -> None:
+    from hub.ops import local
+    from hub.ops.status import _admin, group_is_stable
+
+    SUBS_FILE.write_text(subs_toml)
+    local.stop_role(settings, "fanout")
+    local.start_role(settings, "fanout")
+    admin = await _admin(settings)
+    deadline = time.monotonic() + 120
+    try:
+        for group in groups:
+            while not await group_is_stable(admin, group):
+                if time.monotonic() > deadline or local.role_pid(settings, "fanout") is None:
+                    raise SystemExit(f"bench.fanout: {group} never became stable; see {local.log_file(settings, 'fanout')}")
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    await asyncio.sleep(2.0)  # 'latest' is resolved at the first fetch after assignment
+
+
+async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Row:
+    healthy = f"iso-{name}"
+    toml = _webhook(healthy, "event", receiver_url(settings))
+    groups = [f"hssk-sub-{healthy}"]
+    if dead:
+        toml += "\n" + _webhook(f"{healthy}-dead", "event", f"http://127.0.0.1:{closed_port()}/deliveries")
+        groups.append(f"hssk-sub-{healthy}-dead")
+    await restart_fanout(settings, toml, groups)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(RECORD_CHANGES.name, value, key=key)
+                   for key, value in isolation_events(n, name, max(1, n // 10))]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 300
+    while stored_count(healthy) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    db = sqlite3.connect(f"file:{RECEIVER_DB}?mode=ro", uri=True)
+    try:
+        count, first, last = db.execute("SELECT count(*), min(received_at), max(received_at) FROM deliveries"
+                                        " WHERE subscription = ?", (healthy,)).fetchone()
+    finally:
+        db.close()
+    span = dt.datetime.fromisoformat(last).timestamp() - dt.datetime.fromisoformat(first).timestamp()
+    label = "healthy + dead subscriber" if dead else "baseline: healthy alone"
+    note = f"{count}/{n} stored; load {load()}"
+    if dead:
+        note += f"; the dead one retried {await retries(settings, f'{healthy}-dead'):.0f} failed attempts"
+    return Row(f"{label} ({name})", count, span, {}, note)
+
+
+async def retries(settings: Settings, subscription: str) -> float:
+    """hssk_subscription_retries_total of one subscription, from the fanout role's /metrics."""
+    url = f"http://{settings.metrics_host}:{settings.metrics_port('fanout')}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        text = await resp.text()
+    found = re.search(rf'^hssk_subscription_retries_total{{subscription="{re.escape(subscription)}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
+async def isolation(settings: Settings, n: int, rounds: int) -> list[Row]:
+    rows = []
+    for r in range(1, rounds + 1):
+        rows.append(await isolation_run(settings, f"a{r}", dead=False, n=n))
+        rows.append(await isolation_run(settings, f"b{r}", dead=True, n=n))
+    return rows
+
+
+def summary(rows: list[Row]) -> str:
+    alone = sum(r.messages for r in rows if "alone" in r.name) / max(1e-9, sum(r.seconds for r in rows if "alone" in r.name))
+    dead = sum(r.messages for r in rows if "dead" in r.name) / max(1e-9, sum(r.seconds for r in rows if "dead" in r.name))
+    return (f"all rounds: healthy alone {alone:,.0f}/s, next to a dead subscriber {dead:,.0f}/s -> cost "
+            f"{(1 - dead / alone) * 100:+.1f} % (target < 5 %)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--isolation-events", type=int, default=6000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-isolation", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
+    args = parser.parse_args()
+    os.environ.update(ENV)
+    os.environ["HSSK_SUBSCRIPTIONS_FILE"] = str(SUBS_FILE)
+    hub("down", check=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    settings = Settings.from_env()
+    SUBS_FILE.write_text(_webhook(LATENCY_SUB, "health-book", receiver_url(settings), coalescing_off=True,
+                                  start="earliest"))
+    print(f"load average before hub up: {load()}", flush=True)
+    try:
+        hub("up")
+        if not args.skip_latency:
+            rows = asyncio.run(latency(settings, args.rate, args.seconds, args.connections))
+            print(render("Fan-out latency: MLLP ACK -> health-book push (coalescing off), ms", rows))
+            print(f"load average after: {load()}", flush=True)
+        if not args.skip_isolation:
+            rows = asyncio.run(isolation(settings, args.isolation_events, args.rounds))
+            print(render(f"Fan-out isolation: one healthy webhook subscription, {args.isolation_events} events per "
+                         "run, with and without a dead subscriber", rows, baseline=rows[0].name))
+            print(summary(rows))
+    finally:
+        if not args.keep:
+            hub("down", check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
