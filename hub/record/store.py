@@ -2,7 +2,10 @@
 
 Keys (``prefix`` is empty for the live view, ``rebuild:`` for ``hub rebuild``):
 ``record:<cid>`` the record (or a redirect ``{"merged_into": ...}`` after a merge), ``record:<cid>:events`` the
-set of applied event ids, ``record-outbox:<partition>`` changes committed but maybe not yet on record.changes.
+set of applied event ids, ``record-outbox:<partition>`` changes committed but maybe not yet on record.changes:
+one field per commit, named by its offset range ``<first>-<last>`` on that partition of events.citizen, whose
+value is the commit's changes as JSON lines (one field rather than one per event: packing a Redis argument per
+event was a large share of the step). The hash is empty between batches unless a worker died mid-batch.
 
 Why optimistic transactions: events.citizen is keyed by citizen, so one worker owns each citizen's partition,
 but a merge writes two records (the survivor's worker also rewrites the retired record, which may live on
@@ -39,6 +42,21 @@ def outbox_key(partition: int, prefix: str = "") -> str:
     return f"{prefix}record-outbox:{partition}"
 
 
+def outbox_field(entries: list[tuple[int, bytes]]) -> str:
+    """The outbox field of one commit's changes: the offset range they came from."""
+    offsets = [offset for offset, _ in entries]
+    return f"{min(offsets)}-{max(offsets)}"
+
+
+def outbox_last(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def outbox_changes(blob: bytes) -> dict[str, bytes]:
+    """The changes of one outbox field by event id (read only when a redelivered event needs one)."""
+    return {orjson.loads(line)["event_id"]: line for line in blob.split(b"\n") if line}
+
+
 def visible(record: Record) -> Record:
     """The record as readers get it: without the merge bookkeeping."""
     return {k: v for k, v in record.items() if k != MERGE_KEY}
@@ -51,7 +69,7 @@ class Writes:
     records: dict[str, Record] = field(default_factory=dict)
     applied: dict[str, list[str]] = field(default_factory=dict)
     unions: list[tuple[str, str]] = field(default_factory=list)  # (into citizen, from citizen)
-    outbox: dict[int, dict[str, bytes]] = field(default_factory=dict)  # partition -> event id -> change
+    outbox: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)  # partition -> [(offset, change)]
 
 
 class Transaction:
@@ -77,16 +95,23 @@ class Transaction:
         return {c: orjson.loads(raw) if raw else None for c, raw in zip(citizen_ids, raws, strict=True)}
 
     async def lookups(self, applied: list[tuple[str, str]],
-                      outbox: list[tuple[int, str]]) -> tuple[list[bool], list[bytes | None]]:
-        """Which (citizen, event id) are applied, and the outbox entry of each (partition, event id); one round trip."""
+                      partitions: set[int]) -> tuple[list[bool], dict[int, dict[str, bytes]]]:
+        """Which (citizen, event id) are applied, and the outbox fields of these partitions; one round trip."""
         prefix = self._store.prefix
+        by_citizen: dict[str, list[str]] = {}
+        for citizen_id, event_id in applied:
+            by_citizen.setdefault(citizen_id, []).append(event_id)
+        if not by_citizen and not partitions:
+            return [], {}
         async with self._store.redis.pipeline(transaction=False) as pipe:
-            for citizen_id, event_id in applied:
-                pipe.sismember(applied_key(citizen_id, prefix), event_id)
-            for partition, event_id in outbox:
-                pipe.hget(outbox_key(partition, prefix), event_id)
-            answers = await pipe.execute() if applied or outbox else []
-        return [bool(a) for a in answers[:len(applied)]], list(answers[len(applied):])
+            for citizen_id, event_ids in by_citizen.items():
+                pipe.smismember(applied_key(citizen_id, prefix), event_ids)
+            for partition in sorted(partitions):
+                pipe.hgetall(outbox_key(partition, prefix))
+            answers = iter(await pipe.execute())
+        member = {(c, e): bool(m) for c, ids in by_citizen.items() for e, m in zip(ids, next(answers), strict=True)}
+        outbox = {p: {k.decode(): v for k, v in next(answers).items()} for p in sorted(partitions)}
+        return [member[pair] for pair in applied], outbox
 
     async def commit(self, writes: Writes) -> bool:
         """Write everything at once; False (nothing written) if a watched record changed meanwhile."""
@@ -102,7 +127,7 @@ class Transaction:
             pipe.sunionstore(applied_key(into, prefix), [applied_key(into, prefix), applied_key(source, prefix)])
         for partition, entries in writes.outbox.items():
             if entries:
-                pipe.hset(outbox_key(partition, prefix), mapping=entries)
+                pipe.hset(outbox_key(partition, prefix), outbox_field(entries), b"\n".join(c for _, c in entries))
         try:
             await pipe.execute()
         except WatchError:
@@ -130,12 +155,12 @@ class RedisRecordStore:
             citizen_id = record["merged_into"]
         raise RecordError(f"redirect chain longer than {MAX_CHAIN} records")
 
-    async def clear_outbox(self, entries: dict[int, set[str]]) -> None:
-        """Forget changes that are now durable on record.changes."""
-        entries = {p: ids for p, ids in entries.items() if ids}
-        if not entries:
+    async def clear_outbox(self, fields: dict[int, set[str]]) -> None:
+        """Forget outbox fields whose changes are now durable on record.changes."""
+        fields = {p: names for p, names in fields.items() if names}
+        if not fields:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for partition, event_ids in entries.items():
-                pipe.hdel(outbox_key(partition, self.prefix), *event_ids)
+            for partition, names in fields.items():
+                pipe.hdel(outbox_key(partition, self.prefix), *names)
             await pipe.execute()

@@ -11,7 +11,7 @@ from hub.errors import HubError
 from hub.identity.events import merged_event, unmerged_event
 from hub.record.apply import apply
 from hub.record.merge import content
-from hub.record.store import Writes
+from hub.record.store import Writes, outbox_field
 from hub.stream.app import Incoming
 from hub.stream.record import RecordStage
 from tests.unit.test_record_merge import CHO_RAY, HUNG, LAN, TU_DU, encounter, observation, patient
@@ -35,9 +35,9 @@ class MemoryTransaction:
             self.seen.update({c: self.store.revision.get(c, 0) for c in cids if c not in self.seen})
         return {c: orjson.loads(self.store.records[c]) if c in self.store.records else None for c in cids}
 
-    async def lookups(self, applied, outbox):
+    async def lookups(self, applied, partitions):
         return ([e in self.store.applied.get(c, set()) for c, e in applied],
-                [self.store.outbox.get(p, {}).get(e) for p, e in outbox])
+                {p: dict(self.store.outbox.get(p, {})) for p in partitions})
 
     async def commit(self, writes: Writes) -> bool:
         s = self.store
@@ -51,7 +51,7 @@ class MemoryTransaction:
         for into, source in writes.unions:
             s.applied.setdefault(into, set()).update(s.applied.get(source, set()))
         for p, entries in writes.outbox.items():
-            s.outbox.setdefault(p, {}).update(entries)
+            s.outbox.setdefault(p, {})[outbox_field(entries)] = b"\n".join(c for _, c in entries)
         return True
 
 
@@ -60,7 +60,7 @@ class MemoryRecordStore:
         self.records: dict[str, bytes] = {}
         self.revision: dict[str, int] = {}
         self.applied: dict[str, set[str]] = {}
-        self.outbox: dict[int, dict[str, bytes]] = {}
+        self.outbox: dict[int, dict[str, bytes]] = {}  # partition -> field -> changes as JSON lines
         self.before_commit = None
         self.conflicts = 0
 
@@ -127,6 +127,20 @@ async def test_a_change_committed_before_a_crash_is_published_again_from_the_out
     again = await run(RecordStage(store), [HUNG_PATIENT])  # the restarted worker gets the event again
     assert again == first and store.get(HUNG)["version"] == 1
     assert await run(RecordStage(store), [HUNG_PATIENT]) == [[]]  # published now: a later duplicate is silent
+
+
+async def test_a_dead_workers_outbox_field_stays_until_the_partition_is_consumed_past_it() -> None:
+    """Redelivered in smaller batches, each change is published again, and the field goes only after the last."""
+    store = MemoryRecordStore()
+    events = [HUNG_PATIENT, HUNG_NEWER, LAN_PATIENT]
+    first = await RecordStage(store).step(incoming(events))  # committed (field "0-2"), never published
+    restarted = RecordStage(store)
+    again = await restarted.step(incoming(events)[:1])
+    await restarted.save_batch()
+    assert again == first[:1] and list(store.outbox[0]) == ["0-2"]
+    rest = await restarted.step(incoming(events)[1:])
+    await restarted.save_batch()
+    assert rest == first[1:] and store.outbox[0] == {}
 
 
 async def test_merge_redirects_later_events_and_unmerge_restores_both_in_one_batch() -> None:
