@@ -18,6 +18,7 @@ once and moved to ``DIR/done/`` or ``DIR/failed/`` with a ``<name>.reason.txt`` 
   next poll retries. ``failed/`` is only for files whose content cannot be read.
 
 Polling (``HSSK_WATCH_POLL_S``), not inotify: it works the same on network shares, where drop folders live.
+One watcher per folder: a second one on the same folder refuses to start (a lock file, ``DIR/.hub-watch.lock``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import signal
@@ -45,6 +47,7 @@ from hub.settings import Settings
 log = get_logger("watch")
 
 DONE, FAILED = "done", "failed"
+LOCK_NAME = ".hub-watch.lock"
 REASON_SUFFIX = ".reason.txt"
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".filepart", ".download", ".swp", "~")
 
@@ -218,27 +221,55 @@ def print_outcome(outcome: Outcome) -> None:
     print(f"{outcome.result}: {outcome.name}\n" + "\n".join(f"  {line}" for line in outcome.lines), flush=True)
 
 
+class FolderBusy(RuntimeError):
+    """Another watcher holds the folder's lock."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):  # type: ignore[no-untyped-def]
+    """Hold ``DIR/.hub-watch.lock`` (flock) while watching: two watchers would race for the same files."""
+    with open(folder / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise FolderBusy(f"{folder} is already watched (pid {handle.read().strip() or '?'})") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 async def watch(settings: Settings, folder: Path, *, once: bool = False, facility: str | None = None,
                 progress: Progress | None = None, on_outcome: Callable[[Outcome], None] = print_outcome) -> int:
     """Poll ``folder`` until cancelled (or, with ``once``, until nothing is left to settle: then 0, or 1 when a
     file had to be left for a retry)."""
     ledger = Ledger(ledger_path(settings))
     try:
-        async with Importer(settings, progress, facility) as importer:
-            watcher = Watcher(settings, folder, importer, ledger)
-            print(f"watching {folder} (every {settings.watch_poll_s:g} s; files settle for "
-                  f"{watcher.settle_s:g} s)", flush=True)
-            while True:
-                outcomes = await watcher.poll()
-                for outcome in outcomes:
-                    on_outcome(outcome)
-                if once and any(o.result == "retry" for o in outcomes):
-                    return 1  # Kafka did not confirm: the file stays for the next run
-                if once and not watcher.pending():
-                    return 0
-                await asyncio.sleep(settings.watch_poll_s if not once else min(settings.watch_poll_s, 0.5))
+        with folder_lock(folder):
+            return await _watch(settings, folder, once, facility, progress, on_outcome, ledger)
     finally:
         ledger.close()
+
+
+async def _watch(settings: Settings, folder: Path, once: bool, facility: str | None, progress: Progress | None,
+                 on_outcome: Callable[[Outcome], None], ledger: Ledger) -> int:
+    async with Importer(settings, progress, facility) as importer:
+        watcher = Watcher(settings, folder, importer, ledger)
+        print(f"watching {folder} (every {settings.watch_poll_s:g} s; files settle for {watcher.settle_s:g} s)",
+              flush=True)
+        while True:
+            outcomes = await watcher.poll()
+            for outcome in outcomes:
+                on_outcome(outcome)
+            if once and any(o.result == "retry" for o in outcomes):
+                return 1  # Kafka did not confirm: the file stays for the next run
+            if once and not watcher.pending():
+                return 0
+            await asyncio.sleep(settings.watch_poll_s if not once else min(settings.watch_poll_s, 0.5))
 
 
 def ledger_path(settings: Settings) -> Path:
@@ -272,6 +303,9 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
                            watch_settle_s=args.settle if args.settle is not None else settings.watch_settle_s)
     try:
         return run(settings, folder, once=args.once, facility=args.facility, progress=TqdmProgress())
+    except FolderBusy as exc:
+        print(f"hub watch: {exc}", file=sys.stderr)
+        return 2
     except (DeliveryError, OSError, asyncio.TimeoutError) as exc:
         print(f"hub watch: Kafka not reachable: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return 2

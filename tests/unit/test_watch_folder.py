@@ -7,6 +7,7 @@ real one."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,14 @@ class TestOnce:
         seen: list[str] = []
         assert await watch(settings, folder, once=True, on_outcome=lambda o: seen.append(o.result)) == 0
         assert seen == ["done"] and (folder / "done" / "a.csv").exists()
+
+    def test_one_watcher_per_folder(self, folder: Path) -> None:
+        """A second watcher on the same folder is refused while the first holds the lock."""
+        from hub.ops.watch import FolderBusy, folder_lock
+
+        with folder_lock(folder):
+            with pytest.raises(FolderBusy, match=f"already watched \\(pid {os.getpid()}\\)"):
+                with folder_lock(folder):
+                    pass
+        with folder_lock(folder):  # released: it can be taken again
+            pass
