@@ -144,6 +144,7 @@ def _run(settings: Settings, work) -> int:
     import asyncio
 
     import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     from hub.errors import DeliveryError
     from hub.identity.review import Mpi, ReviewError
@@ -162,6 +163,9 @@ def _run(settings: Settings, work) -> int:
         return 1
     except DeliveryError as exc:
         print(f"hub: {exc.reason}", file=sys.stderr)
+        return 2
+    except RedisConnectionError:
+        print(f"hub: Redis at {settings.redis_url} is unreachable: nothing was read or changed", file=sys.stderr)
         return 2
 
 
