@@ -73,14 +73,14 @@ def main() -> int:
     print(f"hub link on {args.rows:,} generated registry rows (seed {args.seed}"
           f"{f'; generated in {gen_s:.0f} s' if gen_s else '; reused files'}); {os.cpu_count()} cores shared with "
           f"other work, child at nice {args.nice}, load average {load0:.1f} at start, {load1:.1f} at end")
-    header = (f"{'':<34} {'rows':>11} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'rows/s':>8} {'clusters':>10} "
+    header = (f"{'':<38} {'rows':>11} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'rows/s':>8} {'clusters':>10} "
               f"{'people':>10} {'precision':>9} {'recall':>8} {'F1':>8}")
     print(header)
-    print(f"{'hub link (hub.identity)':<34} {args.rows:>11,} {run['wall']:>8.0f} {run['cpu']:>8.0f} "
+    print(f"{'hub link (hub.identity)':<38} {args.rows:>11,} {run['wall']:>8.0f} {run['cpu']:>8.0f} "
           f"{run['peak_mb']:>8,.0f} {args.rows / run['wall']:>8,.0f} {s.clusters:>10,} {s.persons:>10,} "
           f"{s.precision:>9.5f} {s.recall:>8.5f} {s.f1:>8.5f}")
     claim_s = args.rows / SPLINK_CLAIM_ROWS_PER_S
-    print(f"{'Splink claim (~1M records/min, laptop)':<34} {args.rows:>11,} {claim_s:>8.0f} {'-':>8} {'-':>8} "
+    print(f"{'Splink claim (~1M records/min, laptop)':<38} {args.rows:>11,} {claim_s:>8.0f} {'-':>8} {'-':>8} "
           f"{SPLINK_CLAIM_ROWS_PER_S:>8,.0f} {'-':>10} {'-':>10} {'-':>9} {'-':>8} {'-':>8}")
     print(f"ratio: hub link wall time / Splink's claimed time = {run['wall'] / claim_s:.2f}; "
           f"clusters / people = {s.clusters / s.persons:.4f}; pairs predicted {s.predicted_pairs:,}, "
