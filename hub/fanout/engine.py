@@ -53,6 +53,8 @@ BATCH = 500
 LANES = 16
 HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 RESTART_S = 2.0
+LOAD_CHUNK = 32  # records read side by side per partition worker
+REDIS_CONNECTIONS = 64  # shared by every subscription of the process; a full pool waits instead of failing
 
 
 def subscription_topics(subs: tuple[Subscription, ...]) -> tuple[Topic, ...]:
@@ -331,7 +333,9 @@ class SubscriptionRunner:
 
     async def _load(self, citizen_ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Records through the store's public ``load`` (redirects of merged citizens followed), side by side."""
-        records = await asyncio.gather(*(self.store.load(c) for c in citizen_ids))
+        records: list[dict[str, Any] | None] = []
+        for i in range(0, len(citizen_ids), LOAD_CHUNK):  # a batch may name hundreds: bounded, not all at once
+            records += await asyncio.gather(*(self.store.load(c) for c in citizen_ids[i:i + LOAD_CHUNK]))
         return dict(zip(citizen_ids, records, strict=True))
 
     async def _lane(self, items: list[formats.Outbound], planned: Planned, lanes: asyncio.Semaphore) -> None:
@@ -408,7 +412,10 @@ class Engine:
         await ensure_topics(self.settings, extra=subscription_topics(self.subs))
         producer = DurableProducer(self.settings, client_id="hssk-fanout-deliveries", max_batch_bytes=256 * 1024)
         await producer.connect()
-        client = aioredis.from_url(self.settings.redis_url)
+        # redis-py's default pool raises MaxConnectionsError at 100 connections; partition workers of several
+        # subscriptions reading records side by side would hit it, so they wait for a connection instead.
+        client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            self.settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=30))
         store, state = RedisRecordStore(client), SubscriptionState(client)
         sinks = [self._sink(sub, producer) for sub in self.subs]
         tasks = []
