@@ -11,6 +11,9 @@ A second row reads the lean shape, XML1-XML4 only (no notes, discharge paper or 
 Table 1, end to end: ``read_export`` over the envelope (stream, base64, hardened lxml, dict payloads,
 envelopes) against the obvious library route for the same output: the same reader, then every payload
 built as its fhir.resources R4B model (``model_validate`` + ``model_dump``), measured in the same run.
+Then what ``hub import`` does before Kafka: ``read_hoso`` streaming the envelope in this process and
+``map_encounters`` (translate, serialise every event and the raw record, keys) on chunks of 100 HOSO, in this
+process and in worker processes (``hub.ops.publish.MapPool``, the importer's pool; started before timing).
 Table 2, parsing only: every table of every HOSO parsed and its fields read, with the reader's hardened
 lxml against the standard library's ElementTree (expat), also in the same run.
 ``--big-gb N``: a generated N GB export streamed through ``read_export`` in a child process (nothing is
@@ -21,6 +24,7 @@ Timings are the best of ``--repeat`` runs (other processes share this machine); 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import importlib
 import os
@@ -34,11 +38,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.table import Row, render
-from connectors.xml130 import Record, read_export
+from connectors.xml130 import Record, read_export, read_hoso
 from connectors.xml130 import generate as gen
 from connectors.xml130.context import fields
 from connectors.xml130.layout import TABLES
 from connectors.xml130.safe import decode_base64, parse_document
+from hub.ops.publish import RAW_PLACEHOLDER, EncountersMapped, MapPool, map_encounters
 
 RECEIVED_AT = "2026-12-01T08:00:00.000+07:00"
 _CONDITIONS = ", single-node Kafka (KRaft) and Redis on loopback"
@@ -47,7 +52,8 @@ _NOIDUNGFILE = re.compile(rb"<LOAIHOSO>([^<]+)</LOAIHOSO><NOIDUNGFILE>([^<]+)</N
 
 def conditions_fix(text: str) -> str:
     load = os.getloadavg()[0]
-    return text.replace(_CONDITIONS, f", CPU only (no Kafka/Redis), one process, load average {load:.2f}")
+    return text.replace(_CONDITIONS, f", CPU only (no Kafka/Redis), one process unless a row names workers, "
+                                     f"load average {load:.2f}")
 
 
 def best(repeat: int, run: Callable[[], tuple[int, int]]) -> tuple[float, int, int]:
@@ -90,6 +96,40 @@ def with_models(data: bytes) -> tuple[int, int]:
             _model(event.payload["resourceType"]).model_validate(event.payload).model_dump(mode="json")
             events += 1
     return encounters, events
+
+
+def import_mapping(data: bytes, pool: MapPool) -> tuple[int, int]:
+    """The importer's mapping path without Kafka: encounters and events ready to write."""
+    counts = [0, 0]
+
+    async def then(mapped: EncountersMapped) -> None:
+        counts[0] += len(mapped.raws)
+        counts[1] += sum(len(own) for own in mapped.events)
+
+    async def run() -> None:
+        chunk: list[Any] = []
+        for item in read_hoso(data, received_at=RECEIVED_AT, raw=RAW_PLACEHOLDER):
+            chunk.append(item)
+            if len(chunk) >= 100:
+                await pool.put(map_encounters, (chunk, RECEIVED_AT, None, b"k" * 32, "bench.xml"), then)
+                chunk = []
+        if chunk:
+            await pool.put(map_encounters, (chunk, RECEIVED_AT, None, b"k" * 32, "bench.xml"), then)
+        await pool.drain()
+
+    asyncio.run(run())
+    return counts[0], counts[1]
+
+
+def _warm(pool: MapPool) -> None:
+    async def run() -> None:
+        async def then(_result: object) -> None:
+            pass
+        for _ in range(pool.workers):
+            await pool.put(map_encounters, ([], RECEIVED_AT, None, b"k", "warm"), then)
+        await pool.drain()
+
+    asyncio.run(run())
 
 
 def _tables(data: bytes) -> list[list[tuple[str, bytes]]]:
@@ -152,6 +192,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encounters", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="mapping processes (default: cores)")
     parser.add_argument("--big-gb", type=float, default=0.0, help="also stream a generated export of N GB")
     parser.add_argument("--child-big", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,6 +206,14 @@ def main() -> int:
     t_ours, enc, events = best(args.repeat, lambda: ours(data))
     t_lean, _, lean_events = best(args.repeat, lambda: ours(lean))
     t_models, _, _ = best(1, lambda: with_models(data))
+    inline, workers = MapPool(0), MapPool(args.workers)
+    try:
+        _warm(workers)
+        t_map1, _, map_events = best(args.repeat, lambda: import_mapping(data, inline))
+        t_mapn, _, _ = best(args.repeat, lambda: import_mapping(data, workers))
+        t_mapn_lean, _, _ = best(args.repeat, lambda: import_mapping(lean, workers))
+    finally:
+        workers.close()
     print(conditions_fix(render(
         f"BHYT XML -> canonical events ({n} encounters, {events / max(enc, 1):.0f} events each, "
         f"{len(data) / 1e6:.1f} MB envelope); messages = encounters",
@@ -174,7 +223,13 @@ def main() -> int:
              note=f"{lean_events / n:.0f} events each, {lean_events / t_lean:,.0f} events/s, "
                   f"{len(lean) / 1e6:.1f} MB"),
          Row("baseline: same + fhir.resources R4B models", enc, t_models,
-             note=f"{events / t_models:,.0f} events/s (model_validate + model_dump per resource)")],
+             note=f"{events / t_models:,.0f} events/s (model_validate + model_dump per resource)"),
+         Row("import mapping (events + raw as bytes), 1 process", n, t_map1,
+             note=f"{map_events / t_map1:,.0f} events/s serialised"),
+         Row(f"import mapping, {args.workers} worker processes", n, t_mapn,
+             note=f"{t_map1 / t_mapn:.2f}x the 1-process mapping; target >= 2,000 encounters/s"),
+         Row(f"import mapping, {args.workers} workers, XML1-XML4 only", n, t_mapn_lean,
+             note="the issue's shape: ~10 drugs, ~5 services, ~5 results")],
         baseline="baseline: same + fhir.resources R4B models")))
     print()
     docs = _tables(data)

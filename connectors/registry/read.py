@@ -78,11 +78,12 @@ def iter_values(stream: TextIO) -> Iterator[tuple[int, list[str]] | BadRow]:
         yield line, values
 
 
+def row_of(line: int, values: list[str]) -> Row:
+    """The Row of one ``iter_values`` item (an importer ships the lean items to its worker processes)."""
+    return Row(line, dict(zip(COLUMNS, values)), _as_csv(values))
+
+
 def read_rows(stream: TextIO) -> Iterator[Row | BadRow]:
     """Yield every row of ``stream`` (opened with ``newline=""``) as a Row (with its CSV text) or a BadRow."""
     for item in iter_values(stream):
-        if isinstance(item, BadRow):
-            yield item
-        else:
-            line, values = item
-            yield Row(line, dict(zip(COLUMNS, values)), _as_csv(values))
+        yield item if isinstance(item, BadRow) else row_of(*item)

@@ -17,11 +17,11 @@ list (schemas/canonical-event.v1.json, hub.envelope.EVENT_TYPES); the other type
 """
 
 from connectors.xml130.context import EVENT_TYPE, SENSITIVITY_HIV, SOURCE_SYSTEM
-from connectors.xml130.reader import read_export, translate_hoso
+from connectors.xml130.reader import read_export, read_hoso, translate_hoso
 from connectors.xml130.results import Failure, Record, Result, Summary
-from connectors.xml130.source import Limits
+from connectors.xml130.source import Limits, RawHoso
 
 __all__ = [
-    "EVENT_TYPE", "SENSITIVITY_HIV", "SOURCE_SYSTEM", "Failure", "Limits", "Record", "Result", "Summary",
-    "read_export", "translate_hoso",
+    "EVENT_TYPE", "SENSITIVITY_HIV", "SOURCE_SYSTEM", "Failure", "Limits", "RawHoso", "Record", "Result",
+    "Summary", "read_export", "read_hoso", "translate_hoso",
 ]

@@ -27,6 +27,7 @@ from connectors.xml130.source import (
     PEEK_BYTES, EnvelopeError, Limits, RawHoso, RawTable, Source, first_element, open_source, stream_envelope,
 )
 from connectors.xml130.summary import summary
+from hub.envelope import RawCoordinates
 from hub.envelope import Source as EventSource
 
 DEFAULT_LIMITS = Limits()
@@ -38,13 +39,24 @@ def _now() -> str:
 
 
 def read_export(source: Source, *, received_at: str | None = None, facility: str | None = None,
-                limits: Limits = DEFAULT_LIMITS) -> Iterator[Result]:
+                limits: Limits = DEFAULT_LIMITS, raw: RawCoordinates | None = None) -> Iterator[Result]:
     """Read one export file, lazily: a Record per HOSO as it is read, Failures for what cannot be read.
 
     ``source`` is a path, the bytes, or a binary file object (read in ``limits.chunk_bytes`` chunks).
     ``received_at`` (ISO 8601 with offset) is every event's recorded_at; the default is now. ``facility``
-    stands in for MA_CSKCB when neither the envelope nor XML1 gives it. Never raises for bad input.
+    stands in for MA_CSKCB when neither the envelope nor XML1 gives it. ``raw``: coordinates put on every
+    event's source (see ``translate_hoso``). Never raises for bad input.
     """
+    recorded_at = received_at or _now()
+    for item in read_hoso(source, received_at=recorded_at, facility=facility, limits=limits, raw=raw):
+        yield translate_hoso(item, recorded_at, facility, limits, raw) if isinstance(item, RawHoso) else item
+
+
+def read_hoso(source: Source, *, received_at: str | None = None, facility: str | None = None,
+              limits: Limits = DEFAULT_LIMITS, raw: RawCoordinates | None = None) -> Iterator[RawHoso | Result]:
+    """``read_export`` without the translation: each HOSO of an envelope as it was read (its tables still
+    base64), for ``translate_hoso`` to map elsewhere (an importer's worker processes); a bare document and
+    file-level problems as ``read_export`` gives them."""
     recorded_at = received_at or _now()
     try:
         stream, owned = open_source(source)
@@ -60,20 +72,20 @@ def read_export(source: Source, *, received_at: str | None = None, facility: str
                           "file", b"", facility)
             return
         if first_element(head) == ENVELOPE_ROOT:
-            yield from _envelope(head, stream, recorded_at, facility, limits)
+            yield from _envelope(head, stream, facility, limits)
         else:
-            yield _bare(head, stream, recorded_at, facility, limits)
+            yield _bare(head, stream, recorded_at, facility, limits, raw)
     finally:
         if owned:
             stream.close()
 
 
-def _envelope(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Iterator[Result]:
+def _envelope(head: bytes, stream: Any, facility: str | None, limits: Limits) -> Iterator[RawHoso | Failure]:
     hoso_read = 0
     try:
         for hoso in stream_envelope(head, stream, limits):
             hoso_read = hoso.index
-            yield translate_hoso(hoso, recorded_at, facility, limits)
+            yield hoso
     except EnvelopeError as exc:
         error = exc.error
         yield Failure("parse", error.kind, f"{error.reason}; {exc.hoso_read} HOSO read before it",
@@ -83,7 +95,8 @@ def _envelope(head: bytes, stream: Any, recorded_at: str, facility: str | None, 
                       f"{hoso_read} HOSO read before it", f"after HOSO {hoso_read}", b"", facility)
 
 
-def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits) -> Result:
+def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limits: Limits,
+          raw: RawCoordinates | None) -> Result:
     try:
         data = head + stream.read(max(0, limits.max_table_bytes + 1 - len(head)))
     except OSError as exc:
@@ -106,7 +119,7 @@ def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limi
                        "its XML1: send the GIAMDINHHS envelope or the XML1 table", "document",
                        data[:MAX_ORIGINAL], facility)
     hoso = RawHoso(1, facility or "")
-    return _translate(hoso, {kind: (data, root)}, [], recorded_at, facility, limits)
+    return _translate(hoso, {kind: (data, root)}, [], recorded_at, facility, raw)
 
 
 def _decode(table: RawTable, limits: Limits) -> tuple[bytes, etree._Element | None]:
@@ -125,8 +138,11 @@ def _decode(table: RawTable, limits: Limits) -> tuple[bytes, etree._Element | No
 
 
 def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
-                   limits: Limits = DEFAULT_LIMITS) -> Record:
-    """One HOSO (its tables still base64) -> a Record. Public for replaying a HOSO from the DLQ."""
+                   limits: Limits = DEFAULT_LIMITS, raw: RawCoordinates | None = None) -> Record:
+    """One HOSO (its tables still base64) -> a Record. Public for replaying a HOSO from the DLQ, and for
+    mapping HOSO read by ``read_hoso`` in another process. ``raw``: the coordinates of the encounter's raw
+    record, put on every event's source (an importer that learns them only after writing passes a
+    placeholder and fills it in the serialised events)."""
     where = f"HOSO {hoso.index}"
     parsed: dict[str, tuple[bytes, etree._Element | None]] = {}
     failures: list[Failure] = []
@@ -139,7 +155,7 @@ def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
             original = (table.base64 or "").encode("ascii", "replace")[:MAX_ORIGINAL]
             failures.append(Failure("parse", exc.kind, f"{table.kind}: {exc.reason}", f"{where} {table.kind}",
                                     original, hoso.facility or facility))
-    return _translate(hoso, parsed, failures, recorded_at, facility, limits)
+    return _translate(hoso, parsed, failures, recorded_at, facility, raw)
 
 
 def _unlinked(record: Record, out_where: str, reason: str) -> Record:
@@ -151,7 +167,8 @@ def _unlinked(record: Record, out_where: str, reason: str) -> Record:
 
 
 def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | None]],
-               failures: list[Failure], recorded_at: str, facility: str | None, limits: Limits) -> Record:
+               failures: list[Failure], recorded_at: str, facility: str | None,
+               raw: RawCoordinates | None) -> Record:
     where = f"HOSO {hoso.index}"
     record = Record(hoso.index, hoso.facility or facility or "", None, failures=failures,
                     tables={kind: data for kind, (data, _root) in parsed.items()})
@@ -191,7 +208,7 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
     record.sensitivity = sensitivity
     ma_lk = f["MA_LK"]
     ctx = Context(fac, ma_lk, f"Patient/{mapped.patient['id']}", f"Encounter/{mapped.encounter['id']}",
-                  mapped.occurred_at, recorded_at, EventSource(SOURCE_SYSTEM, fac, ma_lk), mapped.subject,
+                  mapped.occurred_at, recorded_at, EventSource(SOURCE_SYSTEM, fac, ma_lk, raw=raw), mapped.subject,
                   sensitivity)
     out = Output(where, fac, ma_lk, failures=failures, counts=record.counts)
     out.events.append(ctx.event(mapped.patient, "XML1/Patient"))

@@ -24,7 +24,7 @@ Event ids are deterministic, so importing a file twice publishes the same events
 from __future__ import annotations
 
 import asyncio
-import base64
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +32,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-import orjson
 import redis.asyncio as aioredis
 
 from connectors.mllp.ack import VN_TZ
@@ -41,13 +40,14 @@ from connectors.mllp.listener import MllpListener, Peer, split_batch
 from connectors.mllp.sender import read_ack
 from connectors.mllp.sources import sources_from_settings
 from connectors.fhir import EntryEvents, EntryFailure, read_bundle
-from connectors.registry import BadRow, RegistryFormatError, Row, read_rows, translate_row
-from connectors.xml130 import Failure, Record, read_export
+from connectors.registry import BadRow, RegistryFormatError, iter_values
+from connectors.xml130 import Failure, RawHoso, Record, read_hoso
 from hub.envelope import DeadLetter, Envelope
-from hub.errors import HubError
 from hub.kafka import BulkProducer
 from hub.ops.formats import HEAD_BYTES, UNITS, UNKNOWN_REASON, detect_format, utf8_lines
-from hub.ops.publish import RAW_PLACEHOLDER, RawFirstWriter, encode_events
+from hub.ops.publish import (
+    RAW_PLACEHOLDER, EncountersMapped, MapPool, RawFirstWriter, RowsMapped, encode_events, map_encounters, map_rows,
+)
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
 from hub.topics import DLQ
@@ -55,6 +55,7 @@ from hub.topics import DLQ
 _CHUNK = 100  # encounters written together: acks=all costs a round trip per produce request, not per record
 _ROW_CHUNK = 2000  # registry rows written together (three records each)
 _BULK_TIMEOUT_S = 30.0
+_POOL_MIN_BYTES = 4 << 20  # smaller files are mapped in the importer's process (starting workers costs ~1 s)
 _PROGRESS_EVERY_S = 0.2
 
 
@@ -119,6 +120,10 @@ class Importer:
         self.producer = BulkProducer(settings, client_id="hssk-import",
                                      timeout_s=max(settings.ack_timeout_s, _BULK_TIMEOUT_S))
         self._writer = RawFirstWriter(self.producer)
+        # Mapping a big file's chunks uses every core (worker processes); a small file is mapped here.
+        cores = os.cpu_count() or 1
+        self._pool = MapPool(cores if cores > 1 else 0)
+        self._inline = MapPool(0)
         self.progress: Progress = progress or _Silent()
         self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._listener: MllpListener | None = None
@@ -129,6 +134,8 @@ class Importer:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        self._pool.close()
+        await self._writer.close()
         await self.producer.stop()
         await self._redis.aclose()
 
@@ -163,37 +170,41 @@ class Importer:
 
     async def _xml130(self, path: Path, report: FileReport) -> None:
         received_at = _now()
-        chunk: list[Record] = []
+        pool = self._pool_for(path)
+        chunk: list[RawHoso | Record] = []
+        seen = 0
         with open(path, "rb") as stream:  # a file object, so the bar can follow the position
-            for result in read_export(stream, received_at=received_at, facility=self.facility):
-                if isinstance(result, Failure):
-                    await self._dead_letter(result, path, report)
-                    if result.stage == "parse" and report.read == 0 and not chunk:
-                        report.error = result.reason  # nothing of the file could be read
+            for item in read_hoso(stream, received_at=received_at, facility=self.facility, raw=RAW_PLACEHOLDER):
+                if isinstance(item, Failure):
+                    await self._dead_letter(item, path, report)
+                    if item.stage == "parse" and not seen:
+                        report.error = item.reason  # nothing of the file could be read
                     continue
-                chunk.append(result)
+                seen += 1
+                chunk.append(item)
                 if len(chunk) >= _CHUNK:
-                    await self._publish(chunk, path, report)
+                    await self._map_encounters(pool, chunk, path, report, received_at)
                     chunk = []
                     self._tick(report, stream.tell())
             if chunk:
-                await self._publish(chunk, path, report)
+                await self._map_encounters(pool, chunk, path, report, received_at)
+            await pool.drain()
             self._tick(report, stream.tell(), force=True)
 
-    async def _publish(self, records: list[Record], path: Path, report: FileReport) -> None:
-        secret = self.settings.pseudonym_key
-        raws = [(orjson.dumps({
-            "source_system": "xml130", "facility": r.facility, "encounter_key": r.encounter_key,
-            "file": path.name, "hoso": r.index, "sensitivity": list(r.sensitivity),
-            "tables": {name: base64.b64encode(data).decode() for name, data in r.tables.items()},
-        }), keyed_hash(secret, r.facility, "encounter", r.encounter_key or f"{path.name}#{r.index}").encode(), [])
-            for r in records]
-        report.events += await self._write_located(raws, [r.events for r in records])
-        for record in records:
-            for failure in record.failures:
-                await self._dead_letter(failure, path, report)
-            report.read += 1
-            report.accepted += record.ok
+    async def _map_encounters(self, pool: MapPool, chunk: list[RawHoso | Record], path: Path, report: FileReport,
+                              received_at: str) -> None:
+        """Map a chunk of HOSO (in a worker process for a big file), then publish it, in file order."""
+        async def publish(mapped: EncountersMapped) -> None:
+            await self._writer.submit(mapped.raws, mapped.events)
+            report.events += sum(len(own) for own in mapped.events)
+            for failures in mapped.failures:
+                for failure in failures:
+                    await self._dead_letter(failure, path, report)
+            report.read += len(mapped.raws)
+            report.accepted += mapped.ok
+
+        await pool.put(map_encounters, (chunk, received_at, self.facility, self.settings.pseudonym_key, path.name),
+                       publish)
 
     async def _write_located(self, raws: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
                              events: list[list[Envelope]]) -> int:
@@ -203,6 +214,9 @@ class Importer:
         encoded = [encode_events(secret, own) for own in events]
         await self._writer.submit(raws, encoded)
         return sum(len(own) for own in encoded)
+
+    def _pool_for(self, path: Path) -> MapPool:
+        return self._pool if self._pool.workers and path.stat().st_size >= _POOL_MIN_BYTES else self._inline
 
     async def _dead_letter(self, failure: Failure, path: Path, report: FileReport) -> None:
         failed_at = _now()
@@ -214,11 +228,12 @@ class Importer:
 
     async def _registry(self, path: Path, report: FileReport) -> None:
         received_at = _now()
-        chunk: list[Row] = []
+        pool = self._pool_for(path)
+        chunk: list[tuple[int, list[str]]] = []
         undecodable: dict[int, bytes] = {}  # line -> its bytes: lines that are not UTF-8, each one a bad row
         try:
             with open(path, "rb") as raw:
-                for item in read_rows(utf8_lines(raw, undecodable)):
+                for item in iter_values(utf8_lines(raw, undecodable)):
                     while undecodable:
                         await self._undecodable(undecodable, path, report)
                     if isinstance(item, BadRow):
@@ -227,13 +242,14 @@ class Importer:
                         continue
                     chunk.append(item)
                     if len(chunk) >= _ROW_CHUNK:
-                        await self._publish_rows(chunk, path, report, received_at)
+                        await self._map_rows(pool, chunk, path, report, received_at)
                         chunk = []
                         self._tick(report, raw.tell())
                 while undecodable:
                     await self._undecodable(undecodable, path, report)
                 if chunk:
-                    await self._publish_rows(chunk, path, report, received_at)
+                    await self._map_rows(pool, chunk, path, report, received_at)
+                await pool.drain()
                 self._tick(report, raw.tell(), force=True)
         except RegistryFormatError as exc:
             report.error = str(exc)
@@ -245,24 +261,20 @@ class Importer:
         await self._bad_row(line, "parse", "not UTF-8 (the registry export is UTF-8): the row is not imported",
                             original, path, report)
 
-    async def _publish_rows(self, rows: list[Row], path: Path, report: FileReport, received_at: str) -> None:
-        secret = self.settings.pseudonym_key
-        mapped: list[tuple[Row, list[Envelope]]] = []
-        for row in rows:
-            report.read += 1
-            try:
-                translation = translate_row(row.fields, received_at=received_at, raw=RAW_PLACEHOLDER)
-            except HubError as exc:
-                await self._bad_row(row.line, exc.code, exc.reason, row.original, path, report)
-                continue
-            mapped.append((row, translation.events))
-            for column in translation.dropped:
+    async def _map_rows(self, pool: MapPool, chunk: list[tuple[int, list[str]]], path: Path, report: FileReport,
+                        received_at: str) -> None:
+        """Map a chunk of rows (in a worker process for a big file), then publish it, in file order."""
+        async def publish(mapped: RowsMapped) -> None:
+            report.read += len(mapped.raws) + len(mapped.rejected)
+            for line, code, reason, original in mapped.rejected:
+                await self._bad_row(line, code, reason, original, path, report)
+            for column in mapped.dropped:
                 report.notes[f"{column} left out: not a valid number"] += 1
-        raws = [(row.original, keyed_hash(secret, row.fields["ma_co_so"], "registry", row.fields["record_id"]).encode(),
-                 [("source_system", b"registry"), ("file", path.name.encode()), ("line", str(row.line).encode())])
-                for row, _ in mapped]
-        report.events += await self._write_located(raws, [events for _, events in mapped])
-        report.accepted += len(mapped)
+            await self._writer.submit(mapped.raws, mapped.events)
+            report.events += sum(len(own) for own in mapped.events)
+            report.accepted += len(mapped.raws)
+
+        await pool.put(map_rows, (chunk, received_at, self.settings.pseudonym_key, path.name), publish)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
                        report: FileReport) -> None:

@@ -2,11 +2,12 @@
 then its events, which point at it, to ``events.canonical``, keyed by facility + source patient.
 
 Pipelined so the importer maps the next chunk while Kafka confirms this one: ``submit`` queues a chunk's raw
-records at once and returns; one task, in submission order, waits for each chunk's raw offsets, writes the
-located events, and calls the chunk's ``done`` only once its events are confirmed too, so what an import
-reports as imported is durably in Kafka. Chunks are written in order (a patient's events never overtake each
-other), at most ``depth`` are in flight (bounded memory), and a failed write raises from the next ``submit``
-or from ``drain``.
+records at once and returns; one task, in submission order, waits for each chunk's raw offsets and sends the
+located events; ``drain`` returns once every raw record and event is acknowledged, and an import returns its
+report only after it, so what an import reports as imported is durably in Kafka. Chunks are written in order
+(a patient's events never overtake each other), at most ``depth`` are waiting for their raw offsets, the
+producers' queues are bounded (bounded memory), and a failed write raises from the next ``submit`` or from
+``drain``.
 
 Events are serialised before their raw record's offset is known, with a placeholder offset that
 ``located`` swaps for the real one: the bytes are built once, wherever the mapping ran.
@@ -15,10 +16,20 @@ Events are serialised before their raw record's offset is known, with a placehol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+import base64
+import multiprocessing
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import orjson
+
+from connectors.registry import row_of, translate_row
+from connectors.xml130 import Failure, RawHoso, Record, translate_hoso
 from hub.envelope import Envelope, RawCoordinates
+from hub.errors import HubError
 from hub.kafka import BulkProducer, Headers, Pending
 from hub.pseudonym import keyed_hash
 from hub.topics import EMR_RAW, EVENTS_CANONICAL
@@ -66,23 +77,24 @@ def located(event_json: bytes, partition: int, offset: int) -> bytes:
 
 
 class RawFirstWriter:
-    """See the module docstring."""
+    """See the module docstring. Events go through a sibling producer that reports failures only."""
 
     def __init__(self, producer: BulkProducer, depth: int = 4) -> None:
         self._producer = producer
+        self._events = producer.sibling(report_successes=False)
         self._timeout = producer.timeout_s + 5.0
-        self._queue: asyncio.Queue[tuple[Pending, list[list[LocatedEvent]], Callable[[int], None] | None] | None] = \
-            asyncio.Queue(maxsize=depth)
+        self._queue: asyncio.Queue[tuple[Pending, list[list[LocatedEvent]]] | None] = asyncio.Queue(maxsize=depth)
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, raws: Sequence[RawRecord], events: Sequence[list[LocatedEvent]],
-                     done: Callable[[int], None] | None = None) -> None:
-        """Queue one chunk: ``raws[i]`` and then its ``events[i]``; ``done(events written)`` once all are durable."""
+    async def submit(self, raws: Sequence[RawRecord], events: Sequence[list[LocatedEvent]]) -> None:
+        """Queue one chunk: ``raws[i]`` and then its ``events[i]`` (confirmed by the next ``drain``)."""
         self._raise_failure()
+        if not self._events.connected:
+            await asyncio.wait_for(self._events.connect(), timeout=self._timeout)
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         pending = self._producer.send_many([(EMR_RAW.name, value, key, headers) for value, key, headers in raws])
-        await self._put((pending, list(events), done))
+        await self._put((pending, list(events)))
 
     async def drain(self) -> None:
         """Wait until every submitted chunk is durable (or raise the write failure)."""
@@ -91,8 +103,12 @@ class RawFirstWriter:
         await self._put(None)
         task, self._task = self._task, None
         await task
+        await self._events.confirm_queued()
 
-    async def _put(self, item: tuple[Pending, list[list[LocatedEvent]], Callable[[int], None] | None] | None) -> None:
+    async def close(self) -> None:
+        await self._events.stop()
+
+    async def _put(self, item: tuple[Pending, list[list[LocatedEvent]]] | None) -> None:
         """Wait for room in the pipeline, unless the writer task dies meanwhile (then raise its failure)."""
         assert self._task is not None
         queued = asyncio.ensure_future(self._queue.put(item))
@@ -103,22 +119,11 @@ class RawFirstWriter:
                 self._raise_failure()
 
     async def _run(self) -> None:
-        confirming: list[tuple[Pending, int, Callable[[int], None] | None]] = []
         while (item := await self._queue.get()) is not None:
-            raw_pending, events, done = item
+            raw_pending, events = item
             where = await raw_pending.result(self._timeout)
-            records = [(EVENTS_CANONICAL.name, located(value, partition, offset), key, ())
-                       for own, (partition, offset) in zip(events, where) for value, key in own]
-            confirming.append((self._producer.send_many(records), len(records), done))
-            while confirming and (confirming[0][0].done or len(confirming) > 2):
-                pending, count, callback = confirming.pop(0)
-                await pending.result(self._timeout)
-                if callback is not None:
-                    callback(count)
-        for pending, count, callback in confirming:
-            await pending.result(self._timeout)
-            if callback is not None:
-                callback(count)
+            self._events.queue_many([(EVENTS_CANONICAL.name, located(value, partition, offset), key, ())
+                                     for own, (partition, offset) in zip(events, where) for value, key in own])
 
     def _raise_failure(self) -> None:
         task = self._task
@@ -126,3 +131,110 @@ class RawFirstWriter:
             self._task = None
             task.result()  # raises the DeliveryError that stopped it
             raise RuntimeError("the raw-first writer stopped")  # pragma: no cover - only ends via drain
+
+
+# --- mapping chunks: the CPU-heavy half of an import, in worker processes when the file is big ---------------
+
+
+@dataclass(slots=True)
+class RowsMapped:
+    """A chunk of registry rows, mapped and serialised: ready to write, or rejected with a reason."""
+
+    raws: list[RawRecord] = field(default_factory=list)
+    events: list[list[LocatedEvent]] = field(default_factory=list)
+    rejected: list[tuple[int, str, str, bytes]] = field(default_factory=list)  # line, code, reason, row bytes
+    dropped: list[str] = field(default_factory=list)  # columns left out (one entry per row and column)
+
+
+def map_rows(items: list[tuple[int, list[str]]], received_at: str, secret: bytes, file_name: str) -> RowsMapped:
+    """Registry rows (line, values) -> their raw records (keyed by site + record id) and located events."""
+    out = RowsMapped()
+    name = file_name.encode()
+    for line, values in items:
+        row = row_of(line, values)
+        try:
+            translation = translate_row(row.fields, received_at=received_at, raw=RAW_PLACEHOLDER)
+        except HubError as exc:
+            out.rejected.append((row.line, exc.code, exc.reason, row.original))
+            continue
+        out.dropped += translation.dropped
+        out.raws.append((row.original, keyed_hash(secret, row.fields["ma_co_so"], "registry",
+                                                  row.fields["record_id"]).encode(),
+                         [("source_system", b"registry"), ("file", name), ("line", str(row.line).encode())]))
+        out.events.append(encode_events(secret, translation.events))
+    return out
+
+
+@dataclass(slots=True)
+class EncountersMapped:
+    """A chunk of BHYT encounters, mapped and serialised, with what failed inside each."""
+
+    raws: list[RawRecord] = field(default_factory=list)
+    events: list[list[LocatedEvent]] = field(default_factory=list)
+    failures: list[list[Failure]] = field(default_factory=list)
+    ok: int = 0
+
+
+def xml_raw(record: Record, file_name: str, secret: bytes) -> RawRecord:
+    """An encounter's raw record: its decoded tables (base64 in JSON), keyed by facility + MA_LK."""
+    value = orjson.dumps({
+        "source_system": "xml130", "facility": record.facility, "encounter_key": record.encounter_key,
+        "file": file_name, "hoso": record.index, "sensitivity": list(record.sensitivity),
+        "tables": {name: base64.b64encode(data).decode() for name, data in record.tables.items()},
+    })
+    key = keyed_hash(secret, record.facility, "encounter", record.encounter_key or f"{file_name}#{record.index}")
+    return value, key.encode(), []
+
+
+def map_encounters(items: Sequence[RawHoso | Record], received_at: str, facility: str | None, secret: bytes,
+                   file_name: str) -> EncountersMapped:
+    """HOSO as ``read_hoso`` gives them (or Records already translated) -> raw records and located events."""
+    out = EncountersMapped()
+    for item in items:
+        record = translate_hoso(item, received_at, facility, raw=RAW_PLACEHOLDER) if isinstance(item, RawHoso) \
+            else item
+        out.raws.append(xml_raw(record, file_name, secret))
+        out.events.append(encode_events(secret, record.events))
+        out.failures.append(record.failures)
+        out.ok += record.ok
+    return out
+
+
+class MapPool:
+    """Runs mapping functions on chunks, in ``workers`` processes (none: in this one), and hands each result
+    to its ``then`` in submission order; at most ``depth`` chunks are being mapped at a time (bounded memory).
+
+    Worker processes are spawned, not forked: the importer's process already runs librdkafka's threads.
+    """
+
+    def __init__(self, workers: int, depth: int | None = None) -> None:
+        self.workers = workers
+        self._depth = depth or max(2, 2 * workers)
+        self._executor: ProcessPoolExecutor | None = None
+        self._running: deque[tuple[asyncio.Future[Any], Callable[[Any], Awaitable[None]]]] = deque()
+
+    async def put(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Callable[[Any], Awaitable[None]]) -> None:
+        if not self.workers:
+            await then(fn(*args))
+            return
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._running.append((asyncio.get_running_loop().run_in_executor(self._executor, fn, *args), then))
+        while len(self._running) >= self._depth or (self._running and self._running[0][0].done()):
+            await self._next()
+
+    async def drain(self) -> None:
+        while self._running:
+            await self._next()
+
+    async def _next(self) -> None:
+        future, then = self._running.popleft()
+        await then(await future)
+
+    def close(self) -> None:
+        for future, _then in self._running:
+            future.cancel()
+        self._running.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

@@ -336,8 +336,8 @@ class TestPublicSurface:
     def test_exports(self) -> None:
         """The package exports a small, deliberate surface (what `hub import` will call)."""
         assert sorted(xml130.__all__) == sorted([
-            "EVENT_TYPE", "SENSITIVITY_HIV", "SOURCE_SYSTEM", "Failure", "Limits", "Record", "Result", "Summary",
-            "read_export", "translate_hoso"])
+            "EVENT_TYPE", "SENSITIVITY_HIV", "SOURCE_SYSTEM", "Failure", "Limits", "RawHoso", "Record", "Result",
+            "Summary", "read_export", "read_hoso", "translate_hoso"])
         assert xml130.SOURCE_SYSTEM == "xml130"
 
 
