@@ -146,17 +146,21 @@ async def compare(client: aioredis.Redis) -> Comparison:
     return result
 
 
-async def replace_refusal(settings: Settings, rebuilt: Rebuilt) -> str | None:
-    """Why the rebuilt records may not replace the live ones now, or None."""
+async def role_running(settings: Settings) -> bool:
+    """Has the record role's consumer group any member (a worker that could write records meanwhile)?"""
     admin = await lag.admin_client(settings)
     try:
-        for response in await admin.describe_consumer_groups([RECORD_GROUP]):
-            for described in response.groups:
-                if described[5]:
-                    return "the record role is running; stop it first (hub down, or stop the record role)"
-        rows = await lag.measure(settings, [RECORD_GROUP], seconds=False, admin=admin)
+        return any(described[5] for response in await admin.describe_consumer_groups([RECORD_GROUP])
+                   for described in response.groups)
     finally:
         await admin.close()
+
+
+async def replace_refusal(settings: Settings, rebuilt: Rebuilt) -> str | None:
+    """Why the rebuilt records may not replace the live ones now, or None."""
+    if await role_running(settings):
+        return "the record role is running; stop it first (hub down, or stop the record role)"
+    rows = await lag.measure(settings, [RECORD_GROUP], seconds=False)
     committed = {r.partition: r.committed_offset or 0 for r in rows if r.topic == EVENTS_CITIZEN.name}
     behind = [p for p, end in rebuilt.end_offsets.items() if committed.get(p, 0) != end]
     if behind:
@@ -180,6 +184,9 @@ async def replace(client: aioredis.Redis) -> int:
 
 
 async def run(settings: Settings, *, check: bool, swap: bool, out=sys.stdout) -> int:
+    if swap and await role_running(settings):  # refused before the work, and checked again after it
+        print("hub rebuild: not replaced: the record role is running; stop it first", file=sys.stderr)
+        return 2
     client = aioredis.from_url(settings.redis_url)
     try:
         rebuilt = await rebuild(settings, client)

@@ -198,6 +198,18 @@ def stream(pairs: int, singles: int, rng: random.Random) -> tuple[list[Envelope]
     return events + tail, people
 
 
+async def until_some_applied(settings: Settings, people: list[str], timeout_s: float = 60) -> int:
+    """Wait until the record role is writing this stream (so the kill lands mid-stream); how many records exist."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        written = sum(r is not None for r in (await records(settings, people)).values())
+        if written:
+            return written
+        await asyncio.sleep(0.1)
+    raise AssertionError("the record role applied nothing of the stream")
+
+
 @pytest.mark.disruptive
 async def test_record_worker_killed_mid_stream_ends_equal_to_a_clean_rebuild(hub_stack: Settings) -> None:
     events, people = stream(pairs=30, singles=600, rng=random.Random(5))
@@ -206,6 +218,7 @@ async def test_record_worker_killed_mid_stream_ends_equal_to_a_clean_rebuild(hub
     for n, chunk in enumerate(chunks):
         await produce(hub_stack, chunk)
         if n == len(chunks) // 3:
+            applied = await until_some_applied(hub_stack, people)
             assert await asyncio.to_thread(local.stop_role, hub_stack, "record", 5.0, signal.SIGKILL)
             restart = asyncio.create_task(asyncio.to_thread(hub_cli, "up", "--timeout", "90"))
         await asyncio.sleep(0.2)
@@ -214,7 +227,19 @@ async def test_record_worker_killed_mid_stream_ends_equal_to_a_clean_rebuild(hub
     got = await records(hub_stack, people)
     assert all(got.values()), "every citizen has a record (or a redirect)"
     compared = await asyncio.to_thread(hub_cli, "rebuild", "--compare", check=False)
+    print(f"killed with {applied}/{len(people)} citizens' records written, {len(events)} events in all; "
+          f"{compared.stdout.strip()}")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert " 0 differ " in compared.stdout
     refused = await asyncio.to_thread(hub_cli, "rebuild", "--replace", check=False)
     assert refused.returncode == 2 and "record role is running" in refused.stderr
+    assert "rebuilt from" not in refused.stdout  # refused before replaying anything
+    before = await records(hub_stack, people)
+    assert await asyncio.to_thread(local.stop_role, hub_stack, "record")  # SIGTERM: offsets committed
+    try:
+        swapped = await asyncio.to_thread(hub_cli, "rebuild", "--replace", check=False)
+        assert swapped.returncode == 0 and "replaced" in swapped.stdout, swapped.stdout + swapped.stderr
+        after = await records(hub_stack, people)
+        assert {c: content(r) for c, r in after.items()} == {c: content(r) for c, r in before.items()}
+    finally:
+        await asyncio.to_thread(hub_cli, "up", "--timeout", "90")
