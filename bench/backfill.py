@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up waiting for the roles after N s")
     args = parser.parse_args()
-    env = bench_env("backfill", PORT_OFFSET)
+    env = {**bench_env("backfill", PORT_OFFSET), "HSSK_START_TIMEOUT": "300"}  # a loaded machine starts slowly
     os.environ.update(env)
     settings = Settings.from_env()
     from hub.identity.population import write_files
@@ -150,9 +150,9 @@ def main() -> int:
     rows = write_files(args.rows, csv_path, truth_path, seed=args.seed)
     people = people_in_truth(truth_path)
     generate_s = time.perf_counter() - started
-    if local.stack("start", settings) != 0:
-        return 1
     try:
+        if local.stack("start", settings) != 0:
+            return 1
         asyncio.run(ensure_topics(settings))
         pids = {role: local.start_role(settings, role) for role in ROLES}
         time.sleep(3)  # the roles join their groups before the first event arrives

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import multiprocessing
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +40,7 @@ from hub.topics import EMR_RAW, EVENTS_CANONICAL
 RAW_PLACEHOLDER = RawCoordinates(EMR_RAW.name, -1, -1)
 _MARK = b'"raw":{"topic":"' + EMR_RAW.name.encode() + b'","partition":-1,"offset":-1}'
 
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 RawRecord = tuple[bytes, bytes, Headers]  # value, key, headers
 LocatedEvent = tuple[bytes, bytes]  # event JSON with the placeholder raw coordinates, key
 
@@ -175,12 +178,20 @@ class EncountersMapped:
     ok: int = 0
 
 
-def xml_raw(record: Record, file_name: str, secret: bytes) -> RawRecord:
-    """An encounter's raw record: its decoded tables (base64 in JSON), keyed by facility + MA_LK."""
+def xml_raw(record: Record, file_name: str, secret: bytes, sent: dict[str, str] | None = None) -> RawRecord:
+    """An encounter's raw record: its tables (base64 in JSON), keyed by facility + MA_LK.
+
+    ``sent``: the NOIDUNGFILE text of each table as the export had it; a table sent as one unbroken base64
+    line is kept as sent (it decodes to the same bytes), the others are encoded again.
+    """
+    sent = sent or {}
+    tables = {}
+    for name, data in record.tables.items():
+        text = sent.get(name)
+        tables[name] = text if text is not None and _BASE64_LINE.fullmatch(text) else base64.b64encode(data).decode()
     value = orjson.dumps({
         "source_system": "xml130", "facility": record.facility, "encounter_key": record.encounter_key,
-        "file": file_name, "hoso": record.index, "sensitivity": list(record.sensitivity),
-        "tables": {name: base64.b64encode(data).decode() for name, data in record.tables.items()},
+        "file": file_name, "hoso": record.index, "sensitivity": list(record.sensitivity), "tables": tables,
     })
     key = keyed_hash(secret, record.facility, "encounter", record.encounter_key or f"{file_name}#{record.index}")
     return value, key.encode(), []
@@ -191,13 +202,23 @@ def map_encounters(items: Sequence[RawHoso | Record], received_at: str, facility
     """HOSO as ``read_hoso`` gives them (or Records already translated) -> raw records and located events."""
     out = EncountersMapped()
     for item in items:
-        record = translate_hoso(item, received_at, facility, raw=RAW_PLACEHOLDER) if isinstance(item, RawHoso) \
-            else item
-        out.raws.append(xml_raw(record, file_name, secret))
+        if isinstance(item, RawHoso):
+            record = translate_hoso(item, received_at, facility, raw=RAW_PLACEHOLDER)
+            sent = {t.kind: t.base64 for t in item.tables if t.base64 is not None and t.problem is None}
+        else:
+            record, sent = item, None
+        out.raws.append(xml_raw(record, file_name, secret, sent))
         out.events.append(encode_events(secret, record.events))
         out.failures.append(record.failures)
         out.ok += record.ok
     return out
+
+
+def _worker_start() -> None:
+    """A mapping worker allocates millions of short-lived dicts and no cycles to speak of: a larger first
+    generation makes the cyclic GC run far less often (-20% CPU per registry row, same-process A/B)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class MapPool:
@@ -218,7 +239,8 @@ class MapPool:
             await then(fn(*args))
             return
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_worker_start)
         self._running.append((asyncio.get_running_loop().run_in_executor(self._executor, fn, *args), then))
         while len(self._running) >= self._depth or (self._running and self._running[0][0].done()):
             await self._next()
