@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from connectors.hl7v2.translate import translate
 from connectors.mllp.sender import send_messages
 from hub.envelope import DeadLetter
+from hub.fanout import admin
 from hub.ops import lag, local
 from hub.record.read import find_citizen_by_cccd
 from hub.record.store import applied_key, record_key
@@ -144,16 +145,17 @@ async def _chaos(settings: Settings, traffic: Traffic) -> list[tuple[str, float]
 
 
 async def _lag_back_to_zero(settings: Settings) -> tuple[float, list[str]]:
-    """Seconds until every hub consumer group (the roles' and each subscription's) has lag 0, and the groups."""
+    """Seconds until every consumer group of the running hub has lag 0: the roles' and those of the
+    subscriptions in its file (not groups other tests left behind), and the groups."""
+    groups = sorted(set(lag.ROLE_GROUPS) | {s.group for s in admin.load(settings)})
     started = time.monotonic()
     rows: list[lag.PartitionLag] = []
     while time.monotonic() - started < RECOVERY_S:
         try:
-            rows = [r for r in await lag.measure(settings, seconds=False) if r.group.startswith("hssk-")]
+            rows = await lag.measure(settings, groups, seconds=False)
         except lag.KafkaUnavailable:
             rows = []
-        groups = sorted({r.group for r in rows})
-        if set(lag.ROLE_GROUPS) <= set(groups) and all(r.lag == 0 for r in rows):
+        if {r.group for r in rows} == set(groups) and all(r.lag == 0 for r in rows):
             return time.monotonic() - started, groups
         await asyncio.sleep(0.5)
     raise AssertionError(f"lag not back to zero after {RECOVERY_S} s: "
