@@ -84,6 +84,8 @@ class _Partition:
         self.lanes = asyncio.Semaphore(LANES)
 
     def feed(self, records: list[Any]) -> None:
+        if self.done is None and records:  # never committed: what came before was skipped by the reset policy
+            self.done = records[0].offset
         now = time.monotonic()
         self.queue.extend(records)
         self.arrived.extend([now] * len(records))
@@ -175,8 +177,9 @@ class SubscriptionRunner:
         return part
 
     async def assigned(self, tps: list[TopicPartition]) -> None:
-        """Know where each new partition stands. One this group never committed on gets its start position
-        committed at once, so ``hub lag`` shows the subscription's lag on every partition from the first moment."""
+        """Know where each new partition stands. One this group never committed on gets its start (the log start
+        for ``start = "earliest"``; for "latest", its first fetched offset) committed at once, so ``hub lag``
+        shows the subscription's lag on every partition from the first moment."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -184,10 +187,12 @@ class SubscriptionRunner:
             with contextlib.suppress(KafkaError):
                 committed = await consumer.committed(tp)
                 part = self._partition(tp)
-                if committed is None:
-                    part.done = await consumer.position(tp)  # committed by the next _commit
-                else:
+                if committed is not None:
                     part.done = part.committed = committed
+                elif self.sub.start == "earliest" and part.done is None:
+                    # The log start, never the fetch position: the fetcher may already hold records past it
+                    # that are not delivered yet. Committed by the next _commit.
+                    part.done = (await consumer.beginning_offsets([tp]))[tp]
 
     async def revoked(self, tps: list[TopicPartition]) -> None:
         consumer = self._consumer
@@ -414,7 +419,7 @@ class Engine:
         await producer.connect()
         # redis-py's default pool raises MaxConnectionsError at 100 connections; partition workers of several
         # subscriptions reading records side by side would hit it, so they wait for a connection instead.
-        client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(  # from_pool: closed with it
             self.settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=30))
         store, state = RedisRecordStore(client), SubscriptionState(client)
         sinks = [self._sink(sub, producer) for sub in self.subs]

@@ -140,3 +140,19 @@ class TestBatchDelivery:
         await r._one_by_one([Broken(), change("cz-a", 1)], asyncio.Semaphore(16))
         (letter,) = [DeadLetter.from_json(v) for _, v in producer.written]
         assert letter.source_offset == 7 and letter.reason.startswith("not a canonical event")
+
+
+class TestPartitionPosition:
+    def test_a_never_committed_partition_starts_at_its_first_fetched_change_not_past_it(self) -> None:
+        """Only delivered changes may be committed: feeding records never moves ``done`` past them."""
+        from aiokafka import TopicPartition
+
+        from hub.fanout.engine import _Partition
+
+        part = _Partition(TopicPartition("record.changes", 0))
+        part.feed([change("cz-a", 5), change("cz-a", 6)])
+        assert part.done == 5
+        part.feed([change("cz-a", 7)])
+        assert part.done == 5 and [r.offset for r in part.take(10)] == [5, 6, 7]
+        part.reset(2)  # a replay
+        assert (part.done, part.generation, list(part.queue)) == (2, 1, [])
