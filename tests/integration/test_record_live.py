@@ -181,6 +181,31 @@ async def test_a_merge_that_names_no_citizen_goes_to_the_dlq_with_the_record_cod
     assert len(ours) == 1 and ours[0].code == "record" and "names no other citizen" in ours[0].reason
 
 
+async def test_a_write_by_another_worker_between_read_and_commit_fails_the_commit_and_writes_nothing(
+        hub_stack: Settings) -> None:
+    """The store's optimistic transaction on real Redis: WATCH sees the other writer, EXEC writes nothing."""
+    from hub.record.store import Writes, applied_key
+
+    hung = citizen("hung")
+    client = aioredis.from_url(hub_stack.redis_url)
+    try:
+        store = RedisRecordStore(client)
+        async with store.transaction() as tx:
+            assert await tx.load([hung]) == {hung: None}
+            await client.set(record_key(hung), orjson.dumps({"citizen_id": hung, "version": 7}))  # the other worker
+            writes = Writes(records={hung: {"citizen_id": hung, "version": 1}}, applied={hung: ["e1"]},
+                            outbox={0: [(5, b'{"event_id": "e1"}')]})
+            assert not await tx.commit(writes)
+        assert orjson.loads(await client.get(record_key(hung)))["version"] == 7
+        assert not await client.exists(applied_key(hung))
+        async with store.transaction() as tx:  # computed again from the new state, it commits
+            assert (await tx.load([hung]))[hung]["version"] == 7
+            assert await tx.commit(Writes(records={hung: {"citizen_id": hung, "version": 8}}, applied={hung: ["e1"]}))
+        assert orjson.loads(await client.get(record_key(hung)))["version"] == 8
+    finally:
+        await client.aclose()
+
+
 def stream(pairs: int, singles: int, rng: random.Random) -> tuple[list[Envelope], list[str]]:
     """Thousands of events: histories (shuffled, some duplicated), merges (some undone), events for retired ids."""
     people = [citizen(f"p{i}") for i in range(singles + 2 * pairs)]
