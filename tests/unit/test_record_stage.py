@@ -182,3 +182,20 @@ async def test_a_write_by_another_worker_between_read_and_commit_is_absorbed_by_
     [result] = await run(RecordStage(store), [late])
     assert store.conflicts == 1 and result[0].key == HUNG.encode()
     assert "obs-l6" in store.get(HUNG)["observations"] and store.get(LAN)["merged_into"] == HUNG
+
+
+def test_an_outbox_field_is_named_by_its_offset_range_and_holds_its_changes_by_event_id() -> None:
+    from hub.record.store import outbox_changes, outbox_last
+
+    changes = [(12, b'{"event_id":"e1","record_version":1}'), (15, b'{"event_id":"e2","record_version":2}')]
+    name = outbox_field(changes)
+    assert name == "12-15" and outbox_last(name) == 15
+    assert outbox_changes(b"\n".join(c for _, c in changes)) == {"e1": changes[0][1], "e2": changes[1][1]}
+
+
+def test_rebuild_compares_records_without_version_and_update_time() -> None:
+    from hub.ops.rebuild import comparable
+
+    live = {"citizen_id": HUNG, "version": 9, "updated_at": "x", "identifiers": [], "_merge": {"parts": {}}}
+    assert comparable(live) == comparable({**live, "version": 3, "updated_at": "y"})
+    assert comparable(live) != comparable({**live, "_merge": {"parts": {LAN: {}}}})  # merge parts count
