@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import tempfile
 import time
@@ -84,19 +85,29 @@ def batches(citizens: int, reports: int, size: int) -> list[list[Incoming]]:
     return [records[i:i + size] for i in range(0, len(records), size)]
 
 
-async def time_batches(work, cut: list[list[Incoming]]) -> tuple[float, list[float]]:
+async def redis_cpu(redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def time_batches(redis, work, cut: list[list[Incoming]]) -> tuple[float, list[float], float, float]:
+    """Wall seconds, batch latencies (ms), and CPU seconds of this process and of Redis."""
     took = []
+    cpu, rcpu = time.process_time(), await redis_cpu(redis)
     started = time.perf_counter()
     for batch in cut:
         t0 = time.perf_counter()
         await work(batch)
         took.append((time.perf_counter() - t0) * 1000)
-    return time.perf_counter() - started, took
+    wall = time.perf_counter() - started
+    return wall, took, time.process_time() - cpu, await redis_cpu(redis) - rcpu
 
 
-def row(name: str, events: int, seconds: float, took: list[float], note: str = "") -> Row:
-    return Row(name, events, seconds, {"batch p50 ms": percentile(took, 50), "batch p99 ms": percentile(took, 99)},
-               note)
+def row(name: str, events: int, measured: tuple[float, list[float], float, float], note: str = "") -> Row:
+    seconds, took, cpu, rcpu = measured
+    return Row(name, events, seconds, {"batch p50 ms": percentile(took, 50), "batch p99 ms": percentile(took, 99),
+                                       "cpu us/event": cpu / events * 1e6, "redis cpu us/event": rcpu / events * 1e6},
+               f"{events / cpu:,.0f} events per CPU-second of the step; {note}")
 
 
 async def old_step(redis, batch: list[Incoming]) -> None:
@@ -160,8 +171,8 @@ async def run(args: argparse.Namespace) -> str:
                         pipe.set(record_key(cid), body)
                     await pipe.execute()
 
-            seconds, took = await time_batches(baseline, cut)
-            rows.append(row("baseline: SET the JSON", events, seconds, took, "same final records, no logic"))
+            rows.append(row("baseline: SET the JSON", events, await time_batches(redis, baseline, cut),
+                            "same final records, no logic"))
             await redis.flushall()
             stage = RecordStage(RedisRecordStore(redis))
 
@@ -169,13 +180,13 @@ async def run(args: argparse.Namespace) -> str:
                 await stage.step(batch)
                 await stage.save_batch()
 
-            seconds, took = await time_batches(step, cut)
-            rows.append(row("stage", events, seconds, took, "WATCH + MULTI/EXEC, outbox, apply in place"))
-            seconds, took = await time_batches(step, cut)
-            rows.append(row("stage, replay", events, seconds, took, "every event already applied"))
+            rows.append(row("stage", events, await time_batches(redis, step, cut),
+                            "WATCH + MULTI/EXEC, outbox, apply in place"))
+            rows.append(row("stage, replay", events, await time_batches(redis, step, cut),
+                            "every event already applied"))
             await redis.flushall()
-            seconds, took = await time_batches(lambda b: old_step(redis, b), cut)
-            rows.append(row("old step (deepcopy per event)", events, seconds, took, "before this change"))
+            rows.append(row("old step (deepcopy per event)", events,
+                            await time_batches(redis, lambda b: old_step(redis, b), cut), "before this change"))
         finally:
             await redis.aclose()
             server.terminate()
@@ -183,7 +194,8 @@ async def run(args: argparse.Namespace) -> str:
     title = (f"record step: {args.citizens} citizens x {args.reports} lab reports x 11 events = {events} events, "
              f"batches of {args.batch}")
     return render(title, rows, baseline="baseline: SET the JSON") + (
-        "\nshared 2-core machine (other sessions running): figures vary by ~20% between runs")
+        "\nshared 2-core machine (other sessions running, load average printed): wall-clock rates follow the load; "
+        f"CPU per event is the steadier figure. load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
