@@ -69,7 +69,7 @@ class Delivery:
     kind: str
     url: str | None = None  # webhook, environment references already expanded
     secret_env: str | None = None
-    timeout_s: float = 5.0  # DEFAULT_TIMEOUT_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
     # Read from ``secret_env`` when the file is loaded; unset there: the dev-only local secret.
     secret: bytes = field(default=b"", repr=False, compare=False)
     dev_secret: bool = False

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import main
+from hub.cli import build_parser
+from hub.settings import Settings
 
 FILE = """
 [[subscription]]
@@ -22,6 +23,12 @@ format = "event"
 [subscription.delivery]
 kind = "warehouse"
 """
+
+
+def main(argv: list[str]) -> int:
+    """Run a `hub` subcommand as main() does, minus logging setup (it would bind the test's captured stdout)."""
+    args = build_parser().parse_args(argv)
+    return args.func(Settings.from_env(), args)
 
 
 @pytest.fixture()
