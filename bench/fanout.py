@@ -17,8 +17,9 @@ folder instead of deploy/local/subscriptions.toml.
 2. **Isolation** (target: a dead subscriber costs the healthy one < 5 % throughput): ``--isolation-events``
    canonical events produced straight onto record.changes, delivered by a healthy ``event`` webhook subscription
    to the receiver, alone (baseline) and next to a dead subscriber (webhook to a closed port, default retries),
-   ``--rounds`` times alternating. Throughput = deliveries stored / (last - first ``received_at``). The fanout
-   role is restarted with each file; subscriptions start at ``latest`` and their names are new each round.
+   ``--rounds`` times alternating. Throughput = deliveries stored / (last - first ``received_at``); and the fanout
+   process's CPU time per healthy delivery over the same run (less sensitive to the machine's other load). The
+   fanout role is restarted with each file; subscriptions start at ``latest`` and their names are new each round.
 
 The machine is shared (2 cores, other work running): load averages are printed with the tables.
 """
@@ -49,6 +50,8 @@ from bench.table import Row, percentile, render
 from connectors.hl7v2.parse import decode, parse
 from connectors.mllp.framing import Frame, FrameDecoder, frame
 from hub.envelope import SYSTEM_CCCD, Envelope, Source, Subject
+from hub.ops import local
+from hub.ops.status import _admin, group_is_stable
 from hub.settings import REPO_ROOT, Settings
 from hub.synthetic import FACILITIES, Person, adt, person
 from hub.topics import RECORD_CHANGES
@@ -240,9 +243,6 @@ def isolation_events(n: int, tag: str, citizens: int) -> list[tuple[bytes, bytes
 
 
 async def restart_fanout(settings: Settings, subs_toml: str, groups: list[str]) -> None:
-    from hub.ops import local
-    from hub.ops.status import _admin, group_is_stable
-
     SUBS_FILE.write_text(subs_toml)
     local.stop_role(settings, "fanout")
     local.start_role(settings, "fanout")
@@ -252,7 +252,8 @@ async def restart_fanout(settings: Settings, subs_toml: str, groups: list[str]) 
         for group in groups:
             while not await group_is_stable(admin, group):
                 if time.monotonic() > deadline or local.role_pid(settings, "fanout") is None:
-                    raise SystemExit(f"bench.fanout: {group} never became stable; see {local.log_file(settings, 'fanout')}")
+                    log = local.log_file(settings, "fanout")
+                    raise SystemExit(f"bench.fanout: {group} never became stable; see {log}")
                 await asyncio.sleep(0.2)
     finally:
         await admin.close()
@@ -267,6 +268,8 @@ async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Ro
         toml += "\n" + _webhook(f"{healthy}-dead", "event", f"http://127.0.0.1:{closed_port()}/deliveries")
         groups.append(f"hssk-sub-{healthy}-dead")
     await restart_fanout(settings, toml, groups)
+    pid = local.role_pid(settings, "fanout")
+    cpu0 = process_cpu_s(pid)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -278,6 +281,7 @@ async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Ro
     deadline = time.monotonic() + 300
     while stored_count(healthy) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
+    cpu_ms = (process_cpu_s(pid) - cpu0) * 1000
     db = sqlite3.connect(f"file:{RECEIVER_DB}?mode=ro", uri=True)
     try:
         count, first, last = db.execute("SELECT count(*), min(received_at), max(received_at) FROM deliveries"
@@ -289,7 +293,15 @@ async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Ro
     note = f"{count}/{n} stored; load {load()}"
     if dead:
         note += f"; the dead one retried {await retries(settings, f'{healthy}-dead'):.0f} failed attempts"
-    return Row(f"{label} ({name})", count, span, {}, note)
+    return Row(f"{label} ({name})", count, span, {"fanout cpu ms/delivery": cpu_ms / max(1, count)}, note)
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (a measure the other load on the machine does not inflate)."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def retries(settings: Settings, subscription: str) -> float:
@@ -297,7 +309,8 @@ async def retries(settings: Settings, subscription: str) -> float:
     url = f"http://{settings.metrics_host}:{settings.metrics_port('fanout')}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         text = await resp.text()
-    found = re.search(rf'^hssk_subscription_retries_total{{subscription="{re.escape(subscription)}"}} (\S+)$', text, re.M)
+    pattern = rf'^hssk_subscription_retries_total{{subscription="{re.escape(subscription)}"}} (\S+)$'
+    found = re.search(pattern, text, re.M)
     return float(found.group(1)) if found else float("nan")
 
 
@@ -310,10 +323,15 @@ async def isolation(settings: Settings, n: int, rounds: int) -> list[Row]:
 
 
 def summary(rows: list[Row]) -> str:
-    alone = sum(r.messages for r in rows if "alone" in r.name) / max(1e-9, sum(r.seconds for r in rows if "alone" in r.name))
-    dead = sum(r.messages for r in rows if "dead" in r.name) / max(1e-9, sum(r.seconds for r in rows if "dead" in r.name))
+    def rate(kind: str) -> float:
+        return sum(r.messages for r in rows if kind in r.name) / max(1e-9, sum(r.seconds for r in rows if kind in r.name))
+
+    alone, dead = rate("alone"), rate("dead")
+    cpu = {kind: sum(r.latency_ms["fanout cpu ms/delivery"] for r in rows if kind in r.name) /
+           max(1, sum(kind in r.name for r in rows)) for kind in ("alone", "dead")}
     return (f"all rounds: healthy alone {alone:,.0f}/s, next to a dead subscriber {dead:,.0f}/s -> cost "
-            f"{(1 - dead / alone) * 100:+.1f} % (target < 5 %)")
+            f"{(1 - dead / alone) * 100:+.1f} % (target < 5 %); fanout CPU per healthy delivery "
+            f"{cpu['alone']:.2f} -> {cpu['dead']:.2f} ms ({(cpu['dead'] / cpu['alone'] - 1) * 100:+.1f} %)")
 
 
 def main() -> int:
