@@ -18,7 +18,18 @@ from tests.integration.kafka_tools import read_until, wait_until_idle
 pytestmark = pytest.mark.integration
 
 BUNDLE = Path(__file__).resolve().parents[1] / "data" / "fhir" / "transaction_tran_thi_lan.json"
-KEY = "Bundle/bv-cho-ray-2026-11-30-0001"
+# The sample with a bundle id and a person of its own (another CCCD, MRN, name, birthday, phone, address), so
+# other tests importing the sample cannot interfere, nor the MPI take the two for one person.
+_OWN = {"bv-cho-ray-2026-11-30-0001": "bv-cho-ray-import-live", "079186005566": "079186007788",
+        "BN-2026-7781": "BN-2026-9001", "Trần Thị Lan": "Trần Thị Hạnh", '"Lan"': '"Hạnh"',
+        "1986-03-14": "1986-10-02", "0903111222": "0913555777", "45 Nguyễn Trãi": "8 Hai Bà Trưng"}
+OWN = BUNDLE.read_text(encoding="utf-8")
+for _old, _new in _OWN.items():
+    assert _old in OWN, _old
+    OWN = OWN.replace(_old, _new)
+OWN = OWN.encode("utf-8")
+KEY = "Bundle/bv-cho-ray-import-live"
+CCCD = "079186007788"
 
 
 def mine(records: list) -> list[dict]:
@@ -42,7 +53,7 @@ async def record_of(cccd: str, until: object, timeout_s: float = 60.0) -> dict:
 
 async def test_bundle_import_raw_events_dlq_and_record(hub_stack: Settings, tmp_path: Path) -> None:
     path = tmp_path / "cho_ray_20261130.json"
-    path.write_bytes(BUNDLE.read_bytes())
+    path.write_bytes(OWN)
     done = hub_cli("import", str(path))
     assert (f"{path} (fhir): 9 entries read, 8 accepted, 7 events published, 1 failures (to hub.dlq)"
             in done.stdout), done.stdout
@@ -65,16 +76,16 @@ async def test_bundle_import_raw_events_dlq_and_record(hub_stack: Settings, tmp_
     assert letter["reason"] == "entry 7 (Observation): status: Value for the field 'status' is required."
 
     await wait_until_idle(hub_stack)
-    record = await record_of("079186005566", lambda r: r.get("immunizations") and r.get("allergies"))
+    record = await record_of(CCCD, lambda r: r.get("immunizations") and r.get("allergies"))
     assert [i["resource"]["lotNumber"] for i in record["immunizations"].values()] == ["FLU-2026-11"]
     assert record["demographics"]["name"]["family"] == "Trần"
 
     # the same bundle again (another name): the same event ids, so the record does not change
     again = tmp_path / "cho_ray_copy.json"
-    again.write_bytes(BUNDLE.read_bytes())
+    again.write_bytes(OWN)
     hub_cli("import", str(again))
     events = mine(await read_until(hub_stack, "events.canonical", lambda recs: len(mine(recs)) >= 14))
     assert len(events) == 14 and len({e["event_id"] for e in events}) == 7
     await wait_until_idle(hub_stack)
-    after = await record_of("079186005566", lambda r: True)
+    after = await record_of(CCCD, lambda r: True)
     assert after["version"] == record["version"] and after["immunizations"] == record["immunizations"]

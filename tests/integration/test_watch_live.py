@@ -52,11 +52,11 @@ async def wait_for(path: Path, timeout_s: float = 90.0) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def rows(prefix: str, n: int, cccd: str, site: str = "79001") -> str:
+def rows(prefix: str, n: int, cccd: str, name: str, born: str, site: str = "79001") -> str:
     """``n`` doses of one person (one CCCD) as registry CSV."""
     lines = [",".join(COLUMNS)]
     for i in range(1, n + 1):
-        lines.append(f"{prefix}-{i},Huỳnh Thị Mai,03/04/1991,Nữ,{cccd},,,,26734,V{i % 7},Vắc xin {i % 7},"
+        lines.append(f"{prefix}-{i},{name},{born},Nữ,{cccd},,,,26734,V{i % 7},Vắc xin {i % 7},"
                      f"L{i},{i},{(i % 28) + 1:02d}/0{(i % 9) + 1}/2022,{site}")
     return "\n".join(lines) + "\n"
 
@@ -117,7 +117,7 @@ async def test_killed_mid_file_is_imported_again_with_the_same_event_ids(hub_sta
 
     # 1. half a file already published (as if the process died half-way), the ledger left at 'started'
     half_cccd, doses = "079191004455", 12  # a CCCD consistent with the row (sex, 1991)
-    full = rows("MID", doses, half_cccd)
+    full = rows("MID", doses, half_cccd, "Huỳnh Thị Mai", "03/04/1991")
     first_half = tmp_path / "first_half.csv"
     first_half.write_text("\n".join(full.splitlines()[: doses // 2 + 1]) + "\n", encoding="utf-8")
     hub_cli("import", str(first_half))
@@ -127,7 +127,7 @@ async def test_killed_mid_file_is_imported_again_with_the_same_event_ids(hub_sta
 
     # 2. a bigger file, the watcher killed once it has begun
     kill_cccd, many = "079191006677", 400  # 1: a woman born in the 1900s, 91: 1991
-    big = rows("KILL", many, kill_cccd)
+    big = rows("KILL", many, kill_cccd, "Đặng Ngọc Trâm", "17/11/1991")
     proc = start_watch(drop)
     try:
         (drop / "kill.csv.tmp").write_text(big, encoding="utf-8")
