@@ -32,6 +32,17 @@ def redact_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) 
     return event_dict
 
 
+class _CurrentStderr:
+    """sys.stderr looked up at every write: loggers are cached on first use, and a process (or a test run)
+    may replace sys.stderr later; a cached logger must not keep writing to the old, perhaps closed, stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
     """Configure structlog once, at the entry point of a process."""
     numeric = logging.getLevelName(level.upper())
@@ -45,7 +56,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric if isinstance(numeric, int) else logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=stream or sys.stderr)
