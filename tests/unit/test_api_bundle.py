@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from hub.api.bundle import record_bundle, unknown_sections
-from hub.api.healthbook import health_book
+from hub.fanout.healthbook import health_book
 from hub.envelope import SYSTEM_BHYT, SYSTEM_CCCD, Envelope
 from hub.record.apply import apply, empty_record
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from connectors.hl7v2.translate import translate
-from hub.api.healthbook import health_book
+from hub.fanout.healthbook import health_book
 from hub.envelope import Envelope
 from hub.record.apply import CLINICAL_SECTIONS, apply
 
