@@ -121,9 +121,20 @@ class WarehouseStage:
             self._warehouse = None
 
 
+def warehouse_entitlement(settings: Settings) -> frozenset[str]:
+    """The sensitive categories the subscriptions file entitles the warehouse to (its ``warehouse`` deliveries).
+
+    A file that does not load stops the role at start with every problem listed, as it stops fan-out.
+    """
+    from hub.fanout import config
+
+    subscriptions = config.load(settings.subscriptions_file, config.settings_env(settings))
+    return frozenset().union(*(s.entitled for s in subscriptions if s.delivery.kind == "warehouse"))
+
+
 def build(settings: Settings) -> faust.App:
     app = make_app("warehouse", settings)
-    stage = WarehouseStage(settings.pg_dsn)
+    stage = WarehouseStage(settings.pg_dsn, warehouse_entitlement(settings))
     app.task(stage.start)
     add_stage(app, "warehouse", EVENTS_CITIZEN, stage.step)
     return app

@@ -69,3 +69,21 @@ class TestStep:
         assert results[0] == []
         assert isinstance(results[1], WarehouseError) and results[1].code == "warehouse"
         assert "this one" not in results[1].reason  # the server's message may quote data: only its type is kept
+
+
+def test_the_warehouse_holds_only_what_its_subscription_entitles(tmp_path) -> None:
+    from dataclasses import replace
+
+    from hub.settings import Settings
+
+    path = tmp_path / "subscriptions.toml"
+    path.write_text(
+        '[[subscription]]\nname = "warehouse"\nformat = "event"\nentitled = ["hiv"]\n'
+        '[subscription.delivery]\nkind = "warehouse"\n\n'
+        '[[subscription]]\nname = "nguoi-cao-tuoi"\nformat = "event"\nentitled = ["mental-health"]\n'
+        '[subscription.delivery]\nkind = "kafka"\n', encoding="utf-8")
+    settings = replace(Settings(), subscriptions_file=path)
+    assert stage_mod.warehouse_entitlement(settings) == frozenset({"hiv"})  # not the Kafka one's entitlement
+    path.write_text('[[subscription]]\nname = "warehouse"\n', encoding="utf-8")
+    with pytest.raises(Exception, match="warehouse"):
+        stage_mod.warehouse_entitlement(settings)
