@@ -105,10 +105,12 @@ SPECS: dict[str, Role] = {
     "identity": _stream(3, "identity"),
     "record": _stream(3, "record"),
     "fanout": _stream(3, "fanout", mounts=(SUBSCRIPTIONS,), subscription_secrets=True),
-    "warehouse": _stream(2, "warehouse", postgres=True),
+    "warehouse": _stream(2, "warehouse", postgres=True, mounts=(SUBSCRIPTIONS,)),  # its entitlement, read at start
     "api": Role(3, "1", "1Gi", (("http", DEFAULTS.api_port),), {"tcpSocket": {"port": "http"}},
-                {"httpGet": {"path": "/health", "port": "http"}}, (API_TOKENS,)),
+                {"httpGet": {"path": "/health", "port": "http"}}, (API_TOKENS, SUBSCRIPTIONS)),  # /v1/subscriptions
 }
+# HSSK_SUBSCRIPTIONS_FILE is read by the fanout and the warehouse at start (a change rolls them: the ConfigMap's
+# name carries a hash) and by the API for /v1/subscriptions and the dashboard.
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict:

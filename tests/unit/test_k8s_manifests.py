@@ -103,6 +103,18 @@ class TestRoles:
         assert settings.metrics_host == settings.mllp_host == settings.api_host == "0.0.0.0"
         assert settings.topic_replication == 3
 
+    def test_the_files_a_role_reads_are_mounted_where_the_config_map_says(self, base: list[dict]) -> None:
+        """The warehouse stops at start without the subscriptions file, the listener without its sources."""
+        config = _of(base, "ConfigMap")["hssk-config"]["data"]
+        readers = {"HSSK_SOURCES_FILE": {"mllp"}, "HSSK_SUBSCRIPTIONS_FILE": {"fanout", "warehouse", "api"},
+                   "HSSK_API_TOKEN_FILE": {"api"}, "HSSK_MLLP_TLS_CERT": {"mllp"}}
+        deployments = _of(base, "Deployment")
+        for setting, roles in readers.items():
+            folder = str(Path(config[setting]).parent)
+            for role in roles:
+                mounts = {m["mountPath"] for m in _container(deployments[f"hssk-{role}"])["volumeMounts"]}
+                assert folder in mounts, (role, setting)
+
     def test_mllp_and_the_api_have_services(self, base: list[dict]) -> None:
         services = _of(base, "Service")
         mllp = services["hssk-mllp"]["spec"]
