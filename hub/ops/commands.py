@@ -80,10 +80,24 @@ def _filter(args: argparse.Namespace) -> dlq.Filter:
                       until_ms=dlq.parse_time(args.until) if args.until else None)
 
 
+def _dlq_topic(settings: Settings, args: argparse.Namespace) -> str:
+    """hub.dlq, or with --subscription the dead letters of that subscription (ValueError if none is so named)."""
+    if not getattr(args, "subscription", None):
+        return dlq.DLQ.name
+    from hub.fanout import config
+    from hub.topics import subscription_dlq
+
+    subscriptions = config.load(settings.subscriptions_file, config.settings_env(settings))  # ValueError if bad
+    try:
+        return subscription_dlq(config.find(subscriptions, args.subscription).name).name
+    except KeyError:
+        raise ValueError(f"no subscription {args.subscription!r} in {settings.subscriptions_file}") from None
+
+
 def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     try:
         selection = _filter(args)
-        found = asyncio.run(dlq.entries(settings, selection, limit=args.limit))
+        found = asyncio.run(dlq.entries(settings, selection, limit=args.limit, topic=_dlq_topic(settings, args)))
     except ValueError as exc:
         return _fail("dlq list", str(exc))
     except DeliveryError as exc:
@@ -127,7 +141,7 @@ def render_entries(found: list[dlq.Entry], done: dict[str, str] | None) -> str:
 
 def cmd_dlq_show(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        entry = asyncio.run(dlq.entry(settings, dlq.EntryId.parse(args.entry)))
+        entry = asyncio.run(dlq.entry(settings, dlq.EntryId.parse(args.entry), topic=_dlq_topic(settings, args)))
     except ValueError as exc:
         return _fail("dlq show", str(exc))
     except dlq.EntryNotFound as exc:
@@ -217,12 +231,14 @@ def add_ops_commands(sub: argparse._SubParsersAction) -> None:
     actions = dq.add_subparsers(dest="dlq_action", required=True)
     ls = actions.add_parser("list", help="entries with stage, reason code, facility and source coordinates")
     _add_filters(ls)
+    ls.add_argument("--subscription", metavar="NAME", help="the dead letters of this subscription (dlq.NAME)")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--summary", action="store_true", help="count the entries by stage and reason code instead")
     ls.set_defaults(func=cmd_dlq_list)
 
     sh = actions.add_parser("show", help="one entry with its original bytes decoded (prints personal data)")
     sh.add_argument("entry", metavar="ID", help="<partition>/<offset> on hub.dlq, as `hub dlq list` prints it")
+    sh.add_argument("--subscription", metavar="NAME", help="an entry of this subscription's dlq.NAME")
     fmt = sh.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--raw", action="store_true", help="write only the original bytes, unchanged")

@@ -187,13 +187,17 @@ async def start_reader(consumer: AIOKafkaConsumer, settings: Settings, topic: st
                                f"({type(exc).__name__})") from exc
 
 
-async def entries(settings: Settings, selection: Filter = Filter(), limit: int | None = None) -> list[Entry]:
-    """The entries matching ``selection``, oldest first per partition, read up to the end as it is now."""
+async def entries(settings: Settings, selection: Filter = Filter(), limit: int | None = None,
+                  topic: str = DLQ.name) -> list[Entry]:
+    """The entries matching ``selection``, oldest first per partition, read up to the end as it is now.
+
+    ``topic``: hub.dlq, or a subscription's own dead letters (hub.topics.subscription_dlq).
+    """
     consumer = reader(settings)
-    await start_reader(consumer, settings)
+    await start_reader(consumer, settings, topic)
     found: list[Entry] = []
     try:
-        tps = [TopicPartition(DLQ.name, p) for p in sorted(await partitions_of(consumer, DLQ.name))]
+        tps = [TopicPartition(topic, p) for p in sorted(await partitions_of(consumer, topic))]
         if not tps:
             return []
         consumer.assign(tps)
@@ -217,22 +221,22 @@ async def entries(settings: Settings, selection: Filter = Filter(), limit: int |
                         found.append(entry)
             todo = {tp: b for tp, b in todo.items() if await consumer.position(tp) < b[1]}
     except KafkaError as exc:
-        raise KafkaUnavailable(f"reading {DLQ.name}: {type(exc).__name__}") from exc
+        raise KafkaUnavailable(f"reading {topic}: {type(exc).__name__}") from exc
     finally:
         await consumer.stop()
     found.sort(key=lambda e: (e.timestamp_ms, e.partition, e.offset))
     return found[:limit] if limit is not None else found
 
 
-async def entry(settings: Settings, entry_id: EntryId) -> Entry:
-    """One entry by its hub.dlq coordinates, or EntryNotFound saying which offsets the partition holds."""
+async def entry(settings: Settings, entry_id: EntryId, topic: str = DLQ.name) -> Entry:
+    """One entry by its coordinates on ``topic``, or EntryNotFound saying which offsets the partition holds."""
     consumer = reader(settings)
-    await start_reader(consumer, settings)
+    await start_reader(consumer, settings, topic)
     try:
-        parts = await partitions_of(consumer, DLQ.name)
+        parts = await partitions_of(consumer, topic)
         if entry_id.partition not in parts:
-            raise EntryNotFound(f"no DLQ entry {entry_id}: {DLQ.name} has partitions {sorted(parts)}")
-        tp = TopicPartition(DLQ.name, entry_id.partition)
+            raise EntryNotFound(f"no DLQ entry {entry_id}: {topic} has partitions {sorted(parts)}")
+        tp = TopicPartition(topic, entry_id.partition)
         consumer.assign([tp])
         start, end = (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
         if not start <= entry_id.offset < end:
@@ -244,7 +248,7 @@ async def entry(settings: Settings, entry_id: EntryId) -> Entry:
             raise EntryNotFound(f"no DLQ entry {entry_id}: the next record there is {tp.partition}/{record.offset}")
         return parse_entry(record)
     except (KafkaError, asyncio.TimeoutError) as exc:
-        raise KafkaUnavailable(f"reading {DLQ.name}: {type(exc).__name__}") from exc
+        raise KafkaUnavailable(f"reading {topic}: {type(exc).__name__}") from exc
     finally:
         await consumer.stop()
 

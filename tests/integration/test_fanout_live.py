@@ -365,6 +365,10 @@ async def test_a_refused_delivery_goes_to_the_subscription_dlq(hub_stack: Settin
     letter = orjson.loads(letters[0].value)
     assert letter["stage"] == "fanout" and "422" in letter["reason"] and letter["headers"]["subscription"] == name
     assert Envelope.from_json(base64.b64decode(letter["original"])).event_id == bad.event_id
+    from hub.ops import dlq  # what `hub dlq list --subscription NAME` reads
+
+    [entry] = await dlq.entries(hub_stack, topic=subscription_dlq(name).name)
+    assert entry.stage == "fanout" and "422" in entry.reason and entry.source_topic == RECORD_CHANGES.name
 
 
 async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Settings) -> None:

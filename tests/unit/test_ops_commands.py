@@ -61,6 +61,8 @@ class TestParser:
     (["dlq", "show", "seven"], "not a DLQ entry id"),
     (["dlq", "replay"], "name entries"),
     (["dlq", "replay", "0/1", "--stage", "translate"], "not both"),
+    (["dlq", "list", "--subscription", "khong-co"], "no subscription 'khong-co'"),
+    (["dlq", "show", "0/1", "--subscription", "khong-co"], "no subscription 'khong-co'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, kafka_down: Settings,
                                             capsys: pytest.CaptureFixture[str]) -> None:
