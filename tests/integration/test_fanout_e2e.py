@@ -72,8 +72,8 @@ def admission(p: Person, control_id: str, *, diagnosis: str = "J18.9^Viêm phổ
 
 def vaccination(p: Person, control_id: str) -> bytes:
     """VXU^V04: one dose of hepatitis B vaccine."""
-    return _msg(f"MSH|^~\\&|TIEMCHUNG|{p.facility}|HSSK_HUB|SYT_HCM|20261124090000||VXU^V04^VXU_V04|{control_id}|P|2.5.1",
-                _pid(p), f"ORC|RE||TC-{control_id}^TIEMCHUNG",
+    return _msg(f"MSH|^~\\&|TIEMCHUNG|{p.facility}|HSSK_HUB|SYT_HCM|20261124090000||VXU^V04^VXU_V04|{control_id}"
+                "|P|2.5.1", _pid(p), f"ORC|RE||TC-{control_id}^TIEMCHUNG",
                 "RXA|0|1|20261124083000|20261124083000|08^Vắc xin viêm gan B^CVX|0.5|mL^mL^UCUM||00^Mũi tiêm mới^NIP001"
                 "||||||HB2611|20271231|||||CP|A",
                 "RXR|IM^Tiêm bắp^HL70162|LD^Cơ delta trái^HL70163")
@@ -198,8 +198,8 @@ async def test_hl7_messages_reach_the_warehouse_and_the_health_book(hub_stack: S
     await acked(hub_stack, [admission(NHUNG, "E2E-NHUNG-A01"), vaccination(NHUNG, "E2E-NHUNG-V04")])
     cid = await wait_citizen(hub_stack, NHUNG.cccd)
 
-    rows = await wait_deliveries(hub_stack, cid, lambda rs: has(rs, lambda b: b["history"]["immunizations"] and
-                                                                b["history"]["allergies"] and b["history"]["illnesses"]))
+    rows = await wait_deliveries(hub_stack, cid, lambda rs: has(rs, lambda b: all(
+        b["history"][group] for group in ("immunizations", "allergies", "illnesses"))))
     in_order_without_duplicates(rows)
     assert {r["subscription"] for r in rows} == {rows[0]["subscription"]}
     book = latest(rows)
