@@ -183,7 +183,7 @@ async def replace(client: aioredis.Redis) -> int:
     return len([k for k in rebuilt if not k.endswith(b":events")])
 
 
-async def run(settings: Settings, *, check: bool, swap: bool, out=sys.stdout) -> int:
+async def run(settings: Settings, *, check: bool, swap: bool, as_json: bool = False, out=sys.stdout) -> int:
     if swap and await role_running(settings):  # refused before the work, and checked again after it
         print("hub rebuild: not replaced: the record role is running; stop it first", file=sys.stderr)
         return 2
@@ -191,7 +191,8 @@ async def run(settings: Settings, *, check: bool, swap: bool, out=sys.stdout) ->
     try:
         rebuilt = await rebuild(settings, client)
         print(f"rebuilt from {EVENTS_CITIZEN.name}: {rebuilt.events} events in {rebuilt.seconds:.1f} s "
-              f"({rebuilt.failed} the record stage refuses, as live); keys under {PREFIX!r}", file=out)
+              f"({rebuilt.failed} the record stage refuses, as live); keys under {PREFIX!r}",
+              file=sys.stderr if as_json else out)
         code = 0
         if check:
             rows = await lag.measure(settings, [RECORD_GROUP], seconds=False)
@@ -199,11 +200,15 @@ async def run(settings: Settings, *, check: bool, swap: bool, out=sys.stdout) ->
             if behind:
                 print(f"note: the live record role is {behind} events behind; its records lag accordingly", file=out)
             result = await compare(client)
+            if as_json:
+                out.write(orjson.dumps({"records": result.records, "differ": result.differ,
+                                        "only_live": result.only_live, "only_rebuilt": result.only_rebuilt,
+                                        "versions_differ": result.versions_differ, "live_lag": behind}).decode() + "\n")
             print(f"compared {result.records} records: {result.differences} differ "
                   f"({len(result.differ)} in content, {len(result.only_live)} only live, "
                   f"{len(result.only_rebuilt)} only rebuilt); {result.versions_differ} differ in version only",
-                  file=out)
-            for cid in (result.differ + result.only_live + result.only_rebuilt)[:20]:
+                  file=sys.stderr if as_json else out)
+            for cid in [] if as_json else (result.differ + result.only_live + result.only_rebuilt)[:20]:
                 print(f"  differs: {cid}", file=out)
             code = 1 if result.differences else 0
         if swap:
@@ -219,7 +224,7 @@ async def run(settings: Settings, *, check: bool, swap: bool, out=sys.stdout) ->
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(run(settings, check=args.compare, swap=args.replace))
+        return asyncio.run(run(settings, check=args.compare, swap=args.replace, as_json=args.json))
     except (KafkaError, RedisError, OSError, DeliveryError) as exc:
         print(f"hub rebuild: Kafka or Redis not reachable: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return 2
@@ -232,4 +237,6 @@ def add_rebuild_commands(sub: argparse._SubParsersAction) -> None:
                     help="count records that differ from the live ones (exit 1 if any)")
     rb.add_argument("--replace", action="store_true",
                     help="swap the rebuilt records in (refused while the record role runs or is behind)")
+    rb.add_argument("--json", action="store_true",
+                    help="with --compare: print the comparison as JSON (pseudonymous citizen ids that differ)")
     rb.set_defaults(func=cmd_rebuild)

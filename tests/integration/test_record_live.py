@@ -254,14 +254,19 @@ async def test_record_worker_killed_mid_stream_ends_equal_to_a_clean_rebuild(hub
     await wait_until_idle(hub_stack, timeout_s=180)
     got = await records(hub_stack, people)
     assert all(got.values()), "every citizen has a record (or a redirect)"
-    compared = await asyncio.to_thread(hub_cli, "rebuild", "--compare", check=False)
+    compared = await asyncio.to_thread(hub_cli, "rebuild", "--compare", "--json", check=False)
     print(f"killed with {applied}/{len(people)} citizens' records written, {len(events)} events in all; "
-          f"{compared.stdout.strip()}")
-    assert compared.returncode == 0, compared.stdout + compared.stderr
-    assert " 0 differ " in compared.stdout
+          f"{compared.stderr.strip()}")
+    result = orjson.loads(compared.stdout)
+    # Zero differences, except records other tests of the session wrote into Redis by hand (no event made them):
+    # those exist only live. Run alone, this file sees none at all.
+    ours = set(people)
+    assert result["differ"] == [] and result["only_rebuilt"] == [], result
+    assert not ours & set(result["only_live"]), result
+    assert compared.returncode == (1 if result["only_live"] else 0)
     refused = await asyncio.to_thread(hub_cli, "rebuild", "--replace", check=False)
     assert refused.returncode == 2 and "record role is running" in refused.stderr
-    assert "rebuilt from" not in refused.stdout  # refused before replaying anything
+    assert "rebuilt from" not in refused.stdout + refused.stderr  # refused before replaying anything
     before = await records(hub_stack, people)
     assert await asyncio.to_thread(local.stop_role, hub_stack, "record")  # SIGTERM: offsets committed
     try:
