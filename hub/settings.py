@@ -69,6 +69,9 @@ class Settings:
     # EMR files (hub import / hub watch): a FHIR Bundle is parsed whole, so its size is what bounds memory;
     # the drop folder is polled, and a file is taken only once its size and mtime held still this long.
     fhir_max_bundle_bytes: int = 64 * 1024 * 1024
+    # `hub import`: processes mapping a big file's chunks; -1: one per core (none on one core), 0: map in the
+    # importer's own process (a machine whose cores are busy with other work gains nothing from workers).
+    import_workers: int = -1
     watch_poll_s: float = 2.0
     watch_settle_s: float = 2.0
     # The reference receiver (deploy/local/receiver): the stand-in for the national e-ID health book. Its
@@ -123,6 +126,7 @@ class Settings:
             pg_port=int(env.get("HSSK_PG_PORT", cls.pg_port)),
             pg_dsn=env.get("HSSK_PG_DSN", f"postgresql://hssk@127.0.0.1:{env.get('HSSK_PG_PORT', cls.pg_port)}/hssk"),
             fhir_max_bundle_bytes=int(env.get("HSSK_FHIR_MAX_BUNDLE_BYTES", cls.fhir_max_bundle_bytes)),
+            import_workers=int(env.get("HSSK_IMPORT_WORKERS", cls.import_workers)),
             watch_poll_s=float(env.get("HSSK_WATCH_POLL_S", cls.watch_poll_s)),
             watch_settle_s=float(env.get("HSSK_WATCH_SETTLE_S", cls.watch_settle_s)),
             receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),

@@ -122,7 +122,8 @@ class Importer:
         self._writer = RawFirstWriter(self.producer)
         # Mapping a big file's chunks uses every core (worker processes); a small file is mapped here.
         cores = os.cpu_count() or 1
-        self._pool = MapPool(cores if cores > 1 else 0)
+        workers = settings.import_workers if settings.import_workers >= 0 else (cores if cores > 1 else 0)
+        self._pool = MapPool(workers)
         self._inline = MapPool(0)
         self.progress: Progress = progress or _Silent()
         self._redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
