@@ -5,7 +5,7 @@
 1. Starts a private Redis (a temporary folder, no persistence, its own port: it never touches the demo,
    test or bench stacks) and indexes ``--citizens`` generated people (``hub.identity.population``, one
    registry row each) through ``Resolver.index_ops`` in pipelined script calls.
-2. Pushes ``--events`` further rows as canonical ``patient.updated`` events (each row its own facility +
+2. Pushes ``--events`` further rows (70% of them returning people, the rest people not indexed) as canonical ``patient.updated`` events (each row its own facility +
    MRN, so every event is matched: the returning people's other rows and new people, in the generator's
    proportions) through the identity stage step (``IdentityStage.step``: resolution, review cases, A40
    merges) and then the record stage step (``RecordStage.step`` + ``save_batch``) on the same Redis, in
@@ -96,7 +96,7 @@ async def load_index(redis, resolver: Resolver, gen, citizens: int, events: int
     known: dict[str, str] = {}  # person id -> citizen id
     pool: list[tuple[Envelope, str | None]] = []
     ops: list = []
-    seq = 0
+    seq = returning = 0
     started = time.perf_counter()
     pending: list[asyncio.Task] = []
     for row, pid in gen.rows(int(citizens * 1.6) + events * 3):
@@ -111,8 +111,11 @@ async def load_index(redis, resolver: Resolver, gen, citizens: int, events: int
                     await pending.pop(0)
             if len(known) % 100_000 == 0:
                 print(f"  indexed {len(known):,} citizens in {time.perf_counter() - started:.0f} s", flush=True)
-        elif len(known) >= citizens * 0.5 and len(pool) < events and (pid in known or len(known) >= citizens):
-            pool.append((envelope(row, seq), pid if pid in known else None))
+        elif pid in known and len(known) >= citizens * 0.5 and returning < events * 0.7:
+            pool.append((envelope(row, seq), pid))  # a returning person, at another facility
+            returning += 1
+        elif len(known) >= citizens and pid not in known and len(pool) < events:
+            pool.append((envelope(row, seq), None))  # someone the index does not hold
         if len(known) >= citizens and len(pool) >= events:
             break
     pending.append(asyncio.ensure_future(store.write(ops)))
