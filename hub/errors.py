@@ -6,6 +6,7 @@
     ├── TranslateError            translate   readable, but cannot become canonical events
     │   └── UnsupportedMessage    translate   a message type the hub does not map
     ├── IdentityError             identity    no identifier the MPI can resolve
+    ├── RecordError               record      hub/record/errors.py: an event the record cannot apply
     ├── WarehouseError            warehouse   hub/warehouse/errors.py: an event the warehouse refuses
     │   └── MappingError          warehouse   ... because it cannot be mapped to rows
     └── DeliveryError             deliver     a write to Kafka, Redis or a subscriber failed

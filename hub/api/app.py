@@ -127,8 +127,9 @@ async def _audited_read(request: web.Request, citizen_id: str,
         raise ApiError(404, "no-such-citizen", "no record for that citizen")
     response = render(record)
     try:
-        await deps.audit.record_read(actor=request[CLIENT].client_id, citizen_id=citizen_id, purpose=purpose,
-                                     endpoint=_endpoint(request), request_id=request[REQUEST_ID])
+        # The citizen whose data is shown: after a merge, the survivor the retired id redirects to.
+        await deps.audit.record_read(actor=request[CLIENT].client_id, citizen_id=record["citizen_id"],
+                                     purpose=purpose, endpoint=_endpoint(request), request_id=request[REQUEST_ID])
     except DeliveryError:
         metrics.AUDIT_FAILURES.inc()
         raise ApiError(503, "audit-unavailable", "the access could not be audited, so the record is not shown; "

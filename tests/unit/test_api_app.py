@@ -24,6 +24,7 @@ from hub.settings import Settings
 
 SETTINGS = Settings()
 CITIZEN = "cz-0123456789abcdef0123456789abcdef"
+RETIRED = "cz-fedcba9876543210fedcba9876543210"  # merged into CITIZEN: loading it answers CITIZEN's record
 CCCD = "079190004567"
 PURPOSE = {"X-Purpose-Of-Use": "TREAT"}
 
@@ -85,7 +86,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     audit = AuditProducer()
     token_file = tmp_path / "api-tokens.json"
     deps = Deps(settings=SETTINGS, tokens=TokenFile(token_file), limiter=RateLimiter(1.0, 3),
-                records=Records({CITIZEN: vo_thi_mai()}),
+                records=Records({CITIZEN: vo_thi_mai(), RETIRED: vo_thi_mai()}),
                 links=Links({identity_key(SETTINGS.pseudonym_key, Identifier(SYSTEM_CCCD, CCCD)): CITIZEN}),
                 audit=AuditLog(audit))
     runner = web.AppRunner(build_app(deps), access_log=None)
@@ -167,6 +168,15 @@ class TestRecordRead:
         assert b'"actor":"bv-cho-ray"' in event and CITIZEN.encode() in event and b'"purpose":"TREAT"' in event
         assert b'"endpoint":"GET /v1/citizens/{citizen_id}/record"' in event
         assert headers["x-request-id"].encode() in event
+
+    async def test_a_merged_citizen_is_read_and_audited_as_its_survivor(self, api: Api) -> None:
+        """The store follows a merge redirect; the audit names the citizen whose data was shown."""
+        retired = RETIRED
+        status, _, body = await api.call("GET", f"/v1/citizens/{retired}/record",
+                                         {**api.token("bv-cho-ray", "record:read"), **PURPOSE})
+        assert status == 200 and body["entry"][0]["resource"]["name"][0]["text"] == "Võ Thị Mai"
+        [event] = api.audit.events
+        assert CITIZEN.encode() in event and retired.encode() not in event
 
     async def test_the_purpose_may_come_as_a_query_parameter(self, api: Api) -> None:
         auth = api.token("vneid", "record:read")
