@@ -18,6 +18,6 @@ proxy or access log holds one. Every read states a purpose (``X-Purpose-Of-Use``
 
 Answers: 400 malformed identifier, citizen id or purpose; 401 no, unknown or revoked token (with
 ``WWW-Authenticate``); 403 token lacks the route's scope; 404 no such citizen; 429 the client's bucket is
-empty (with ``Retry-After``); 501 not built yet; 503 Redis or the audit log (Kafka) unavailable: no record
+empty (with ``Retry-After``); 409 a review case already decided; 503 Redis or the audit log (Kafka) unavailable: no record
 is ever sent without a confirmed audit event.
 """

@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from hub.api import bundle, dashboard, lookup, metrics, subscriptions
+from hub.api import bundle, dashboard, lookup, metrics, review, subscriptions
 from hub.api.audit import AuditLog
 from hub.api.problems import FHIR_JSON, ApiError, forbidden, operation_outcome, unauthorized
 from hub.api.ratelimit import RateLimiter
@@ -56,6 +56,8 @@ class Deps:
     links: lookup.Links
     audit: AuditLog
     kafka_ready: Callable[[], bool] = lambda: True
+    review: Any = None  # hub.identity.review.Mpi: the review queue (None: not served by this process)
+    events: Any = None  # a durable producer for the steward's citizen.merged events (hub.kafka.DurableProducer)
 
 
 DEPS = web.AppKey("deps", Deps)
@@ -188,14 +190,6 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def not_built(what: str, where: str) -> Handler:
-    async def handler(request: web.Request) -> web.Response:
-        raise ApiError(501, "not-implemented", f"{what} is not served yet ({where})")
-
-    handler.__name__ = f"not_built_{what.replace(' ', '_')}"
-    return handler
-
-
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, None),
     Route("GET", "/openapi.json", openapi, None),
@@ -206,8 +200,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/citizens/{citizen_id}/health-book", get_health_book, SCOPE_RECORD_READ),
     Route("POST", "/v1/record/search", search_record, SCOPE_RECORD_READ),
     Route("POST", "/v1/health-book/search", search_health_book, SCOPE_RECORD_READ),
-    Route("GET", "/v1/review-queue", not_built("the review queue", "identity resolution, issue 5"),
-          SCOPE_REVIEW_WRITE),
+    *(Route(method, path, handler, SCOPE_REVIEW_WRITE) for method, path, handler in review.ROUTES),
     *(Route(method, path, handler, SCOPE_SUBSCRIPTIONS_ADMIN) for method, path, handler in subscriptions.ROUTES),
 )
 _SCOPES = {(r.method, r.path): r.scope for r in ROUTES}

@@ -17,6 +17,7 @@ from aiohttp import web
 from hub.api import dashboard
 from hub.api.app import Deps, build_app
 from hub.api.audit import AuditLog
+from hub.identity.review import Mpi
 from hub.api.ratelimit import RateLimiter
 from hub.api.tokens import TokenFile
 from hub.identity.resolve import RedisLinkStore
@@ -60,6 +61,8 @@ async def start(settings: Settings, *, port: int | None = None) -> Running:
         links=RedisLinkStore(redis),
         audit=AuditLog(producer),
         kafka_ready=lambda: producer.connected,
+        review=Mpi(redis, settings.pseudonym_key),
+        events=producer,
     )
     app = build_app(deps)
     dashboard.mount(app, settings)  # its sampler runs while the app does (each replica keeps its own history)

@@ -221,50 +221,32 @@ def cmd_review_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_review_decide(settings: Settings, args: argparse.Namespace) -> int:
     from hub.audit import local_actor
-    from hub.identity.events import merged_event
-    from hub.identity.review import ACCEPTED, OPEN_STATUS, REJECTED, ReviewError, now_iso
-    from hub.topics import EVENTS_CITIZEN
+    from hub.identity import decisions
 
     async def work(mpi) -> int:
-        doc = await mpi.case(args.case)
-        if doc["status"] != OPEN_STATUS:
-            raise ReviewError(f"case {args.case} is already {doc['status']}")
         if not args.accept:
-            await mpi.decide(doc, REJECTED, local_actor())
+            await decisions.reject(mpi, args.case, local_actor())
             print(f"case {args.case} rejected: the pair will not be proposed again", file=sys.stderr)
             return 0
+        await decisions.open_case(mpi, args.case)  # before connecting to Kafka: a decided case says so at once
         producer = await _producer(settings)
         try:
-            merge = await mpi.merge(doc["citizens"]["existing"], doc["citizens"]["other"], cause=doc["id"])
-            # a rerun after a failed write finds the pair merged already: the event is sent again (same id)
-            retired = merge.retired if merge.retired != merge.survivor else doc["citizens"]["other"]
-            if retired != merge.survivor:
-                now = now_iso()
-                event = merged_event(merge.survivor, retired, doc["id"], now, now)
-                await producer.write(EVENTS_CITIZEN.name, event.to_json(), key=merge.survivor.encode())
+            survivor, retired = await decisions.accept(mpi, producer, args.case, local_actor())
         finally:
             await producer.stop()
-        await mpi.decide(doc, ACCEPTED, local_actor())
-        print(f"case {args.case} accepted: {retired} merged into {merge.survivor}", file=sys.stderr)
+        print(f"case {args.case} accepted: {retired} merged into {survivor}", file=sys.stderr)
         return 0
 
     return _run(settings, work)
 
 
 def cmd_unmerge(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.identity.events import unmerged_event
-    from hub.identity.review import now_iso
-    from hub.pseudonym import keyed_hash
-    from hub.topics import EVENTS_CITIZEN
+    from hub.identity import decisions
 
     async def work(mpi) -> int:
         producer = await _producer(settings)
         try:
-            cause = await mpi.unmerge(args.survivor, args.other)
-            now = now_iso()
-            decision = keyed_hash(settings.pseudonym_key, "unmerge", args.survivor, args.other, cause)[:16]
-            event = unmerged_event(args.survivor, args.other, decision, now, now)
-            await producer.write(EVENTS_CITIZEN.name, event.to_json(), key=args.survivor.encode())
+            await decisions.unmerge(mpi, producer, settings.pseudonym_key, args.survivor, args.other)
         finally:
             await producer.stop()
         print(f"{args.other} is a separate citizen again (was merged into {args.survivor})", file=sys.stderr)

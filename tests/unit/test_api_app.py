@@ -245,14 +245,6 @@ class TestSearch:
 
 
 class TestOtherAnswers:
-    @pytest.mark.parametrize("method, path, scope", [
-        ("GET", "/v1/review-queue", "review:write"),
-    ])  # /v1/subscriptions is built: tests/unit/test_api_subscriptions.py
-    async def test_stubs_are_501_behind_their_scope(self, api: Api, method: str, path: str, scope: str) -> None:
-        assert (await api.call(method, path, api.token("reader", "record:read")))[0] == 403
-        status, _, body = await api.call(method, path, api.token("admin", scope))
-        assert status == 501 and "not served yet" in body["issue"][0]["diagnostics"]
-
     async def test_unknown_routes_and_methods(self, api: Api) -> None:
         status, _, body = await api.call("GET", "/v1/nothing-here")
         assert status == 404 and body["issue"][0]["details"]["text"] == "no-such-route"
