@@ -52,6 +52,10 @@ FRESHNESS_S = 10.0
 BATCH = 500
 LANES = 16
 HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
+# A partition whose batch has been out this long is stuck (a dead or slow subscriber retrying): it keeps one
+# batch queued and fetches no more, so a dead subscriber stops costing the process's other subscriptions
+# fetching and decoding (found by bench.fanout's isolation rounds).
+STUCK_S = 1.0
 RESTART_S = 2.0
 LOAD_CHUNK = 32  # records read side by side per partition worker
 REDIS_CONNECTIONS = 64  # shared by every subscription of the process; a full pool waits instead of failing
@@ -82,6 +86,12 @@ class _Partition:
         self.committed: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.lanes = asyncio.Semaphore(LANES)
+        self.busy_since: float | None = None  # monotonic start of the batch being delivered
+
+    def full(self, now: float) -> bool:
+        """Enough is queued: stop fetching for this partition (one batch while stuck, HIGH_WATER otherwise)."""
+        stuck = self.busy_since is not None and now - self.busy_since >= STUCK_S
+        return len(self.queue) >= (BATCH if stuck else HIGH_WATER)
 
     def feed(self, records: list[Any]) -> None:
         if self.done is None and records:  # never committed: what came before was skipped by the reset policy
@@ -214,7 +224,8 @@ class SubscriptionRunner:
         if not self.running.is_set():
             consumer.pause(*assigned)
             return
-        full = {tp for tp, p in self.partitions.items() if len(p.queue) >= HIGH_WATER}
+        now = time.monotonic()
+        full = {tp for tp, p in self.partitions.items() if p.full(now)}
         consumer.pause(*(assigned & full))
         consumer.resume(*(assigned - full))
 
@@ -299,12 +310,15 @@ class SubscriptionRunner:
             batch = part.take(BATCH)
             if not part.queue:
                 part.wakeup.clear()
+            part.busy_since = time.monotonic()
             try:
                 await self._deliver_batch(batch, part.lanes)
             except Exception as exc:  # noqa: BLE001 - a bug must not stall the partition: isolate the culprit
                 log.error("batch failed; delivering its changes one by one", subscription=self.sub.name,
                           partition=part.tp.partition, error=type(exc).__name__)
                 await self._one_by_one(batch, part.lanes)
+            finally:
+                part.busy_since = None
             if generation == part.generation:
                 part.done = batch[-1].offset + 1
 

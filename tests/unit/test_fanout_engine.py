@@ -156,3 +156,20 @@ class TestPartitionPosition:
         assert part.done == 5 and [r.offset for r in part.take(10)] == [5, 6, 7]
         part.reset(2)  # a replay
         assert (part.done, part.generation, list(part.queue)) == (2, 1, [])
+
+
+def test_a_stuck_partition_stops_fetching_after_one_batch() -> None:
+    """A dead subscriber's partition keeps one batch queued, not HIGH_WATER: it costs the others nothing more."""
+    from aiokafka import TopicPartition
+
+    from hub.fanout.engine import BATCH, HIGH_WATER, STUCK_S, _Partition
+
+    part = _Partition(TopicPartition("record.changes", 0))
+    part.queue.extend(range(BATCH))
+    assert not part.full(now=100.0)  # idle: prefetch up to HIGH_WATER
+    part.busy_since = 100.0
+    assert not part.full(now=100.0 + STUCK_S / 2)  # a batch in flight, not yet stuck
+    assert part.full(now=100.0 + STUCK_S)
+    part.busy_since = None
+    part.queue.extend(range(HIGH_WATER - BATCH))
+    assert part.full(now=200.0)
