@@ -102,7 +102,7 @@ SPECS: dict[str, Role] = {
                                  ("metrics", DEFAULTS.mllp_metrics_port)),
                  {"tcpSocket": {"port": "mllp"}}, {"tcpSocket": {"port": "mllp"}}, (SOURCES, MLLP_TLS)),
     "translator": _stream(3, "translator"),
-    "identity": _stream(3, "identity"),
+    "identity": _stream(4, "identity"),  # ~0.7 ms CPU per event (bench.identity_stream): 3 at the design point + 1
     "record": _stream(3, "record"),
     "fanout": _stream(3, "fanout", mounts=(SUBSCRIPTIONS,), subscription_secrets=True),
     "warehouse": _stream(2, "warehouse", postgres=True, mounts=(SUBSCRIPTIONS,)),  # its entitlement, read at start
