@@ -172,7 +172,13 @@ class RecordStage:
             elif event.type == UNMERGED:
                 answers.append(self._unmerge(seg, incoming, event, data, links[position]))
             else:
-                changed = apply_to_group(seg.record(root), event)
+                try:
+                    changed = apply_to_group(seg.record(root), event)
+                except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                    # A payload without what its type needs (e.g. an Encounter without id): this event goes to
+                    # hub.dlq, not its whole batch; the appliers read what they need before they write.
+                    answers.append(RecordError(f"cannot apply {event.type}: {type(exc).__name__} {exc}"))
+                    continue
                 seg.mark_applied(root, event.event_id)
                 answers.append(seg.change(incoming, event, data, root) if changed and self.publish else [])
         return answers

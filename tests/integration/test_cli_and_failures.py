@@ -26,7 +26,7 @@ def test_status_reports_every_role_up(hub_stack: Settings) -> None:
     status = json.loads(hub_cli("status", "--json").stdout)
     assert all(s["up"] for s in status["services"].values())
     assert {name for name, role in status["roles"].items() if role["up"]} == {
-        "mllp", "translator", "identity", "record", "fanout", "warehouse", "api"}
+        "mllp", "translator", "identity", "record", "fanout", "warehouse", "api", "receiver"}
     assert {"hl7v2.raw", "events.canonical", "events.citizen", "record.changes", "hub.dlq"} <= set(status["topics"])
     assert {lag["group"] for lag in status["lag"]} == {"hssk-translator", "hssk-identity", "hssk-record", "hssk-fanout",
                                                         "hssk-warehouse"}

@@ -120,6 +120,19 @@ async def test_what_is_not_an_event_or_names_no_citizen_is_dead_lettered() -> No
     assert isinstance(merge_without_link, HubError) and merge_without_link.code == "record"
 
 
+async def test_an_event_whose_payload_cannot_be_applied_fails_alone() -> None:
+    """An Encounter without an id is that event's DLQ entry; the events around it in the batch are applied."""
+    from dataclasses import replace
+
+    store = MemoryRecordStore()
+    broken = replace(encounter(HUNG, "e-x", "2026-01-06T08:00:00+07:00", mrn=CHO_RAY), event_id="broken")
+    broken = replace(broken, payload={k: v for k, v in broken.payload.items() if k != "id"})
+    first, failed, last = await run(RecordStage(store), [HUNG_PATIENT, broken, HUNG_NEWER])
+    assert isinstance(failed, HubError) and failed.code == "record" and "encounter.recorded" in failed.reason
+    assert len(first) == len(last) == 1 and store.get(HUNG)["version"] == 2
+    assert "broken" not in store.applied[HUNG]
+
+
 async def test_a_change_committed_before_a_crash_is_published_again_from_the_outbox() -> None:
     store = MemoryRecordStore()
     crashed = RecordStage(store)
