@@ -12,12 +12,12 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from hub.fanout import config, formats
 from hub.fanout.retry import schedule
 from hub.fanout.state import SubscriptionState
-from hub.ops.lag import measure, partitions_of
+from hub.ops.lag import dlq_size, measure, partitions_of
 from hub.settings import Settings
 from hub.topics import RECORD_CHANGES, subscription_dlq
 
@@ -37,17 +37,7 @@ def find(settings: Settings, name: str) -> config.Subscription:
 
 
 async def _dlq_records(settings: Settings, name: str) -> int:
-    topic = subscription_dlq(name).name
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(await partitions_of(consumer, topic))]
-        if not tps:
-            return 0
-        ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
-        return sum(ends[tp] - starts[tp] for tp in tps)
-    finally:
-        await consumer.stop()
+    return await dlq_size(settings, subscription_dlq(name).name)
 
 
 async def status(settings: Settings, subs: tuple[config.Subscription, ...], detail: bool = False

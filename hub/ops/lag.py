@@ -264,12 +264,12 @@ def render_prometheus(rows: list[PartitionLag], dlq_records: int | None = None) 
     return generate_latest(registry).decode()
 
 
-async def dlq_size(settings: Settings) -> int:
-    """Records in hub.dlq still retained (end minus start over its partitions)."""
+async def dlq_size(settings: Settings, topic: str = DLQ.name) -> int:
+    """Records in hub.dlq (or another dead-letter topic, e.g. a subscription's) still retained: end minus start."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(DLQ.name, p) for p in sorted(await partitions_of(consumer, DLQ.name))]
+        tps = [TopicPartition(topic, p) for p in sorted(await partitions_of(consumer, topic))]
         if not tps:
             return 0
         ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
