@@ -36,8 +36,7 @@ from connectors.fhir.results import (
 from connectors.fhir.validate import UnknownResourceType, problems
 from connectors.hl7v2 import sensitivity
 from connectors.hl7v2.context import EVENT_TYPE as HL7_EVENT_TYPE
-from connectors.hl7v2.ids import uuid5
-from hub.envelope import Envelope, Source, Subject, event_id
+from hub.envelope import Envelope, Source, Subject, event_id, uuid5
 
 # resourceType -> event type: the HL7 v2 translator's table (one place), plus the resources only FHIR sends.
 EVENT_TYPE: dict[str, str] = {**HL7_EVENT_TYPE, "MedicationStatement": "medication.recorded",

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.hl7v2.datatypes import first_repetition, part, ts_field
-from connectors.hl7v2.ids import encounter_id, uuid5
+from connectors.hl7v2.ids import encounter_id
 from connectors.hl7v2.parse import Header, Message, Segment
-from hub.envelope import Envelope, RawCoordinates, Source, Subject
+from hub.envelope import Envelope, RawCoordinates, Source, Subject, uuid5
 from hub.errors import TranslateError
 
 SOURCE_SYSTEM = "hl7v2"

@@ -16,10 +16,9 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from connectors.xml130.uid import event_id, uuid5
 from hub.envelope import (
     SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, VN_FHIR_BASE, Envelope, Identifier, RawCoordinates, Source,
-    Subject,
+    Subject, event_id, uuid5,
 )
 from hub.errors import TranslateError
 

@@ -13,8 +13,7 @@ from typing import Any
 from lxml import etree
 
 from connectors.xml130.maps import MAPS
-from connectors.xml130.uid import event_id
-from hub.envelope import Envelope, Source, Subject
+from hub.envelope import Envelope, Source, Subject, event_id
 
 SOURCE_SYSTEM = "xml130"
 

@@ -7,7 +7,7 @@ ADT feed and its BHYT export name the same Patient.
 
 from __future__ import annotations
 
-from connectors.xml130.uid import uuid5
+from hub.envelope import uuid5
 
 
 def patient_id(facility: str, ma_bn: str) -> str:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from connectors.hl7v2 import sensitivity
-from connectors.hl7v2.ids import uuid5
+from hub.envelope import uuid5
 from connectors.hl7v2.parse import decode, parse
 from connectors.hl7v2.patient import patient, subject_of
 from connectors.hl7v2.translate import translate

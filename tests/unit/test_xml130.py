@@ -22,7 +22,7 @@ import pytest
 from connectors.xml130 import EVENT_TYPE, Failure, Record, Summary, read_export
 from connectors.xml130.generate import envelope, hoso
 from connectors.xml130.summary import SYSTEM_BHXH, encounter_system
-from connectors.xml130.uid import uuid5
+from hub.envelope import uuid5
 from hub.envelope import (
     EVENT_ID_NAMESPACE, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope, event_id, mrn_system,
 )
