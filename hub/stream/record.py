@@ -177,7 +177,9 @@ class RecordStage:
                 except (KeyError, TypeError, AttributeError, ValueError) as exc:
                     # A payload without what its type needs (e.g. an Encounter without id): this event goes to
                     # hub.dlq, not its whole batch; the appliers read what they need before they write.
-                    answers.append(RecordError(f"cannot apply {event.type}: {type(exc).__name__} {exc}"))
+                    # A KeyError names the missing field; other messages may quote values (personal data).
+                    detail = f" {exc}" if isinstance(exc, KeyError) else ""
+                    answers.append(RecordError(f"cannot apply {event.type}: {type(exc).__name__}{detail}"))
                     continue
                 seg.mark_applied(root, event.event_id)
                 answers.append(seg.change(incoming, event, data, root) if changed and self.publish else [])
