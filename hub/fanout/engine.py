@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 from hub.envelope import DeadLetter
 from hub.errors import DeliveryError
 from hub.fanout import formats
+from hub.fanout.breaker import Breaker
 from hub.fanout.config import Subscription
 from hub.fanout.metrics import SubscriptionMetrics
 from hub.fanout.plan import Change, Planned, plan
@@ -51,6 +52,7 @@ CONTROL_S = 0.5
 FRESHNESS_S = 10.0
 BATCH = 500
 LANES = 16
+PROBE_BATCH = LANES  # changes a partition takes while its subscription's circuit is open (a probe is due)
 HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 # A partition whose batch has been out this long is stuck (a dead or slow subscriber retrying): it keeps one
 # batch queued and fetches no more, so a dead subscriber stops costing the process's other subscriptions
@@ -138,6 +140,7 @@ class SubscriptionRunner:
         self.store = store
         self.state = state
         self.metrics = SubscriptionMetrics(sub.name)
+        self.breaker = Breaker(sub.retry.first_s, sub.retry.max_s)
         self.dlq_topic = subscription_dlq(sub.name)
         self.running = asyncio.Event()
         self.running.set()
@@ -221,7 +224,7 @@ class SubscriptionRunner:
 
     def _flow(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()
-        if not self.running.is_set():
+        if not self.running.is_set() or self.breaker.parked():  # paused, or a dead endpoint: fetch nothing
             consumer.pause(*assigned)
             return
         now = time.monotonic()
@@ -306,8 +309,9 @@ class SubscriptionRunner:
             if not part.queue:
                 part.wakeup.clear()
                 continue
+            await self.breaker.ready()  # a dead endpoint: no new batch until the next probe is due
             generation = part.generation
-            batch = part.take(BATCH)
+            batch = part.take(PROBE_BATCH if self.breaker.is_open else BATCH)
             if not part.queue:
                 part.wakeup.clear()
             part.busy_since = time.monotonic()
@@ -364,7 +368,7 @@ class SubscriptionRunner:
 
     async def _deliver(self, item: formats.Outbound, planned: Planned) -> None:
         started = time.perf_counter()
-        outcome = await with_retries(lambda: self.sink.send(item), self.sub.retry,
+        outcome = await with_retries(lambda: self.breaker.call(lambda: self.sink.send(item)), self.sub.retry,
                                      on_retry=lambda attempt, reason: self.metrics.retries.inc())
         self.metrics.seconds.observe(time.perf_counter() - started)
         change = planned.source[item.key]
