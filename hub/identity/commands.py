@@ -1,4 +1,5 @@
-"""``hub link``, ``hub population`` and ``hub evaluate``: batch linkage of registry files, offline.
+"""``hub link``, ``hub population``, ``hub evaluate`` (batch linkage of registry files, offline) and
+``hub backfill`` (a registry export through batch linkage into the live hub: ``hub.ops.backfill``).
 
 Registered by ``add_identity_commands`` so ``hub/cli.py`` only wires them in. Nothing here prints names or
 ID numbers: summaries are counts, bad rows are line numbers with a reason.
@@ -42,6 +43,17 @@ def add_identity_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", type=Path, required=True, help="CSV record_id,person_id")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("backfill", help="import a vaccination-registry export with batch linkage: link the whole "
+                                        "file, seed the MPI with its citizens, then import the rows as events")
+    p.add_argument("--input", type=Path, required=True, help="registry CSV (vaccination-registry-export format)")
+    p.add_argument("--output", type=Path, help="also write the plan: CSV record_id,citizen_id, one row per row")
+    p.add_argument("--match-settings", type=Path, help="JSON file with MatchSettings (thresholds, m/u levels)")
+    p.add_argument("--seed-only", action="store_true", help="plan and seed the MPI, do not import the rows")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="then wait up to SECONDS for the identity and record roles to consume everything")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(func=cmd_backfill)
+
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -65,9 +77,9 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
         return _link_and_write(args, match, settings, prepared, bad, started)
 
 
-def _progress(started: float, what: str) -> None:
+def _progress(started: float, what: str, who: str = "hub link") -> None:
     """A progress line on stderr for long runs: counts, time and memory only."""
-    print(f"hub link: {time.perf_counter() - started:7.0f} s {_peak_mb():8,.0f} MB  {what}", file=sys.stderr, flush=True)
+    print(f"{who}: {time.perf_counter() - started:7.0f} s {_peak_mb():8,.0f} MB  {what}", file=sys.stderr, flush=True)
 
 
 def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Settings, prepared: list,
@@ -98,6 +110,52 @@ def _link_and_write(args: argparse.Namespace, match: MatchSettings, settings: Se
                     if k), file=sys.stderr)
     print(f"read {read_s:.1f} s  total {time.perf_counter() - started:.1f} s  peak memory {_peak_mb():,.0f} MB",
           file=sys.stderr)
+    return 0
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when done (and caught up, with --wait), 1 when the roles did not catch up in time, 2 when the
+    file, Redis or Kafka failed."""
+    import asyncio
+
+    import orjson
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hub.errors import DeliveryError
+    from hub.ops.backfill import BackfillError, backfill, wait_caught_up
+    from hub.ops.progress import TqdmProgress
+
+    match = MatchSettings.from_json(args.match_settings) if args.match_settings else MatchSettings()
+    started = time.perf_counter()
+
+    async def run():
+        report = await backfill(settings, args.input, match=match, output=args.output, import_file=not args.seed_only,
+                                progress=TqdmProgress(), say=lambda what: _progress(started, what, "hub backfill"))
+        caught = True
+        if args.wait and not args.seed_only:
+            t = time.perf_counter()
+            caught = await wait_caught_up(settings, args.wait, lambda w: _progress(started, w, "hub backfill"))
+            report.seconds["stages"] = time.perf_counter() - t
+        return report, caught
+
+    try:
+        report, caught = asyncio.run(run())
+    except (OSError, RegistryFormatError, BackfillError) as exc:
+        print(f"hub backfill: {args.input}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 2
+    except RedisConnectionError:
+        print(f"hub backfill: Redis at {settings.redis_url} is unreachable", file=sys.stderr)
+        return 2
+    except DeliveryError as exc:
+        print(f"hub backfill: Kafka not reachable or did not confirm: {exc.reason}", file=sys.stderr)
+        return 2
+    for line in report.summary_lines():
+        print(line, file=sys.stderr)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.as_dict()).decode() + "\n")
+    if not caught:
+        print(f"hub backfill: the identity and record roles had not caught up after {args.wait:g} s", file=sys.stderr)
+        return 1
     return 0
 
 
