@@ -1,7 +1,8 @@
 """Fan-out benchmark: health-book push latency at a fixed offered rate, and the cost of a dead subscriber.
 
     .venv/bin/python -m bench.fanout [--rate 500] [--seconds 60] [--connections 50] [--isolation-events 6000]
-                                     [--rounds 2] [--keep]
+                                     [--rounds 2] [--skip-latency] [--skip-alone]
+                                     [--skip-isolation] [--keep]
 
 Its own stack (bench.stack.bench_env("fanout", 900): own ports, ``.hub-bench-fanout``), every role of ``hub up``
 including the reference receiver (deploy/local/receiver), with a subscriptions file of its own in the state
@@ -14,6 +15,11 @@ folder instead of deploy/local/subscriptions.toml.
    - baseline (same run): its encounter change read from record.changes by a consumer of the bench;
    - the first health-book push showing that encounter stored by the receiver (its ``received_at``);
    and per message the difference of the two: the fan-out's own part (change on record.changes -> push).
+   The MLLP senders are the limit when ``--connections`` x (1 / ACK time) is below ``--rate``: the table says
+   how far behind schedule they were.
+1b. **The fan-out alone** (same target, independent of identity and record): encounter changes produced straight
+   onto record.changes at ``--rate`` for ``--seconds``, their records written to Redis first; from each change's
+   produce acknowledgement to its push stored by the receiver, and the fanout process's CPU per push.
 2. **Isolation** (target: a dead subscriber costs the healthy one < 5 % throughput): ``--isolation-events``
    canonical events produced straight onto record.changes, delivered by a healthy ``event`` webhook subscription
    to the receiver, alone (baseline) and next to a dead subscriber (webhook to a closed port, default retries),
@@ -43,6 +49,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.stack import bench_env
@@ -52,6 +59,7 @@ from connectors.mllp.framing import Frame, FrameDecoder, frame
 from hub.envelope import SYSTEM_CCCD, Envelope, Source, Subject
 from hub.ops import local
 from hub.ops.status import _admin, group_is_stable
+from hub.record.store import record_key
 from hub.settings import REPO_ROOT, Settings
 from hub.synthetic import FACILITIES, Person, adt, person
 from hub.topics import RECORD_CHANGES
@@ -224,6 +232,77 @@ async def latency(settings: Settings, rate: float, seconds: float, connections: 
     ]
 
 
+# --- 1b. the fan-out alone at the full rate ---------------------------------------------------------------------
+
+async def fanout_alone(settings: Settings, rate: float, seconds: float) -> list[Row]:
+    """Encounter changes produced straight onto record.changes at ``rate`` (their records written to Redis first,
+    as the record stage leaves them), so the fan-out gets the full rate whatever identity and record manage."""
+    n = int(rate * seconds)
+    tag = f"FA{int(time.time()) % 100000:05d}"
+    cccd = [f"{tag}{i:07d}" for i in range(n)]
+    client = aioredis.from_url(settings.redis_url)
+    async with client.pipeline(transaction=False) as pipe:
+        for i in range(n):
+            cid = f"bench-fa-{tag}-{i}"
+            pipe.set(record_key(cid), orjson.dumps({
+                "citizen_id": cid, "version": 1, "demographics": {"gender": "female"},
+                "identifiers": [{"system": SYSTEM_CCCD, "value": cccd[i]}],
+                "encounters": {f"E{i}": {"facility": FACILITIES[i % 4], "class": "IMP", "status": "in-progress",
+                                         "period": {"start": "2026-11-24T08:30:00+07:00"}}}}))
+        await pipe.execute()
+    await client.aclose()
+    events = []
+    for i in range(n):
+        cid = f"bench-fa-{tag}-{i}"
+        events.append((cid.encode(), Envelope(
+            event_id=f"bench-fa-{tag}-{i}", type="encounter.recorded", occurred_at="2026-11-24T08:30:00+07:00",
+            recorded_at="2026-11-24T08:30:01+07:00", source=Source("hl7v2", FACILITIES[i % 4], f"{tag}-{i}"),
+            subject=Subject(), citizen_id=cid, record_version=1,
+            payload={"resourceType": "Encounter", "id": f"E{i}", "status": "in-progress"}).to_json()))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    acked: dict[int, float] = {}
+    late: list[float] = []
+
+    async def confirm(i: int, future: asyncio.Future) -> None:
+        await future
+        acked[i] = time.time()
+
+    confirms = []
+    pid = local.role_pid(settings, "fanout")
+    cpu0 = process_cpu_s(pid)
+    start = time.perf_counter()
+    try:
+        for i, (key, value) in enumerate(events):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                late.append(-delay * 1000)
+            confirms.append(asyncio.create_task(confirm(i, await producer.send(RECORD_CHANGES.name, value, key=key))))
+        await asyncio.gather(*confirms)
+    finally:
+        await producer.stop()
+    send_s = time.perf_counter() - start
+    last, still = -1, time.monotonic()
+    while True:
+        got = pushes_with_encounter(LATENCY_SUB)
+        done = sum(c in got for c in cccd)
+        if done >= n or time.monotonic() - still > 20:
+            break
+        if done != last:
+            last, still = done, time.monotonic()
+        await asyncio.sleep(1.0)
+    cpu_ms = (process_cpu_s(pid) - cpu0) * 1000
+    got = pushes_with_encounter(LATENCY_SUB)
+    lat = [(got[cccd[i]] - at) * 1000 for i, at in acked.items() if cccd[i] in got]
+    return [Row("fan-out alone: change produced -> push", len(lat), send_s,
+                {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat, default=float("nan"))},
+                f"{len(lat)}/{n} pushed; offered {rate:.0f}/s for {seconds:.0f} s, producer p99 "
+                f"{percentile(late, 99) if late else 0.0:.0f} ms behind schedule; fanout CPU "
+                f"{cpu_ms / max(1, len(lat)):.2f} ms/push; load {load()}")]
+
+
 # --- 2. isolation -----------------------------------------------------------------------------------------------
 
 def isolation_events(n: int, tag: str, citizens: int) -> list[tuple[bytes, bytes]]:
@@ -338,11 +417,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--connections", type=int, default=50)
+    # 200: at an ACK time of ~200 ms on a loaded machine, 50 senders with one message in flight each could offer
+    # only ~250 msg/s (the last run offered 228 of 500).
+    parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--isolation-events", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-isolation", action="store_true")
+    parser.add_argument("--skip-alone", action="store_true", help="skip the fan-out alone at the full rate")
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     args = parser.parse_args()
     os.environ.update(ENV)
@@ -360,6 +442,10 @@ def main() -> int:
             rows = asyncio.run(latency(settings, args.rate, args.seconds, args.connections))
             print(render("Fan-out latency: MLLP ACK -> health-book push (coalescing off), ms", rows))
             print(f"load average after: {load()}", flush=True)
+        if not args.skip_alone:
+            rows = asyncio.run(fanout_alone(settings, args.rate, args.seconds))
+            print(render("Fan-out alone: changes produced onto record.changes -> health-book push (coalescing off), ms",
+                         rows))
         if not args.skip_isolation:
             rows = asyncio.run(isolation(settings, args.isolation_events, args.rounds))
             print(render(f"Fan-out isolation: one healthy webhook subscription, {args.isolation_events} events per "

@@ -27,6 +27,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -43,7 +44,8 @@ from hub.fanout.sinks import KafkaSink, Sink, WebhookSink
 from hub.fanout.state import SubscriptionState
 from hub.kafka import DurableProducer
 from hub.logging import get_logger
-from hub.record.store import RedisRecordStore
+from hub.record.merge import is_redirect
+from hub.record.store import RedisRecordStore, record_key, visible
 from hub.settings import Settings
 from hub.topics import RECORD_CHANGES, Topic, ensure_topics, subscription_dlq, subscription_out
 
@@ -51,7 +53,7 @@ log = get_logger("fanout")
 CONTROL_S = 0.5
 FRESHNESS_S = 10.0
 BATCH = 500
-LANES = 16
+LANES = 64  # deliveries of one partition on their way at once (distinct citizens); the receiver group-commits them
 PROBE_BATCH = LANES  # changes a partition takes while its subscription's circuit is open (a probe is due)
 HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 # A partition whose batch has been out this long is stuck (a dead or slow subscriber retrying): it keeps one
@@ -59,7 +61,7 @@ HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 # fetching and decoding (found by bench.fanout's isolation rounds).
 STUCK_S = 1.0
 RESTART_S = 2.0
-LOAD_CHUNK = 32  # records read side by side per partition worker
+LOAD_CHUNK = 256  # records read in one MGET by a partition worker
 REDIS_CONNECTIONS = 64  # shared by every subscription of the process; a full pool waits instead of failing
 
 
@@ -225,12 +227,15 @@ class SubscriptionRunner:
     def _flow(self, consumer: AIOKafkaConsumer) -> None:
         assigned = consumer.assignment()
         if not self.running.is_set() or self.breaker.parked():  # paused, or a dead endpoint: fetch nothing
-            consumer.pause(*assigned)
-            return
-        now = time.monotonic()
-        full = {tp for tp, p in self.partitions.items() if p.full(now)}
-        consumer.pause(*(assigned & full))
-        consumer.resume(*(assigned - full))
+            full = assigned
+        else:
+            now = time.monotonic()
+            full = assigned & {tp for tp, p in self.partitions.items() if p.full(now)}
+        paused = consumer.paused()  # only changes: aiokafka logs and resets fetch state on every call
+        if full - paused:
+            consumer.pause(*(full - paused))
+        if (paused & assigned) - full:
+            consumer.resume(*((paused & assigned) - full))
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = {tp: p.done for tp, p in self.partitions.items() if p.done is not None and p.done != p.committed}
@@ -341,7 +346,11 @@ class SubscriptionRunner:
             await self._dead_letter(change, reason, None)
         if planned.changed:
             await self._until_done(lambda: self.state.changed(self.sub.name, planned.changed), "freshness")
-        await asyncio.gather(*(self._lane(items, planned, lanes) for items in planned.lanes.values()))
+        pushed: list[str] = []
+        await asyncio.gather(*(self._lane(items, planned, lanes, pushed) for items in planned.lanes.values()))
+        if pushed:  # one freshness write per batch, not a round trip per push ahead of the lane's next delivery
+            now_ms = int(time.time() * 1000)
+            await self._until_done(lambda: self.state.pushed(self.sub.name, pushed, now_ms), "freshness")
 
     async def _plan(self, batch: list[Change]) -> Planned:
         delay = 0.2
@@ -355,18 +364,30 @@ class SubscriptionRunner:
                 delay = min(delay * 2, 5.0)
 
     async def _load(self, citizen_ids: list[str]) -> dict[str, dict[str, Any] | None]:
-        """Records through the store's public ``load`` (redirects of merged citizens followed), side by side."""
-        records: list[dict[str, Any] | None] = []
-        for i in range(0, len(citizen_ids), LOAD_CHUNK):  # a batch may name hundreds: bounded, not all at once
-            records += await asyncio.gather(*(self.store.load(c) for c in citizen_ids[i:i + LOAD_CHUNK]))
-        return dict(zip(citizen_ids, records, strict=True))
+        """The batch's records in one MGET per LOAD_CHUNK; a merged citizen's redirect is followed by the store's
+        public ``load`` (the one reader of redirects), so only those few cost a round trip of their own."""
+        records: dict[str, dict[str, Any] | None] = {}
+        redirects = []
+        for i in range(0, len(citizen_ids), LOAD_CHUNK):
+            chunk = citizen_ids[i:i + LOAD_CHUNK]
+            raws = await self.store.redis.mget([record_key(c, self.store.prefix) for c in chunk])
+            for citizen_id, raw in zip(chunk, raws, strict=True):
+                record = orjson.loads(raw) if raw else None
+                if record is not None and is_redirect(record):
+                    redirects.append(citizen_id)
+                records[citizen_id] = visible(record) if record is not None else None
+        for citizen_id, record in zip(redirects, await asyncio.gather(*(self.store.load(c) for c in redirects)),
+                                      strict=True):
+            records[citizen_id] = record
+        return records
 
-    async def _lane(self, items: list[formats.Outbound], planned: Planned, lanes: asyncio.Semaphore) -> None:
+    async def _lane(self, items: list[formats.Outbound], planned: Planned, lanes: asyncio.Semaphore,
+                    pushed: list[str]) -> None:
         async with lanes:
             for item in items:
-                await self._deliver(item, planned)
+                await self._deliver(item, planned, pushed)
 
-    async def _deliver(self, item: formats.Outbound, planned: Planned) -> None:
+    async def _deliver(self, item: formats.Outbound, planned: Planned, pushed: list[str]) -> None:
         started = time.perf_counter()
         outcome = await with_retries(lambda: self.breaker.call(lambda: self.sink.send(item)), self.sub.retry,
                                      on_retry=lambda attempt, reason: self.metrics.retries.inc())
@@ -383,7 +404,7 @@ class SubscriptionRunner:
             first = planned.changed.get(item.citizen_id)
             if first is not None:
                 self.metrics.push_latency.observe(max(0.0, (now_ms - first) / 1000))
-            await self._until_done(lambda: self.state.pushed(self.sub.name, [item.citizen_id], now_ms), "freshness")
+            pushed.append(item.citizen_id)
 
     async def _dead_letter(self, change: Change, reason: str, item: formats.Outbound | None) -> None:
         headers = {"subscription": self.sub.name}

@@ -23,6 +23,7 @@ from hub.kafka import DurableProducer
 from hub.topics import Topic
 
 RETRY_STATUSES = frozenset({408, 425, 429})
+MAX_CONNECTIONS = 512  # per webhook subscription: its partitions x the engine's LANES, with room
 
 
 class Retryable(DeliveryError):
@@ -68,7 +69,10 @@ class WebhookSink:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # Keep-alive connections, as many as the engine has deliveries on their way (aiohttp's default 100
+            # would queue the lanes of several partitions behind each other).
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
         return self._session
 
     async def send(self, item: Outbound) -> None:
