@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from hub.fanout import config, formats
 from hub.fanout.retry import schedule
 from hub.fanout.state import SubscriptionState
-from hub.ops.lag import dlq_size, measure, partitions_of
+from hub.ops.lag import ROLE_SOURCES, dlq_size, measure, partitions_of
 from hub.settings import Settings
 from hub.topics import RECORD_CHANGES, subscription_dlq
 
@@ -40,6 +40,12 @@ async def _dlq_records(settings: Settings, name: str) -> int:
     return await dlq_size(settings, subscription_dlq(name).name)
 
 
+def source_topic(sub: config.Subscription) -> str:
+    """The topic the subscription's consumer group reads: record.changes, or the warehouse role's events.citizen
+    (the warehouse writes facts from the citizen events, not from the record changes)."""
+    return RECORD_CHANGES.name if sub.runs_in_fanout else ROLE_SOURCES["warehouse"]
+
+
 async def status(settings: Settings, subs: tuple[config.Subscription, ...], detail: bool = False
                  ) -> list[dict[str, Any]]:
     """Each subscription's configuration with its state: paused, lag (per partition with ``detail``), DLQ size."""
@@ -49,7 +55,7 @@ async def status(settings: Settings, subs: tuple[config.Subscription, ...], deta
         rows = await measure(settings, [s.group for s in subs], seconds=detail)
         out = []
         for sub in subs:
-            mine = [r for r in rows if r.group == sub.group and r.topic == RECORD_CHANGES.name]
+            mine = [r for r in rows if r.group == sub.group and r.topic == source_topic(sub)]
             # None: the group has no offsets yet (never started); the role commits its start position at once
             item = sub.summary() | {"lag": sum(r.lag for r in mine) if mine else None}
             if sub.runs_in_fanout:

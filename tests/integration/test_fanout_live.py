@@ -392,6 +392,8 @@ async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Se
         listed = orjson.loads(hub_cli("subscriptions", "list", "--json").stdout)
         elderly = next(s for s in listed if s["name"] == "elderly")
         assert elderly["paused"] is True and elderly["lag"] >= 1 and elderly["consumer_group"] == "hssk-sub-elderly"
+        warehouse = next(s for s in listed if s["name"] == "warehouse")  # its group reads events.citizen
+        assert warehouse["consumer_group"] == "hssk-warehouse" and warehouse["lag"] is not None
     finally:  # resumed in-process: each CLI call is a new Python process, seconds on a busy machine
         client = aioredis.from_url(hub_stack.redis_url)
         await SubscriptionState(client).set_paused("elderly", False)

@@ -65,3 +65,12 @@ def test_a_warehouse_subscription_is_not_paused_by_the_fan_out(subscriptions_fil
 def test_an_unreadable_since_is_exit_2(subscriptions_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["subscriptions", "replay", "tiemchung", "--since", "hôm qua"]) == 2
     assert "is not a time" in capsys.readouterr().err
+
+
+def test_each_subscription_reports_the_lag_of_the_topic_its_group_reads(subscriptions_file: Path) -> None:
+    """The warehouse role's group reads events.citizen; a fan-out subscription's reads record.changes."""
+    from hub.fanout import admin, config
+
+    subs = {s.name: s for s in config.load(subscriptions_file, {})}
+    assert admin.source_topic(subs["tiemchung"]) == "record.changes"
+    assert admin.source_topic(subs["warehouse"]) == "events.citizen"
