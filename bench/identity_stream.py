@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import redis.asyncio as aioredis
 
 from bench.table import Row, percentile, render
@@ -74,8 +75,8 @@ def envelope(row: dict[str, str], seq: int) -> Envelope:
                     payload)
 
 
-def incoming(env: Envelope, topic: str, offset: int) -> Incoming:
-    return Incoming(None, env.to_json(), {}, topic, 0, offset, 0.0)
+def incoming(value: bytes, topic: str, offset: int) -> Incoming:
+    return Incoming(None, value, {}, topic, 0, offset, 0.0)
 
 
 async def redis_cpu(redis) -> float:
@@ -163,7 +164,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"indexed in {load_s:.0f} s ({args.citizens / load_s:,.0f} citizens/s), Redis {memory:,.0f} MB; "
               f"{len(pool):,} events to push", flush=True)
         person_of = {cid: pid for pid, cid in known.items()}
-        events = [e for e, _ in pool]
+        events = [e.to_json() for e, _ in pool]  # what the worker gets from Kafka: serialised before timing
         gc.collect()
         gc.freeze()  # the bench's own million-entry maps are not the worker's: keep them out of GC passes
 
@@ -188,7 +189,7 @@ async def run(args: argparse.Namespace) -> None:
                 if isinstance(r, Exception):
                     outcomes["dlq"] += 1
                     continue
-                cid = Envelope.from_json(r[0].value).citizen_id
+                cid = orjson.loads(r[0].value)["citizen_id"]  # the bench's check: cheap, not the worker's work
                 if pid is not None:
                     returning += 1
                     right += person_of.get(cid) == pid

@@ -36,10 +36,10 @@ from hub.identity.blocking import PROBE_RULES, RULES
 from hub.identity.indexed import Indexed, unpack
 from hub.identity.model import LINK, NEW, REVIEW, VETOES, Decision, MatchModel, MatchSettings
 from hub.identity.mpi_store import (MpiStore, Op, RedisLinkStore, Slot, block_slot, citizen_slot,
-                                    identity_key, link_slot, record_slot, split_refs)
+                                    identity_key, link_slot, mpi_hash, record_slot, split_refs)
 from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.identity.subject import record_from_envelope
-from hub.pseudonym import citizen_id_for, keyed_hash
+from hub.pseudonym import citizen_id_for
 
 __all__ = ["DLQ", "LINK", "NEW", "REVIEW", "BatchResolution", "Merge", "Proposal", "RedisLinkStore", "Resolver",
            "identity_key", "merge_marker_slot"]
@@ -87,7 +87,7 @@ class BatchResolution:
 
 def merge_marker_slot(secret: bytes, cause: str) -> Slot:
     """Where the merge an A40 event caused is remembered, so a replay re-emits it (idempotent)."""
-    return -1, "merges", keyed_hash(secret, "merge", cause)[:16]
+    return -1, "merges", mpi_hash(secret, "merge", cause)[:16]
 
 
 def canonical_identifier(ident: Identifier) -> Identifier | None:
@@ -151,9 +151,9 @@ class Resolver:
     def _item(self, envelope: Envelope, sr: SourceRecord, old: list[dict]) -> _Item:
         item = _Item()
         if sr.mrn:
-            ref = keyed_hash(self.secret, "rec", "mrn", sr.facility, sr.mrn)[:16]
+            ref = mpi_hash(self.secret, "rec", "mrn", sr.facility, sr.mrn)[:16]
         else:
-            ref = keyed_hash(self.secret, "rec", sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance,
+            ref = mpi_hash(self.secret, "rec", sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance,
                              sr.phone, sr.address, sr.ward)[:16]
         p = prepare(SourceRecord(ref, sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance, sr.phone,
                                  sr.address, sr.ward, sr.facility, sr.mrn, sr.event_date))
