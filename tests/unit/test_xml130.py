@@ -130,6 +130,16 @@ class TestGolden:
         assert patient_event.event_id == event_id("xml130", "79048", MA_LK, "XML1/Patient")
         assert len({e.event_id for e in record.events}) == len(record.events)
 
+    def test_fast_envelope_equals_the_dataclass(self, record: Record) -> None:
+        """The reader's envelope constructor gives exactly what ``Envelope(...)`` gives, every field."""
+        for event in record.events:
+            built = Envelope(event_id=event.event_id, type=event.type, occurred_at=event.occurred_at,
+                             recorded_at=event.recorded_at, source=event.source, subject=event.subject,
+                             payload=event.payload, sensitivity=event.sensitivity)
+            assert type(event) is Envelope
+            assert event == built and event.to_json() == built.to_json()
+            assert (event.citizen_id, event.record_version, event.schema_version) == (None, None, 1)
+
     def test_fast_uuid5_equals_stdlib(self) -> None:
         """The reader's string uuid5 is exactly uuid.uuid5 (ids must not change with the implementation)."""
         for name in ("Patient|79048|MR|BN00123456", "Nguyễn|Ệ|x", "", "a" * 300):
