@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.envelope import (
     SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, VN_FHIR_BASE, Envelope, Identifier, RawCoordinates, Source,
     Subject, event_id, uuid5,
 )
+from connectors.registry.read import COLUMNS
 from hub.errors import TranslateError
 
 SOURCE_SYSTEM = "registry"
@@ -96,26 +98,104 @@ def _name(text: str) -> dict[str, Any] | None:
     return name
 
 
-def _identifiers(fields: dict[str, str]) -> tuple[list[dict[str, str]], list[str]]:
+def _identifiers(personal: str, card: str) -> tuple[list[dict[str, str]], tuple[str, ...]]:
     out: list[dict[str, str]] = []
-    dropped: list[str] = []
-    personal = fields["so_cccd"].replace(" ", "")
+    dropped: tuple[str, ...] = ()
+    personal = personal.replace(" ", "")
     if personal:
         if personal.isdigit() and len(personal) == 12:
             out.append({"system": SYSTEM_CCCD, "value": personal})
         elif personal.isdigit() and len(personal) == 9:
             out.append({"system": SYSTEM_OLD_ID, "value": personal})
         else:
-            dropped.append("so_cccd")
-    card = fields["so_bhyt"].replace(" ", "").upper()
+            dropped = ("so_cccd",)
+    card = card.replace(" ", "").upper()
     if card:
         if _BHYT_CARD.match(card):
             out += [{"system": SYSTEM_BHYT, "value": card}, {"system": SYSTEM_BHXH, "value": card[-10:]}]
         elif card.isdigit() and len(card) == 10:
             out.append({"system": SYSTEM_BHXH, "value": card})
         else:
-            dropped.append("so_bhyt")
+            dropped += ("so_bhyt",)
     return out, dropped
+
+
+# Positions of the columns in a row's values (read.COLUMNS order).
+(_RID, _NAME, _DOB, _GENDER, _CCCD, _BHYT, _PHONE, _ADDRESS, _WARD, _VACCINE, _VACCINE_NAME, _LOT, _DOSE, _GIVEN,
+ _SITE) = range(15)
+
+
+class Mapped(NamedTuple):
+    """The FHIR resources of one row and what the envelope needs besides (the bulk path serialises these
+    directly; ``translate_row`` wraps them in Envelopes)."""
+
+    patient: dict[str, Any]
+    immunization: dict[str, Any]
+    identifiers: list[dict[str, str]]  # the patient's identifiers, also the subject's
+    name: dict[str, Any] | None
+    gender: str | None
+    birth_date: str | None
+    occurred: str
+    dropped: tuple[str, ...]
+
+
+def map_values(values: Sequence[str]) -> Mapped:
+    """One row's 15 values (COLUMNS order) -> its Patient and Immunization; raises TranslateError naming the
+    column when the row cannot be mapped. Builds fresh dicts for every row (callers may keep and change them)."""
+    rid, site, vaccine = values[_RID], values[_SITE], values[_VACCINE]
+    if not site:
+        raise TranslateError("ma_co_so: vaccination site missing")
+    if not vaccine:
+        raise TranslateError("ma_vaccine: vaccine code missing")
+    occurred = given_at(values[_GIVEN])
+    dob = birth_date(values[_DOB])
+    dose = values[_DOSE]
+    dose_number = int(dose) if dose and dose.isdigit() else 0
+    if dose and dose_number < 1:
+        raise TranslateError("mui_thu: dose number is not a positive integer")
+    identifiers, dropped = _identifiers(values[_CCCD], values[_BHYT])
+    patient_id = uuid5(f"Patient|{SOURCE_SYSTEM}|{site}|{rid}")
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
+    if identifiers:
+        patient["identifier"] = identifiers
+    name = _name(values[_NAME])
+    if name:
+        patient["name"] = [name]
+    sex = values[_GENDER]
+    gender = _SEX.get(sex.lower(), "unknown") if sex else None
+    if gender:
+        patient["gender"] = gender
+    if dob:
+        patient["birthDate"] = dob
+    if phone := values[_PHONE]:
+        patient["telecom"] = [{"system": "phone", "value": phone, "use": "mobile"}]
+    address_text, ward = values[_ADDRESS], values[_WARD]
+    if address_text or ward:
+        address: dict[str, Any] = {"use": "home", "country": "VN"}
+        if address_text:
+            address["text"] = _nfc(address_text)
+        if ward:
+            address["extension"] = [{"url": WARD_EXTENSION, "valueCode": ward}]
+        patient["address"] = [address]
+
+    vaccine_name = values[_VACCINE_NAME]
+    immunization: dict[str, Any] = {
+        "resourceType": "Immunization",
+        "id": uuid5(f"Immunization|{SOURCE_SYSTEM}|{site}|{rid}"),
+        "status": "completed",
+        "vaccineCode": ({"coding": [{"system": VACCINE_SYSTEM, "code": vaccine, "display": vaccine_name}],
+                         "text": vaccine_name} if vaccine_name else
+                        {"coding": [{"system": VACCINE_SYSTEM, "code": vaccine}]}),
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "occurrenceDateTime": occurred,
+        "primarySource": True,
+        "performer": [{"actor": {"identifier": {"system": FACILITY_SYSTEM, "value": site}, "display": site}}],
+    }
+    if lot := values[_LOT]:
+        immunization["lotNumber"] = lot
+    if dose:
+        immunization["protocolApplied"] = [{"doseNumberPositiveInt": dose_number}]
+    return Mapped(patient, immunization, identifiers, name, gender, dob, occurred, dropped)
 
 
 def translate_row(fields: dict[str, str], *, received_at: str, raw: RawCoordinates | None = None) -> Translation:
@@ -124,64 +204,17 @@ def translate_row(fields: dict[str, str], *, received_at: str, raw: RawCoordinat
     ``raw``: the coordinates of the row's raw record, put on every event's source (an importer that learns
     them only after writing passes a placeholder and fills it in the serialised event).
     """
+    m = map_values([fields[column] for column in COLUMNS])
     rid, site = fields["record_id"], fields["ma_co_so"]
-    if not site:
-        raise TranslateError("ma_co_so: vaccination site missing")
-    if not fields["ma_vaccine"]:
-        raise TranslateError("ma_vaccine: vaccine code missing")
-    occurred = given_at(fields["ngay_tiem"])
-    dob = birth_date(fields["ngay_sinh"])
-    identifiers, dropped = _identifiers(fields)
-    patient_id = uuid5(f"Patient|{SOURCE_SYSTEM}|{site}|{rid}")
-    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
-    if identifiers:
-        patient["identifier"] = identifiers
-    name = _name(fields["ho_ten"])
-    if name:
-        patient["name"] = [name]
-    gender = _SEX.get(fields["gioi_tinh"].lower(), "unknown" if fields["gioi_tinh"] else None)
-    if gender:
-        patient["gender"] = gender
-    if dob:
-        patient["birthDate"] = dob
-    if phone := fields["so_dien_thoai"]:
-        patient["telecom"] = [{"system": "phone", "value": phone, "use": "mobile"}]
-    if fields["dia_chi"] or fields["ma_xa"]:
-        address: dict[str, Any] = {"use": "home", "country": "VN"}
-        if fields["dia_chi"]:
-            address["text"] = _nfc(fields["dia_chi"])
-        if fields["ma_xa"]:
-            address["extension"] = [{"url": WARD_EXTENSION, "valueCode": fields["ma_xa"]}]
-        patient["address"] = [address]
-
-    immunization: dict[str, Any] = {
-        "resourceType": "Immunization",
-        "id": uuid5(f"Immunization|{SOURCE_SYSTEM}|{site}|{rid}"),
-        "status": "completed",
-        "vaccineCode": {"coding": [{"system": VACCINE_SYSTEM, "code": fields["ma_vaccine"],
-                                    **({"display": fields["ten_vaccine"]} if fields["ten_vaccine"] else {})}],
-                        **({"text": fields["ten_vaccine"]} if fields["ten_vaccine"] else {})},
-        "patient": {"reference": f"Patient/{patient_id}"},
-        "occurrenceDateTime": occurred,
-        "primarySource": True,
-        "performer": [{"actor": {"identifier": {"system": FACILITY_SYSTEM, "value": site}, "display": site}}],
-    }
-    if fields["so_lo"]:
-        immunization["lotNumber"] = fields["so_lo"]
-    dose = fields["mui_thu"]
-    if dose:
-        if not dose.isdigit() or int(dose) < 1:
-            raise TranslateError("mui_thu: dose number is not a positive integer")
-        immunization["protocolApplied"] = [{"doseNumberPositiveInt": int(dose)}]
-
-    subject = Subject(identifiers=tuple(Identifier(i["system"], i["value"]) for i in identifiers),
+    name = m.name
+    subject = Subject(identifiers=tuple(Identifier(i["system"], i["value"]) for i in m.identifiers),
                       family=name["family"] if name else None, given=tuple(name.get("given", ())) if name else (),
-                      birth_date=dob, sex=gender)
+                      birth_date=m.birth_date, sex=m.gender)
     source = Source(SOURCE_SYSTEM, site, rid, raw=raw)
     events = [
-        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Patient"), "patient.updated", occurred, received_at, source,
-                 subject, patient),
-        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Immunization"), "immunization.recorded", occurred, received_at,
-                 source, subject, immunization),
+        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Patient"), "patient.updated", m.occurred, received_at, source,
+                 subject, m.patient),
+        Envelope(event_id(SOURCE_SYSTEM, site, rid, "Immunization"), "immunization.recorded", m.occurred,
+                 received_at, source, subject, m.immunization),
     ]
-    return Translation(events, tuple(dropped))
+    return Translation(events, m.dropped)

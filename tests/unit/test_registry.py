@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.immunization import Immunization
 from fhir.resources.R4B.patient import Patient
 
-from connectors.registry import COLUMNS, BadRow, RegistryFormatError, Row, read_rows, translate_row
+from connectors.registry import COLUMNS, BadRow, RegistryFormatError, Row, iter_values, read_rows, translate_row
 from hub.envelope import SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID
 from hub.errors import TranslateError
 
@@ -52,6 +52,20 @@ class TestReading:
         assert [(r.line, r.reason) for r in out if isinstance(r, BadRow)] == [
             (3, "expected 15 columns, found 3"), (4, "record_id repeats an earlier row"), (5, "record_id is empty")]
         assert out[1].original == b"R2,too,few\n"
+
+    def test_repeats_are_looked_for_in_a_bounded_window_of_recent_ids(self) -> None:
+        """A record id repeating one of the last ``repeat_window`` rows is a bad row; one further back (at
+        least twice the window) is read again (its events have the same ids, so it changes nothing)."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        ids = [f"R{i}" for i in range(10)] + ["R9", "R5"] + [f"S{i}" for i in range(20)] + ["R0"]
+        for rid in ids:
+            writer.writerow(row(record_id=rid).values())
+        items = list(iter_values(io.StringIO(out.getvalue(), newline=""), repeat_window=5))
+        assert [(r.line, r.reason) for r in items if isinstance(r, BadRow)] == [
+            (12, "record_id repeats an earlier row"), (13, "record_id repeats an earlier row")]
+        assert items[-1][1][0] == "R0"  # type: ignore[index]
 
     def test_a_file_with_another_header_is_refused_whole(self) -> None:
         with pytest.raises(RegistryFormatError):
