@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from connectors.xml130.errors import MappingError
-from connectors.xml130.results import MAX_ORIGINAL, Failure
+from connectors.xml130.results import Failure
 from hub.envelope import Envelope
 
 
@@ -20,7 +20,7 @@ class Output:
     counts: Counter[str] = field(default_factory=Counter)
 
     def row_failed(self, table: str, row: int, exc: MappingError, original: bytes) -> None:
-        self.failures.append(Failure("translate", exc.kind, f"{table} row {row}: {exc.reason}",
-                                     f"{self.where} {table} row {row}", original[:MAX_ORIGINAL],
-                                     self.facility, self.encounter_key))
+        self.failures.append(Failure.of("translate", exc.kind, f"{table} row {row}: {exc.reason}",
+                                        f"{self.where} {table} row {row}", original,
+                                        self.facility, self.encounter_key))
         self.counts[f"{table}.failed"] += 1

@@ -20,7 +20,7 @@ from connectors.xml130.errors import MappingError, TableError
 from connectors.xml130.layout import ENVELOPE_ROOT, ROOT_TO_TABLE, TABLES
 from connectors.xml130.maps import MAPS
 from connectors.xml130.output import Output
-from connectors.xml130.results import MAX_ORIGINAL, Failure, Record, Result
+from connectors.xml130.results import Failure, Record, Result
 from connectors.xml130.rows import rows
 from connectors.xml130.safe import decode_base64, parse_document
 from connectors.xml130.source import (
@@ -100,24 +100,24 @@ def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limi
     try:
         data = head + stream.read(max(0, limits.max_table_bytes + 1 - len(head)))
     except OSError as exc:
-        return Failure("parse", "io", f"reading the export failed: {exc.strerror or type(exc).__name__}",
-                       "document", head[:MAX_ORIGINAL], facility)
+        return Failure.of("parse", "io", f"reading the export failed: {exc.strerror or type(exc).__name__}",
+                          "document", head, facility)
     try:
         root = parse_document(data, limits.max_table_bytes)
     except TableError as exc:
-        return Failure("parse", exc.kind, exc.reason, "document", data[:MAX_ORIGINAL], facility)
+        return Failure.of("parse", exc.kind, exc.reason, "document", data, facility)
     tag = root.tag.rpartition("}")[2] if isinstance(root.tag, str) else ""
     kind = ROOT_TO_TABLE.get(tag)
     if tag == ENVELOPE_ROOT:
-        return Failure("parse", "encoding", "envelope is not in an ASCII-compatible encoding (BHYT XML is UTF-8)",
-                       "document", data[:MAX_ORIGINAL], facility)
+        return Failure.of("parse", "encoding", "envelope is not in an ASCII-compatible encoding (BHYT XML is UTF-8)",
+                          "document", data, facility)
     if kind is None:
-        return Failure("parse", "table", f"root element {tag or '?'} is neither {ENVELOPE_ROOT} nor a BHYT table",
-                       "document", data[:MAX_ORIGINAL], facility)
+        return Failure.of("parse", "table", f"root element {tag or '?'} is neither {ENVELOPE_ROOT} nor a BHYT table",
+                          "document", data, facility)
     if kind != "XML1":
-        return Failure("translate", "unlinked", f"a bare {kind} document cannot be linked to a patient without "
-                       "its XML1: send the GIAMDINHHS envelope or the XML1 table", "document",
-                       data[:MAX_ORIGINAL], facility)
+        return Failure.of("translate", "unlinked", f"a bare {kind} document cannot be linked to a patient without "
+                          "its XML1: send the GIAMDINHHS envelope or the XML1 table", "document",
+                          data, facility)
     hoso = RawHoso(1, facility or "")
     return _translate(hoso, {kind: (data, root)}, [], recorded_at, facility, raw)
 
@@ -152,17 +152,17 @@ def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
                 raise TableError("table", f"{table.kind} appears twice in one HOSO")
             parsed[table.kind] = _decode(table, limits)
         except TableError as exc:
-            original = (table.base64 or "").encode("ascii", "replace")[:MAX_ORIGINAL]
-            failures.append(Failure("parse", exc.kind, f"{table.kind}: {exc.reason}", f"{where} {table.kind}",
-                                    original, hoso.facility or facility))
+            original = (table.base64 or "").encode("ascii", "replace")
+            failures.append(Failure.of("parse", exc.kind, f"{table.kind}: {exc.reason}", f"{where} {table.kind}",
+                                       original, hoso.facility or facility))
     return _translate(hoso, parsed, failures, recorded_at, facility, raw)
 
 
 def _unlinked(record: Record, out_where: str, reason: str) -> Record:
     for kind, data in record.tables.items():
         if kind != "XML1" and MAPS.tables(kind) not in ("unmapped", "sensitive"):
-            record.failures.append(Failure("translate", "unlinked", f"{kind}: {reason}", f"{out_where} {kind}",
-                                           data[:MAX_ORIGINAL], record.facility or None))
+            record.failures.append(Failure.of("translate", "unlinked", f"{kind}: {reason}", f"{out_where} {kind}",
+                                              data, record.facility or None))
     return record
 
 
@@ -188,20 +188,20 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
     fac = f.get("MA_CSKCB") or hoso.facility or facility
     record.encounter_key = f.get("MA_LK")
     if not fac:
-        failures.append(Failure("translate", "missing", "XML1: MA_CSKCB (facility) missing and no envelope "
-                                "MACSKCB", f"{where} XML1", data[:MAX_ORIGINAL], None, record.encounter_key))
+        failures.append(Failure.of("translate", "missing", "XML1: MA_CSKCB (facility) missing and no envelope "
+                                   "MACSKCB", f"{where} XML1", data, None, record.encounter_key))
         return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
     record.facility = fac
     try:
         mapped = summary(f, fac)
     except MappingError as exc:
-        failures.append(Failure("translate", exc.kind, exc.reason, f"{where} XML1", data[:MAX_ORIGINAL], fac,
-                                record.encounter_key))
+        failures.append(Failure.of("translate", exc.kind, exc.reason, f"{where} XML1", data, fac,
+                                   record.encounter_key))
         return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
     except Exception as exc:  # a reader bug must cost one encounter, not the file
-        failures.append(Failure("translate", "internal", f"XML1: unexpected {type(exc).__name__} in the reader "
-                                "(a bug: the tables are kept for replay)", f"{where} XML1", data[:MAX_ORIGINAL],
-                                fac, record.encounter_key))
+        failures.append(Failure.of("translate", "internal", f"XML1: unexpected {type(exc).__name__} in the reader "
+                                   "(a bug: the tables are kept for replay)", f"{where} XML1", data,
+                                   fac, record.encounter_key))
         return _unlinked(record, where, "XML1 unusable: the table cannot be linked to a patient")
     sensitive = "XML6" in parsed or any(is_hiv(code) for code in mapped.icd10)
     sensitivity = (SENSITIVITY_HIV,) if sensitive else ()
@@ -225,12 +225,12 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
         try:
             _map_table(kind, table_bytes, table_root, ctx, out, groups)
         except MappingError as exc:
-            failures.append(Failure("translate", exc.kind, f"{kind}: {exc.reason}", f"{where} {kind}",
-                                    table_bytes[:MAX_ORIGINAL], fac, ma_lk))
+            failures.append(Failure.of("translate", exc.kind, f"{kind}: {exc.reason}", f"{where} {kind}",
+                                       table_bytes, fac, ma_lk))
         except Exception as exc:  # a reader bug must cost one table, not the file (the reason says so)
-            failures.append(Failure("translate", "internal", f"{kind}: unexpected {type(exc).__name__} in the "
-                                    "reader (a bug: the table is kept for replay)", f"{where} {kind}",
-                                    table_bytes[:MAX_ORIGINAL], fac, ma_lk))
+            failures.append(Failure.of("translate", "internal", f"{kind}: unexpected {type(exc).__name__} in the "
+                                       "reader (a bug: the table is kept for replay)", f"{where} {kind}",
+                                       table_bytes, fac, ma_lk))
     record.events = out.events
     return record
 

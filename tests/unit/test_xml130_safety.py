@@ -390,3 +390,32 @@ class TestDeadLetters:
         assert letter.headers == {"kind": "date", "where": "HOSO 1 XML2 row 1", "source_system": "xml130",
                                   "file": "79048_202611.xml", "facility": "79048"}
         assert b'"code":"translate"' in letter.to_json()
+
+    def test_a_huge_bad_table_still_gets_a_dead_letter_that_fits_in_a_kafka_message(self) -> None:
+        """A bad table of several MB (here a truncated XML2 of ~3 MB) gets a hub.dlq entry under Kafka's default
+        1 MB message limit: its reason, the first 512 KiB of what failed, and the whole input's length and
+        SHA-256, so the part kept can be matched to the export; the rest of the encounter is still read."""
+        import hashlib
+
+        row = XML2.split(b"<CHI_TIET_THUOC>", 1)[1].split(b"</CHI_TIET_THUOC>", 1)[0]
+        body = b"".join(b"<CHI_TIET_THUOC>" + row + b"</CHI_TIET_THUOC>" for _ in range(3_000_000 // len(row)))
+        huge = (b'<?xml version="1.0" encoding="utf-8"?><CHITIEU_CHITIET_THUOC><DSACH_CHI_TIET_THUOC>' + body)
+        sent = b64(huge)  # no closing tags: truncated
+        rec = read_hoso(tables(XML2=sent))
+        assert [(f.code, f.where) for f in rec.failures] == [("parse.truncated", "HOSO 1 XML2")]
+        assert {"Patient", "Encounter", "Procedure", "Observation"} <= types(rec)
+        letter = rec.failures[0].dead_letter("2026-12-01T08:00:01+07:00", source_file="79048_202611.xml")
+        wire = letter.to_json()
+        assert len(wire) < 1_000_000 < len(sent)
+        assert letter.reason.startswith("XML2: table XML ends early")
+        assert letter.original == sent.encode()[:512 * 1024]
+        assert letter.headers["original_bytes"] == str(len(sent))
+        assert letter.headers["original_sha256"] == hashlib.sha256(sent.encode()).hexdigest()
+        assert (letter.headers["where"], letter.headers["file"]) == ("HOSO 1 XML2", "79048_202611.xml")
+
+    def test_a_bad_row_keeps_its_whole_bytes_and_no_size_headers(self) -> None:
+        """Only an original over the cap is cut: a bad row's entry has its bytes whole and no size headers."""
+        bad = XML2.replace(b"<NGAY_YL>202611030900</NGAY_YL>", b"<NGAY_YL>202611310900</NGAY_YL>")
+        letter = read_hoso(tables(XML2=bad)).failures[0].dead_letter("2026-12-01T08:00:01+07:00")
+        assert letter.original.rstrip().endswith(b"</CHI_TIET_THUOC>")
+        assert "original_bytes" not in letter.headers and "original_sha256" not in letter.headers
