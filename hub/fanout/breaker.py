@@ -5,8 +5,10 @@ refused connection or a timeout, an exception chain, a resolver call), and its p
 decoding changes it cannot deliver, in the process and on the event loop the healthy subscriptions share
 (bench.fanout's isolation rounds measured that). With it:
 
-    closed     attempts go to the endpoint; ``threshold`` retryable failures in a row (no success between)
-               open the circuit
+    unproven   at start, and after the circuit was open, until the endpoint first answers: one attempt at a
+               time (a dead endpoint at start costs ``threshold`` connection attempts, not one per lane)
+    closed     attempts go to the endpoint side by side; ``threshold`` retryable failures in a row (no success
+               between) open the circuit
     open       until ``open_until`` an attempt fails at once with the endpoint's last failure, no network call;
                the engine parks the subscription's partitions (no fetching) and takes no new batch
     half-open  after ``open_until`` one attempt at a time is let through (the probe): a success, or a refusal
@@ -40,7 +42,10 @@ class Breaker:
         self.opened = 0  # openings in a row without a success: the wait doubles with each
         self.open_until: float | None = None  # None: closed
         self.reason = ""
+        self.proven = False  # the endpoint answered since the start or since the circuit last opened
         self._probing = False
+        self._turn = asyncio.Event()  # set when no probe is on its way
+        self._turn.set()
         self._closed = asyncio.Event()
         self._closed.set()
 
@@ -48,6 +53,11 @@ class Breaker:
     def is_open(self) -> bool:
         """Open or half-open: the endpoint has not answered since it failed ``threshold`` times in a row."""
         return self.open_until is not None
+
+    @property
+    def trusted(self) -> bool:
+        """Closed and proven: the engine takes full batches (otherwise a small one, enough to find out)."""
+        return self.proven and self.open_until is None
 
     def parked(self) -> bool:
         """Open and not yet due for a probe: the subscription fetches nothing and takes no new batch."""
@@ -58,15 +68,22 @@ class Breaker:
 
     async def call(self, send: Callable[[], Awaitable[None]]) -> None:
         """One attempt of a delivery through the breaker (raises what ``send`` raises, or Retryable when open)."""
-        probe = False
-        if self.open_until is not None:
-            if self._probing or self._clock() < self.open_until:
-                raise Retryable(f"circuit open: {self.reason}")
+        probe = half_open = False
+        while not self.proven or self.open_until is not None:
+            if self.open_until is not None:
+                if self._probing or self._clock() < self.open_until:
+                    raise Retryable(f"circuit open: {self.reason}")
+            elif self._probing:  # unproven: wait for the attempt on its way to tell whether the endpoint is up
+                await self._turn.wait()
+                continue
             probe = self._probing = True
+            half_open = self.open_until is not None
+            self._turn.clear()
+            break
         try:
             await send()
         except Retryable as exc:
-            self._failed(exc.reason, probe)
+            self._failed(exc.reason, half_open)
             raise
         except Rejected:
             self._succeeded()  # the endpoint is up; it refused this body
@@ -76,19 +93,22 @@ class Breaker:
         finally:
             if probe:
                 self._probing = False
+                self._turn.set()
 
-    def _failed(self, reason: str, probe: bool) -> None:
+    def _failed(self, reason: str, half_open: bool) -> None:
         self.failures += 1
         self.reason = reason
         # Attempts that were already on their way when the circuit opened do not reopen it: only the probe does.
-        if probe or (self.open_until is None and self.failures >= self.threshold):
+        if half_open or (self.open_until is None and self.failures >= self.threshold):
             self.opened += 1
             self.open_until = self._clock() + self._wait_s()
+            self.proven = False
             self._closed.clear()
 
     def _succeeded(self) -> None:
         self.failures = self.opened = 0
         self.open_until = None
+        self.proven = True
         self._closed.set()
 
     async def ready(self) -> None:

@@ -54,7 +54,7 @@ CONTROL_S = 0.5
 FRESHNESS_S = 10.0
 BATCH = 500
 LANES = 64  # deliveries of one partition on their way at once (distinct citizens); the receiver group-commits them
-PROBE_BATCH = LANES  # changes a partition takes while its subscription's circuit is open (a probe is due)
+PROBE_BATCH = LANES  # changes a partition takes until its endpoint has answered (at start, after an open circuit)
 HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 # A partition whose batch has been out this long is stuck (a dead or slow subscriber retrying): it keeps one
 # batch queued and fetches no more, so a dead subscriber stops costing the process's other subscriptions
@@ -316,7 +316,7 @@ class SubscriptionRunner:
                 continue
             await self.breaker.ready()  # a dead endpoint: no new batch until the next probe is due
             generation = part.generation
-            batch = part.take(PROBE_BATCH if self.breaker.is_open else BATCH)
+            batch = part.take(BATCH if self.breaker.trusted else PROBE_BATCH)
             if not part.queue:
                 part.wakeup.clear()
             part.busy_since = time.monotonic()

@@ -100,11 +100,28 @@ class TestBreaker:
             await breaker.call(refuse)
         assert not breaker.is_open
 
+    async def test_until_the_endpoint_answers_one_attempt_goes_at_a_time(self) -> None:
+        clock, endpoint = Clock(), Endpoint()
+        breaker = Breaker(first_s=1.0, max_s=30.0, threshold=3, clock=clock)
+        outcomes = await asyncio.gather(*(breaker.call(endpoint.send) for _ in range(50)), return_exceptions=True)
+        assert endpoint.calls == 3 and breaker.is_open and not breaker.trusted  # then the rest failed fast
+        assert sum(o.reason.startswith("circuit open") for o in outcomes) == 47  # type: ignore[union-attr]
+
+    async def test_an_answer_lets_the_waiting_attempts_go_side_by_side(self) -> None:
+        endpoint = Endpoint()
+        endpoint.down = False
+        breaker = Breaker(first_s=1.0, max_s=30.0, threshold=3)
+        await asyncio.gather(*(breaker.call(endpoint.send) for _ in range(20)))
+        assert endpoint.calls == 20 and breaker.trusted
+
     async def test_attempts_in_flight_when_it_opens_do_not_stretch_the_wait(self) -> None:
         clock, endpoint = Clock(), Endpoint()
         breaker = Breaker(first_s=1.0, max_s=30.0, threshold=2, clock=clock)
+        endpoint.down = False
+        await breaker.call(endpoint.send)  # proven: attempts go side by side
+        endpoint.down = True
         await asyncio.gather(*(breaker.call(endpoint.send) for _ in range(10)), return_exceptions=True)
-        assert endpoint.calls == 10 and breaker.open_until == 101.0
+        assert endpoint.calls == 11 and breaker.open_until == 101.0
 
     async def test_ready_waits_until_the_probe_is_due_or_the_circuit_closes(self) -> None:
         breaker = Breaker(first_s=0.05, max_s=1.0, threshold=1)
