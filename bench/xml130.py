@@ -8,12 +8,15 @@ record summary (XML7, XML8): ~33 events, ~28 kB of table XML, ~38 kB of base64 i
 
 A second row reads the lean shape, XML1-XML4 only (no notes, discharge paper or summary).
 
-Table 1, end to end: ``read_export`` over the envelope (stream, base64, hardened lxml, dict payloads,
-envelopes) against the obvious library route for the same output: the same reader, then every payload
-built as its fhir.resources R4B model (``model_validate`` + ``model_dump``), measured in the same run.
-Then what ``hub import`` does before Kafka: ``read_hoso`` streaming the envelope in this process and
-``map_encounters`` (translate, serialise every event and the raw record, keys) on chunks of 100 HOSO, in this
-process and in worker processes (``hub.ops.publish.MapPool``, the importer's pool; started before timing).
+Table 1. The row compared with the issue's target (>= 2,000 encounters/s) is the first: end to end in ONE
+process, export bytes -> every event serialised to its JSON bytes with its Kafka key and the raw record built
+(``read_hoso`` streaming the envelope, then ``hub.ops.publish.map_encounters`` on chunks of 100 HOSO, as
+``hub import`` does before Kafka). Its note gives the rate over wall time and over this process's CPU time
+(``time.process_time``): the machine is shared, and the CPU figure is the one that does not move with the load.
+Then ``read_export`` alone (Records with Envelope objects, nothing serialised), the lean shape, the same
+mapping in worker processes (``hub.ops.publish.MapPool``, started before timing; a bonus, wall time only, on
+2 shared cores), and the baseline: the same reader with every payload built as its fhir.resources R4B model
+(``model_validate`` + ``model_dump``), measured in the same run on the first ``--baseline-encounters``.
 Table 2, parsing only: every table of every HOSO parsed and its fields read, with the reader's hardened
 lxml against the standard library's ElementTree (expat), also in the same run.
 ``--big-gb N``: a generated N GB export streamed through ``read_export`` in a child process (nothing is
@@ -57,14 +60,21 @@ def conditions_fix(text: str) -> str:
 
 
 def best(repeat: int, run: Callable[[], tuple[int, int]]) -> tuple[float, int, int]:
-    """(best seconds, encounters, events) over ``repeat`` runs."""
-    times = []
+    """(best wall seconds, encounters, events) over ``repeat`` runs."""
+    wall, _cpu, encounters, events = best_cpu(repeat, run)
+    return wall, encounters, events
+
+
+def best_cpu(repeat: int, run: Callable[[], tuple[int, int]]) -> tuple[float, float, int, int]:
+    """(best wall seconds, best CPU seconds of this process, encounters, events) over ``repeat`` runs."""
+    walls, cpus = [], []
     out = (0, 0)
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         out = run()
-        times.append(time.perf_counter() - started)
-    return min(times), out[0], out[1]
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - started)
+    return min(walls), min(cpus), out[0], out[1]
 
 
 def ours(data: bytes) -> tuple[int, int]:
@@ -177,15 +187,15 @@ def _peak_rss_mb() -> float:
 def big(gigabytes: float) -> str:
     """Stream a generated export of ``gigabytes`` through the reader (this runs in the child process)."""
     source = gen.GeneratedFile(gen.stream(int(gigabytes * 1e9), pool=200))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     encounters = events = 0
     for result in read_export(source, received_at=RECEIVED_AT):
         assert isinstance(result, Record)
         encounters += 1
         events += len(result.events)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_mb = _peak_rss_mb()
-    return f"{source.bytes_read} {encounters} {events} {seconds:.3f} {peak_mb:.1f}"
+    return f"{source.bytes_read} {encounters} {events} {seconds:.3f} {peak_mb:.1f} {cpu:.3f}"
 
 
 def main() -> int:
@@ -193,6 +203,8 @@ def main() -> int:
     parser.add_argument("--encounters", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="mapping processes (default: cores)")
+    parser.add_argument("--baseline-encounters", type=int, default=200,
+                        help="encounters for the (slow) fhir.resources baseline; its rate is compared")
     parser.add_argument("--big-gb", type=float, default=0.0, help="also stream a generated export of N GB")
     parser.add_argument("--child-big", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,34 +215,38 @@ def main() -> int:
     data = gen.export(args.encounters, seed=130)
     lean = gen.export(args.encounters, seed=130, documents=False)
     n = args.encounters
-    t_ours, enc, events = best(args.repeat, lambda: ours(data))
-    t_lean, _, lean_events = best(args.repeat, lambda: ours(lean))
-    t_models, _, _ = best(1, lambda: with_models(data))
+    n_base = min(n, args.baseline_encounters)
     inline, workers = MapPool(0), MapPool(args.workers)
     try:
         _warm(workers)
-        t_map1, _, map_events = best(args.repeat, lambda: import_mapping(data, inline))
+        t_map1, c_map1, _, map_events = best_cpu(args.repeat, lambda: import_mapping(data, inline))
+        t_ours, c_ours, enc, events = best_cpu(args.repeat, lambda: ours(data))
+        t_lean, c_lean, _, lean_events = best_cpu(args.repeat, lambda: import_mapping(lean, inline))
         t_mapn, _, _ = best(args.repeat, lambda: import_mapping(data, workers))
         t_mapn_lean, _, _ = best(args.repeat, lambda: import_mapping(lean, workers))
     finally:
         workers.close()
+    base_data = gen.export(n_base, seed=130)
+    t_models, c_models, _, _ = best_cpu(1, lambda: with_models(base_data))
     print(conditions_fix(render(
         f"BHYT XML -> canonical events ({n} encounters, {events / max(enc, 1):.0f} events each, "
         f"{len(data) / 1e6:.1f} MB envelope); messages = encounters",
-        [Row("xml130.read_export (lxml, dict payloads)", enc, t_ours,
-             note=f"{events / t_ours:,.0f} events/s; target >= 2,000 encounters/s"),
-         Row("xml130.read_export, XML1-XML4 only", n, t_lean,
-             note=f"{lean_events / n:.0f} events each, {lean_events / t_lean:,.0f} events/s, "
+        [Row("TARGET ROW: bytes -> serialised events, 1 process", n, t_map1,
+             note=f"CPU {n / c_map1:,.0f} enc/s; {map_events / t_map1:,.0f} events/s; target >= 2,000 enc/s"),
+         Row("xml130.read_export (Envelopes, not serialised)", enc, t_ours,
+             note=f"CPU {n / c_ours:,.0f} enc/s; {events / t_ours:,.0f} events/s"),
+         Row("bytes -> serialised events, XML1-XML4 only", n, t_lean,
+             note=f"CPU {n / c_lean:,.0f} enc/s; {lean_events / n:.0f} events each (the issue's shape), "
                   f"{len(lean) / 1e6:.1f} MB"),
-         Row("baseline: same + fhir.resources R4B models", enc, t_models,
-             note=f"{events / t_models:,.0f} events/s (model_validate + model_dump per resource)"),
-         Row("import mapping (events + raw as bytes), 1 process", n, t_map1,
-             note=f"{map_events / t_map1:,.0f} events/s serialised"),
-         Row(f"import mapping, {args.workers} worker processes", n, t_mapn,
-             note=f"{t_map1 / t_mapn:.2f}x the 1-process mapping; target >= 2,000 encounters/s"),
-         Row(f"import mapping, {args.workers} workers, XML1-XML4 only", n, t_mapn_lean,
-             note="the issue's shape: ~10 drugs, ~5 services, ~5 results")],
-        baseline="baseline: same + fhir.resources R4B models")))
+         Row(f"same, {args.workers} worker processes (bonus)", n, t_mapn,
+             note=f"{t_map1 / t_mapn:.2f}x the 1-process row; wall time only"),
+         Row(f"same, {args.workers} workers, XML1-XML4 only (bonus)", n, t_mapn_lean, note="wall time only"),
+         Row("baseline: read_export + fhir.resources R4B models", n_base, t_models,
+             note=f"CPU {n_base / c_models:,.0f} enc/s (model_validate + model_dump per resource)")],
+        baseline="baseline: read_export + fhir.resources R4B models")))
+    verdict = "met" if n / c_map1 >= 2000 and n / t_map1 >= 2000 else "NOT met"
+    print(f"target (>= 2,000 encounters/s end to end in one process): {n / t_map1:,.0f} enc/s wall, "
+          f"{n / c_map1:,.0f} enc/s CPU -> {verdict}")
     print()
     docs = _tables(data)
     table_bytes = sum(len(d) for h in docs for _k, d in h)
@@ -246,13 +262,14 @@ def main() -> int:
         print()
         out = subprocess.run([sys.executable, "-m", "bench.xml130", "--child-big", str(args.big_gb)],
                              check=True, capture_output=True, text=True).stdout.split()
-        read_bytes, encounters, n_events, seconds, peak_mb = int(out[0]), int(out[1]), int(out[2]), float(out[3]), \
-            float(out[4])
+        read_bytes, encounters, n_events, seconds, peak_mb, cpu = int(out[0]), int(out[1]), int(out[2]), \
+            float(out[3]), float(out[4]), float(out[5])
         print(conditions_fix(render(
             f"Streaming a generated {read_bytes / 1e9:.2f} GB export through read_export (never on disk); "
             "messages = encounters",
             [Row("xml130.read_export, 1 MiB chunks", encounters, seconds,
-                 note=f"{n_events:,} events; {read_bytes / seconds / 1e6:.1f} MB/s; peak RSS {peak_mb:.0f} MB")])))
+                 note=f"{n_events:,} events; {read_bytes / seconds / 1e6:.1f} MB/s; CPU {cpu:.0f} s "
+                      f"(generating the file included); peak RSS {peak_mb:.0f} MB")])))
     return 0
 
 
