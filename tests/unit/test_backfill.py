@@ -162,3 +162,40 @@ class TestSeed:
         plan, report = await planned(a, settings, store)
         with pytest.raises(BackfillError, match="does not match line 2"):
             await seed(b, plan, settings, store, report)
+
+
+class _Crashing(MemoryMpiStore):
+    """The in-memory store, dying (like a SIGKILLed backfill) on its ``after``-th write."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    async def write(self, ops):
+        self.after -= 1
+        if self.after == 0:
+            raise ConnectionError("killed")
+        return await super().write(ops)
+
+
+class TestCrash:
+    async def test_a_seed_killed_midway_and_run_again_ends_as_a_clean_run(self, generated, tmp_path) -> None:
+        csv_path, _ = generated
+        settings = settings_in(tmp_path)
+        clean = MemoryMpiStore()
+        plan, report = await planned(csv_path, settings, clean)
+        await seed(csv_path, plan, settings, clean, report)
+        crashed = _Crashing(after=2)
+        with pytest.raises(ConnectionError):
+            await seed(csv_path, plan, settings, crashed, BackfillReport(str(csv_path)))
+        assert 0 < len(crashed.data) < len(clean.data)
+        crashed.after = -1
+        await seed(csv_path, plan, settings, crashed, BackfillReport(str(csv_path)))
+        assert crashed.data == clean.data
+
+    async def test_the_saved_plan_is_written_whole_or_not_at_all(self, generated, tmp_path) -> None:
+        """No half plan: a rerun after a crash during planning links again instead of trusting one."""
+        csv_path, _ = generated
+        settings = settings_in(tmp_path)
+        plan, _ = await planned(csv_path, settings, MemoryMpiStore())
+        assert [p.name for p in plan.parent.iterdir()] == [plan.name]
