@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -111,7 +111,9 @@ class Envelope:
     schema_version: int = SCHEMA_VERSION
 
     def with_citizen(self, citizen_id: str) -> "Envelope":
-        return replace(self, citizen_id=citizen_id)
+        # Positional, not dataclasses.replace (which re-reads every field by name): once per event on identity.
+        return Envelope(self.event_id, self.type, self.occurred_at, self.recorded_at, self.source, self.subject,
+                        self.payload, self.sensitivity, citizen_id, self.record_version, self.schema_version)
 
     def to_dict(self) -> dict[str, Any]:
         return self._as_dict(_source_dict(self.source), _subject_dict(self.subject))
@@ -141,32 +143,30 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Envelope":
-        src = dict(data["source"])
-        raw = src.pop("raw", None)
-        subj = dict(data.get("subject") or {})
+        # Every stage decodes every event: fields are read by name once, no intermediate dict copies.
+        src = data["source"]
+        raw = src.get("raw")
+        subj = data.get("subject") or {}
+        unknown = src.keys() - _SOURCE_FIELDS
+        if unknown:  # as Source(**src) would say
+            raise TypeError(f"unexpected source fields {sorted(unknown)}")
         return cls(
-            event_id=data["event_id"],
-            type=data["type"],
-            occurred_at=data["occurred_at"],
-            recorded_at=data["recorded_at"],
-            source=Source(**src, raw=RawCoordinates(**raw) if raw else None),
-            subject=Subject(
-                identifiers=tuple(Identifier(**i) for i in subj.get("identifiers", ())),
-                family=subj.get("family"),
-                given=tuple(subj.get("given", ())),
-                birth_date=subj.get("birth_date"),
-                sex=subj.get("sex"),
-            ),
-            payload=data["payload"],
-            sensitivity=tuple(data.get("sensitivity", ())),
-            citizen_id=data.get("citizen_id"),
-            record_version=data.get("record_version"),
-            schema_version=data.get("schema_version", SCHEMA_VERSION),
+            data["event_id"], data["type"], data["occurred_at"], data["recorded_at"],
+            Source(src["system"], src["facility"], src["message_id"], src.get("application"),
+                   RawCoordinates(**raw) if raw else None),
+            Subject(tuple(Identifier(i["system"], i["value"]) if len(i) == 2 else Identifier(**i)
+                          for i in subj.get("identifiers", ())),
+                    subj.get("family"), tuple(subj.get("given", ())), subj.get("birth_date"), subj.get("sex")),
+            data["payload"], tuple(data.get("sensitivity", ())), data.get("citizen_id"), data.get("record_version"),
+            data.get("schema_version", SCHEMA_VERSION),
         )
 
     @classmethod
     def from_json(cls, raw: bytes) -> "Envelope":
         return cls.from_dict(orjson.loads(raw))
+
+
+_SOURCE_FIELDS = frozenset({"system", "facility", "message_id", "application", "raw"})
 
 
 def _source_dict(src: Source) -> dict[str, Any]:

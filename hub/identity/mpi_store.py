@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections import defaultdict
 from typing import Protocol
 
 from hub.envelope import Identifier
@@ -163,27 +162,35 @@ class RedisMpiStore:
         self._write = redis.register_script(_WRITE)
 
     async def get(self, slots: list[Slot]) -> list[bytes | None]:
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, slot in enumerate(slots):
-            groups[slot[0]].append(i)
-        return await self._run(self._read, groups, lambda i: f"{slots[i][1]}\t{slots[i][2]}\n", len(slots))
+        groups: dict[int, tuple[list[int], list[str]]] = {}
+        for i, (shard, key, fld) in enumerate(slots):
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = ([], [])
+            group[0].append(i)
+            group[1].append(f"{key}\t{fld}\n")
+        return await self._run(self._read, groups, len(slots))
 
     async def write(self, ops: list[Op]) -> list[bytes | None]:
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, op in enumerate(ops):
-            groups[op[0][0]].append(i)
-        return await self._run(self._write, groups,
-                               lambda i: f"{ops[i][1]}\t{ops[i][0][1]}\t{ops[i][0][2]}\t{ops[i][2]}\n", len(ops))
+        groups: dict[int, tuple[list[int], list[str]]] = {}
+        for i, ((shard, key, fld), op, value) in enumerate(ops):
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = ([], [])
+            group[0].append(i)
+            group[1].append(f"{op}\t{key}\t{fld}\t{value}\n")
+        return await self._run(self._write, groups, len(ops))
 
-    async def _run(self, script, groups: dict[int, list[int]], line, n: int) -> list[bytes | None]:
+    async def _run(self, script, groups: dict[int, tuple[list[int], list[str]]], n: int) -> list[bytes | None]:
+        """One script call per shard, its lines joined into one argument; the replies back in input order."""
         if not n:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, idx in groups.items():
-                await script(keys=[prefix(shard)], args=["".join(map(line, idx))], client=pipe)
+            for shard, (_, lines) in groups.items():
+                await script(keys=[prefix(shard)], args=["".join(lines)], client=pipe)
             replies = await pipe.execute()
         out: list[bytes | None] = [None] * n
-        for idx, reply in zip(groups.values(), replies, strict=True):
+        for (idx, _), reply in zip(groups.values(), replies, strict=True):
             for i, value in zip(idx, reply, strict=True):
                 if value:
                     out[i] = value

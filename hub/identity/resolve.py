@@ -138,6 +138,7 @@ class Resolver:
         self.model = MatchModel(settings)
         self.max_block = self.model.settings.max_block_size
         self._ikeys: dict[Identifier, str] = {}
+        self._canon: dict[tuple[str, str], tuple[str, str, str]] = {}  # identifier -> canonical system, value, key
 
     def _ikey(self, ident: Identifier) -> str:
         key = self._ikeys.get(ident)
@@ -192,13 +193,21 @@ class Resolver:
 
     def _linkable(self, identifiers: Iterable[Identifier], p: Prepared) -> list[str]:
         out = []
+        canon = self._canon
         for ident in identifiers:
-            canon = canonical_identifier(ident)
-            if canon is None:
+            pair = (ident.system, ident.value)
+            known = canon.get(pair)
+            if known is None:
+                if len(canon) > 200_000:
+                    canon.clear()
+                c = canonical_identifier(ident)
+                known = canon[pair] = (c.system, c.value, self._ikey(c)) if c is not None else ("", "", "")
+            system, value, ikey = known
+            if not ikey:
                 continue
-            if canon.system == SYSTEM_CCCD and ids.cccd_conflicts(canon.value, p.sex, p.year):
+            if system == SYSTEM_CCCD and ids.cccd_conflicts(value, p.sex, p.year):
                 continue  # a CCCD contradicting the record may be a relative's: never a link
-            out.append(self._ikey(canon))
+            out.append(ikey)
         return out
 
     def _lookups(self, item: _Item) -> list[Slot]:
