@@ -29,4 +29,7 @@ fi
 bash "$root/deploy/local/postgres.sh" install
 
 cd "$root"
+# Disruptive tests restart Kafka mid-suite; on a loaded 2-core machine it can take over a minute to open its
+# port, which the stack's default 60 s wait reported as a failed start (and the tests after it cascaded).
+export HSSK_START_TIMEOUT="${HSSK_START_TIMEOUT:-300}"
 exec "$root/.venv/bin/python" -m pytest "$@"
