@@ -137,15 +137,17 @@ class Resolver:
         self.secret = secret
         self.model = MatchModel(settings)
         self.max_block = self.model.settings.max_block_size
-        self._ikeys: dict[Identifier, str] = {}
+        self._ikeys: dict[tuple[str, str], str] = {}
         self._canon: dict[tuple[str, str], tuple[str, str, str]] = {}  # identifier -> canonical system, value, key
 
-    def _ikey(self, ident: Identifier) -> str:
-        key = self._ikeys.get(ident)
+    def _ikey(self, system: str, value: str) -> str:
+        """``identity_key`` of (system, value), cached (a plain tuple: hashing an Identifier runs Python code)."""
+        pair = (system, value)
+        key = self._ikeys.get(pair)
         if key is None:
             if len(self._ikeys) > 200_000:
                 self._ikeys.clear()
-            key = self._ikeys[ident] = identity_key(self.secret, ident)
+            key = self._ikeys[pair] = identity_key(self.secret, Identifier(system, value))
         return key
 
     # -------------------------------------------------------------- building the items
@@ -164,12 +166,12 @@ class Resolver:
         item.cause = envelope.event_id if envelope.type == MERGED_TYPE else ""
         strong: list[str] = []
         if p.cccd and p.cccd_ok:
-            strong.append(self._ikey(Identifier(SYSTEM_CCCD, p.cccd)))
+            strong.append(self._ikey(SYSTEM_CCCD, p.cccd))
         for kind, system in _STRONG_SYSTEMS[1:]:
             value = getattr(p, kind)
             if value:
-                strong.append(self._ikey(Identifier(system, value)))
-        item.mrn_link = self._ikey(Identifier(mrn_system(sr.facility), sr.mrn)) if sr.mrn else ""
+                strong.append(self._ikey(system, value))
+        item.mrn_link = self._ikey(mrn_system(sr.facility), sr.mrn) if sr.mrn else ""
         extra = self._linkable(envelope.subject.identifiers, p)
         item.links = list(dict.fromkeys([*strong, *extra, *([item.mrn_link] if item.mrn_link else [])]))
         item.old = [k for k in self._linkable(
@@ -201,7 +203,7 @@ class Resolver:
                 if len(canon) > 200_000:
                     canon.clear()
                 c = canonical_identifier(ident)
-                known = canon[pair] = (c.system, c.value, self._ikey(c)) if c is not None else ("", "", "")
+                known = canon[pair] = ("", "", "") if c is None else (c.system, c.value, self._ikey(c.system, c.value))
             system, value, ikey = known
             if not ikey:
                 continue
@@ -409,14 +411,14 @@ class Resolver:
         """A new citizen id, deterministic in what the event says (a replay mints the same one)."""
         item.minted = True
         p = item.p
-        if p.cccd and p.cccd_ok and batch.link_value(self._ikey(Identifier(SYSTEM_CCCD, p.cccd))) is None:
+        if p.cccd and p.cccd_ok and batch.link_value(self._ikey(SYSTEM_CCCD, p.cccd)) is None:
             return citizen_id_for(self.secret, SYSTEM_CCCD, p.cccd)
         if p.mrn_key:
             facility, mrn = p.mrn_key.split("|", 1)
             return citizen_id_for(self.secret, mrn_system(facility), mrn)
         for kind, system in _STRONG_SYSTEMS[1:]:
             value = getattr(p, kind)
-            if value and batch.link_value(self._ikey(Identifier(system, value))) is None:
+            if value and batch.link_value(self._ikey(system, value)) is None:
                 return citizen_id_for(self.secret, system, value)
         return citizen_id_for(self.secret, "urn:hssk:record", item.ref)
 
