@@ -46,7 +46,8 @@ from hub.envelope import DeadLetter, Envelope
 from hub.kafka import BulkProducer
 from hub.ops.formats import HEAD_BYTES, UNITS, UNKNOWN_REASON, detect_format, utf8_lines
 from hub.ops.publish import (
-    RAW_PLACEHOLDER, EncountersMapped, MapPool, RawFirstWriter, RowsMapped, encode_events, map_encounters, map_rows,
+    RAW_PLACEHOLDER, EncountersMapped, MapPool, RawFirstWriter, RowsMapped, bulk_gc, encode_events, map_encounters,
+    map_rows,
 )
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
@@ -233,7 +234,7 @@ class Importer:
         chunk: list[tuple[int, list[str]]] = []
         undecodable: dict[int, bytes] = {}  # line -> its bytes: lines that are not UTF-8, each one a bad row
         try:
-            with open(path, "rb") as raw:
+            with open(path, "rb") as raw, bulk_gc():
                 for item in iter_values(utf8_lines(raw, undecodable)):
                     while undecodable:
                         await self._undecodable(undecodable, path, report)
