@@ -337,6 +337,18 @@ async def restart_fanout(settings: Settings, subs_toml: str, groups: list[str]) 
     finally:
         await admin.close()
     await asyncio.sleep(2.0)  # 'latest' is resolved at the first fetch after assignment
+    await settled(local.role_pid(settings, "fanout"))
+
+
+async def settled(pid: int | None, quiet_s: float = 0.05, limit_s: float = 30.0) -> None:
+    """Wait until the process uses under ``quiet_s`` CPU seconds in a second: a fresh faust worker keeps busy for
+    seconds after its groups are stable, and a run's CPU per delivery must not include that."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = process_cpu_s(pid)
+        await asyncio.sleep(1.0)
+        if process_cpu_s(pid) - before < quiet_s:
+            return
 
 
 async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Row:
