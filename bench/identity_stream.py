@@ -1,6 +1,9 @@
 """Streaming identity + record benchmark: the MPI with a city-sized index, one worker, real Redis.
 
-    .venv/bin/python -m bench.identity_stream [--citizens 1000000] [--events 50000] [--seed 3]
+    .venv/bin/python -m bench.identity_stream [--citizens 1000000] [--events 50000] [--seed 3] [--cache DIR]
+
+(Loading a million citizens costs ~10 CPU-minutes, over an hour of wall time on a loaded machine; ``--cache``
+keeps the loaded index so the measurement can be repeated without it. The snapshot holds synthetic people only.)
 
 1. Starts a private Redis (a temporary folder, no persistence, its own port: it never touches the demo,
    test or bench stacks) and indexes ``--citizens`` generated people (``hub.identity.population``, one
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import pickle
 import shutil
 import socket
 import subprocess
@@ -141,24 +145,52 @@ async def cccd_only(events: list[Envelope], redis) -> list[Envelope]:
     return [out[pos].with_citizen(cid.decode()) for (pos, _, _), cid in zip(keys, replies[1::2], strict=True)]
 
 
+def cache_paths(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """Where ``--cache`` keeps a loaded index (Redis snapshot) and its events; named by the run's parameters
+    and a probe of the MPI key derivation, so a change of the key layout never reuses an old index."""
+    if not args.cache:
+        return None
+    probe = identity_key(SECRET, Identifier("probe", "probe"))[:8]
+    stem = Path(args.cache) / f"mpi-{args.citizens}-{args.events}-{args.seed}-{probe}"
+    return stem.with_suffix(".rdb"), stem.with_suffix(".pool.pickle")
+
+
 async def run(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-identity-"))
+    cached = cache_paths(args)
+    reuse = cached is not None and cached[0].exists() and cached[1].exists()
+    if reuse:
+        shutil.copyfile(cached[0], folder / "dump.rdb")  # loaded by redis-server at start
     port = free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
+                               "--appendonly", "no", "--dir", str(folder), "--dbfilename", "dump.rdb"],
+                              stdout=subprocess.DEVNULL)
     redis = aioredis.Redis(port=port)
     try:
-        for _ in range(100):
+        for _ in range(3000):
             try:
                 await redis.ping()
                 break
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # noqa: BLE001 - not up yet (or still loading a cached index)
                 await asyncio.sleep(0.1)
         resolver = Resolver(RedisMpiStore(redis), SECRET)
-        print(f"indexing {args.citizens:,} generated citizens into Redis on port {port} ...", flush=True)
         load_cpu = time.process_time()
-        pool, known, load_s = await load_index(redis, resolver, PopulationGenerator(seed=args.seed),
-                                              args.citizens, args.events)
+        if reuse:
+            started = time.perf_counter()
+            with cached[1].open("rb") as f:  # type: ignore[index]
+                pool, known = pickle.load(f)
+            load_s = time.perf_counter() - started
+            print(f"reused the cached index {cached[0]} ({args.citizens:,} citizens) on port {port}", flush=True)
+        else:
+            print(f"indexing {args.citizens:,} generated citizens into Redis on port {port} ...", flush=True)
+            pool, known, load_s = await load_index(redis, resolver, PopulationGenerator(seed=args.seed),
+                                                  args.citizens, args.events)
+            if cached is not None:
+                await redis.save()
+                Path(args.cache).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / "dump.rdb", cached[0])
+                with cached[1].open("wb") as f:
+                    pickle.dump((pool, known), f, protocol=pickle.HIGHEST_PROTOCOL)
         load_cpu = time.process_time() - load_cpu
         memory = (await redis.info("memory"))["used_memory"] / 2**20
         print(f"indexed in {load_s:.0f} s ({args.citizens / load_s:,.0f} citizens/s), Redis {memory:,.0f} MB; "
@@ -249,6 +281,8 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--cache", default="", help="folder keeping the loaded index (a Redis snapshot, ~2 GB at "
+                        "1M citizens) and the events, so the next run with the same parameters skips the load")
     asyncio.run(run(parser.parse_args()))
 
 
