@@ -1,4 +1,5 @@
-"""The stream stages as faust-streaming agents: thin I/O shells around the pure steps.
+"""The stream stages: thin I/O shells around the pure steps, each a batch loop (``app.StageLoop``) in its role's
+faust worker.
 
-Each role is its own faust app (its own consumer group): translator, identity, record, fanout.
+Each role is its own consumer group (``hssk-<role>``): translator, identity, record, fanout, warehouse.
 """

@@ -1,7 +1,7 @@
 """Role ``fanout``: record.changes -> every subscriber (hub/fanout), and the built-in ``out.all`` topic.
 
 Two parts in one worker process:
-- ``out.all``: a faust stage (group ``hssk-fanout``) copying every change without a sensitive category, for
+- ``out.all``: a stage (group ``hssk-fanout``) copying every change without a sensitive category, for
   plain Kafka readers that need no subscription;
 - the subscriptions of ``settings.subscriptions_file``: ``hub.fanout.engine.Engine``, one aiokafka consumer
   group per subscription (``hssk-sub-<name>``), started as a task of this worker (why aiokafka: see there).

@@ -1,7 +1,7 @@
 """Role ``warehouse``: events.citizen -> the city data warehouse in PostgreSQL (hub/warehouse).
 
-The write happens inside the batch step, so a batch is in PostgreSQL (one transaction) before faust may
-commit its offsets; a crash in between replays the batch, which the idempotent upserts absorb.
+The write happens inside the batch step, so a batch is in PostgreSQL (one transaction) before the stage loop
+commits its offsets; a crash in between replays the batch, which the idempotent upserts absorb.
 
 Two kinds of failure, two answers:
 - PostgreSQL unreachable (down, restarting, network): not the events' fault. The step reconnects and
