@@ -18,9 +18,9 @@ from connectors.xml130 import generate, read_export, read_hoso
 from hub.envelope import Envelope
 from hub.kafka import BulkProducer
 from hub.ops.publish import (
-    RAW_PLACEHOLDER, KeyHasher, MapPool, encode_events, located, map_encounters, map_rows, patient_key, xml_raw,
+    RAW_PLACEHOLDER, MapPool, encode_events, located, map_encounters, map_rows, patient_key, xml_raw,
 )
-from hub.pseudonym import keyed_hash
+from hub.pseudonym import KeyHasher, keyed_hash
 from hub.settings import Settings
 
 SECRET = b"k" * 32
