@@ -193,6 +193,8 @@ async def latency(settings: Settings, rate: float, seconds: float, connections: 
                  visit=f"V-FO-{i}", when="20261124083000")) for i, p in enumerate(people)]
     cccd_of = {cid: p.cccd for (_, cid, _), p in zip(messages, people, strict=True)}
     sent, seen, stop = Sent(), {}, asyncio.Event()
+    pids = process_pids(settings)
+    cpu_before = {name: process_cpu_s(pid) for name, pid in pids.items()}
     watcher = asyncio.create_task(_watch_changes(settings, set(cccd_of), seen, stop))
     await asyncio.sleep(1.0)  # the watcher's consumer at the end of the topic first
     start = time.perf_counter()
@@ -211,6 +213,10 @@ async def latency(settings: Settings, rate: float, seconds: float, connections: 
     stop.set()
     await watcher
     done_s = time.perf_counter() - start
+    cpu_ms = {name: (process_cpu_s(pid) - cpu_before[name]) * 1000 / n for name, pid in pids.items()}
+    print(f"CPU per message over the latency run ({n} messages, until the last push), ms: "
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in cpu_ms.items()) + f"; total {sum(cpu_ms.values()):.2f}",
+          flush=True)
     pushed = pushes_with_encounter(LATENCY_SUB)
     to_change = [(seen[c] - sent.ack_at[c]) * 1000 for c in seen if c in sent.ack_at]
     to_push = [(pushed[cccd_of[c]] - sent.ack_at[c]) * 1000 for c in sent.ack_at if cccd_of[c] in pushed]
@@ -385,6 +391,16 @@ async def isolation_run(settings: Settings, name: str, dead: bool, n: int) -> Ro
     if dead:
         note += f"; the dead one retried {await retries(settings, f'{healthy}-dead'):.0f} failed attempts"
     return Row(f"{label} ({name})", count, span, {"fanout cpu ms/delivery": cpu_ms / max(1, count)}, note)
+
+
+def process_pids(settings: Settings) -> dict[str, int]:
+    """Every running role of the bench stack, and its Kafka and Redis (pid files of deploy/local/stack.sh)."""
+    pids = {role: pid for role in local.ROLES if (pid := local.role_pid(settings, role)) is not None}
+    for service in ("kafka", "redis"):
+        pid_file = settings.state_dir / service / f"{service}.pid"
+        if pid_file.exists():
+            pids[service] = int(pid_file.read_text().split()[0])
+    return pids
 
 
 def process_cpu_s(pid: int | None) -> float:
