@@ -38,7 +38,9 @@ class IdentityStage:
         merged = {}
         for m in await self.mpi.apply_merges(resolution.merges):
             merged.setdefault(m.cause, []).append(m)
-        self._outcomes.update(resolution.outcomes)
+        # Replaced, not added to: a batch that is run again (a store or a Kafka write failed) counts once, in
+        # after_batch, with the run that was kept.
+        self._outcomes = Counter(resolution.outcomes)
         resolved = iter(resolution.results)
         results: list[Result] = []
         for item in read:
@@ -56,7 +58,7 @@ class IdentityStage:
 
     async def after_batch(self) -> None:
         metrics.identity_outcomes(self._outcomes)
-        self._outcomes.clear()
+        self._outcomes = Counter()
         metrics.REVIEW_QUEUE.set(await self.mpi.queue_size())
 
 

@@ -80,3 +80,21 @@ async def test_an_a40_is_forwarded_to_the_survivor_and_followed_by_citizen_merge
     event = Envelope.from_json(merged.value)
     assert event.type == MERGED and merged.key == survivor.encode() and event.source.message_id == "a40"
     assert (merge_link(event).survivor, merge_link(event).other) == (survivor, retired)
+
+
+async def test_a_batch_run_again_counts_its_outcomes_once() -> None:
+    """The stage loop runs a batch again when a store or a Kafka write failed: the metrics count the kept run."""
+    stage = IdentityStage(Resolver(MemoryMpiStore(), SECRET), Steward())
+    batch = [incoming(patient("BN-RERUN-1", "Huỳnh", ("Ngọc", "Ánh"), "1988-04-12").to_json(), 0)]
+
+    def counted() -> float:
+        return sum(sample("hssk_identity_outcomes_total", outcome=o) for o in ("new", "link", "review", "dlq"))
+
+    before = counted()
+    first, = await stage.step(batch)
+    again, = await stage.step(batch)
+    assert [o.value for o in first] == [o.value for o in again]  # the same answer the second time
+    await stage.after_batch()
+    assert counted() == before + 1  # one event, one outcome
+    await stage.after_batch()  # the next batch's hook: nothing left over to count
+    assert counted() == before + 1
