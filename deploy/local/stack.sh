@@ -275,6 +275,12 @@ group.initial.rebalance.delay.ms=0
 # Topics are created on purpose (hub topics create); a typo must fail, not make a topic.
 auto.create.topics.enable=false
 
+# The hub accepts MLLP frames up to 10 MiB (HSSK_MLLP_MAX_FRAME_BYTES) and its producers allow that plus 64 KiB
+# of headers; at the broker's default (~1 MiB) a larger message was NAKed forever and a big BHYT raw record
+# failed its import. The same limit as the cluster (deploy/k8s/base/kafka/cluster.yaml).
+message.max.bytes=10551296
+replica.fetch.max.bytes=10551296
+
 # Sized for a 2-core machine shared with the hub and its tests.
 num.network.threads=2
 num.io.threads=2
