@@ -68,7 +68,7 @@ def run_hub(settings: Settings) -> None:
         return [Outgoing(out, incoming.key, incoming.value)]
 
     app = make_app("bench-stage", settings)
-    add_stage(app, "bench-copy", _topic(SOURCES["hub"]), each(copy))
+    add_stage(app, settings, "bench-copy", _topic(SOURCES["hub"]), each(copy))
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
 

@@ -162,32 +162,27 @@ class RedisMpiStore:
         self._write = redis.register_script(_WRITE)
 
     async def get(self, slots: list[Slot]) -> list[bytes | None]:
-        groups: dict[int, tuple[list[int], list[str]]] = {}
-        for i, (shard, key, fld) in enumerate(slots):
-            group = groups.get(shard)
-            if group is None:
-                group = groups[shard] = ([], [])
-            group[0].append(i)
-            group[1].append(f"{key}\t{fld}\n")
-        return await self._run(self._read, groups, len(slots))
+        return await self._run(self._read, [(shard, f"{key}\t{fld}\n") for shard, key, fld in slots])
 
     async def write(self, ops: list[Op]) -> list[bytes | None]:
+        return await self._run(self._write, [(shard, f"{op}\t{key}\t{fld}\t{value}\n")
+                                             for (shard, key, fld), op, value in ops])
+
+    async def _run(self, script, lines: list[tuple[int, str]]) -> list[bytes | None]:
+        """One script call per shard, its lines joined into one argument; the replies back in input order."""
+        n = len(lines)
+        if not n:
+            return []
         groups: dict[int, tuple[list[int], list[str]]] = {}
-        for i, ((shard, key, fld), op, value) in enumerate(ops):
+        for i, (shard, line) in enumerate(lines):
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = ([], [])
             group[0].append(i)
-            group[1].append(f"{op}\t{key}\t{fld}\t{value}\n")
-        return await self._run(self._write, groups, len(ops))
-
-    async def _run(self, script, groups: dict[int, tuple[list[int], list[str]]], n: int) -> list[bytes | None]:
-        """One script call per shard, its lines joined into one argument; the replies back in input order."""
-        if not n:
-            return []
+            group[1].append(line)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, (_, lines) in groups.items():
-                await script(keys=[prefix(shard)], args=["".join(lines)], client=pipe)
+            for shard, (_, shard_lines) in groups.items():
+                await script(keys=[prefix(shard)], args=["".join(shard_lines)], client=pipe)
             replies = await pipe.execute()
         out: list[bytes | None] = [None] * n
         for (idx, _), reply in zip(groups.values(), replies, strict=True):

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import os
 import resource
 import time
@@ -55,6 +54,7 @@ from hub.identity.mpi_store import MpiStore, Op, RedisMpiStore, identity_key, li
 from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.identity.resolve import Resolver
 from hub.ops.formats import utf8_lines
+from hub.ops.watch import sha256_of
 from hub.settings import Settings
 
 PLAN_HEADER = ("record_id", "citizen_id")
@@ -107,14 +107,6 @@ class BackfillReport:
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def plan_path(settings: Settings, digest: str) -> Path:
@@ -290,7 +282,7 @@ async def backfill(settings: Settings, path: Path, *, match: MatchSettings | Non
     store = RedisMpiStore(client)
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        plan = plan_path(settings, file_digest(path))
+        plan = plan_path(settings, sha256_of(path))
         if plan.exists():
             report.plan_reused = True
             report.rows, report.citizens = plan_summary(plan)

@@ -39,7 +39,6 @@ GC_FIRST_GENERATION = 50_000
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
-_SETTINGS: dict[str, Settings] = {}  # app id -> the settings its role was built with (add_stage reads them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +114,6 @@ def make_app(role: str, settings: Settings) -> faust.App:
     # (700) the collector ran many times per batch and rescanned the role's long-lived caches (the same finding
     # as the bulk import's bulk_gc). Collections stay on, just rarer.
     gc.set_threshold(GC_FIRST_GENERATION, 20, 20)
-    _SETTINGS[app.conf.id] = settings
     return app
 
 
@@ -174,7 +172,7 @@ async def _until_reachable(stage: str, call: Callable[[], Awaitable[Any]], size:
         pause = min(pause * 2, RETRY_MAX_S)
 
 
-def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
+def add_stage(app: faust.App, settings: Settings, stage: str, source: Topic, step: BatchStep,
               after_batch: AfterBatch | None = None) -> StageLoop:
     """Run ``step`` over ``source`` in batches, as a task of the role's faust worker; failures go to hub.dlq.
 
@@ -185,7 +183,7 @@ def add_stage(app: faust.App, stage: str, source: Topic, step: BatchStep,
     ``after_batch`` runs once the batch's outputs are durable and before its offsets are committed:
     the place for side effects that must not happen unless the outputs exist (e.g. saving a record).
     """
-    loop = StageLoop(app.conf.id, stage, source, step, after_batch, _SETTINGS[app.conf.id])
+    loop = StageLoop(app.conf.id, stage, source, step, after_batch, settings)
     app.task(loop.run)
     return loop
 

@@ -34,6 +34,6 @@ def build(settings: Settings) -> faust.App:
         raise SystemExit("fanout: the subscriptions file is not valid:\n  " + "\n  ".join(
             [exc.source, *exc.problems])) from exc
     app = make_app("fanout", settings)
-    add_stage(app, "fanout", RECORD_CHANGES, each(fanout_step))
+    add_stage(app, settings, "fanout", RECORD_CHANGES, each(fanout_step))
     app.task(Engine(settings, subs).run)
     return app

@@ -66,5 +66,5 @@ def build(settings: Settings) -> faust.App:
     app = make_app("identity", settings)
     redis = aioredis.from_url(settings.redis_url)
     stage = IdentityStage(Resolver(RedisMpiStore(redis), settings.pseudonym_key), Mpi(redis, settings.pseudonym_key))
-    add_stage(app, "identity", EVENTS_CANONICAL, stage.step, after_batch=stage.after_batch)
+    add_stage(app, settings, "identity", EVENTS_CANONICAL, stage.step, after_batch=stage.after_batch)
     return app

@@ -242,5 +242,5 @@ def _read(incoming: Incoming) -> tuple[Envelope, dict] | HubError:
 def build(settings: Settings) -> faust.App:
     app = make_app("record", settings)
     stage = RecordStage(RedisRecordStore(aioredis.from_url(settings.redis_url)))
-    add_stage(app, "record", EVENTS_CITIZEN, stage.step, after_batch=stage.save_batch)
+    add_stage(app, settings, "record", EVENTS_CITIZEN, stage.step, after_batch=stage.save_batch)
     return app

@@ -31,5 +31,5 @@ async def translate_step(incoming: Incoming) -> list[Outgoing]:
 
 def build(settings: Settings) -> faust.App:
     app = make_app("translator", settings)
-    add_stage(app, "translate", HL7V2_RAW, each(translate_step))
+    add_stage(app, settings, "translate", HL7V2_RAW, each(translate_step))
     return app

@@ -136,7 +136,7 @@ def build(settings: Settings) -> faust.App:
     app = make_app("warehouse", settings)
     stage = WarehouseStage(settings.pg_dsn, warehouse_entitlement(settings))
     app.task(stage.start)
-    add_stage(app, "warehouse", EVENTS_CITIZEN, stage.step)
+    add_stage(app, settings, "warehouse", EVENTS_CITIZEN, stage.step)
     return app
 
 

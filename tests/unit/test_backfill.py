@@ -15,7 +15,8 @@ from hub.identity.evaluate import pairwise, read_mapping
 from hub.identity.model import LINK
 from hub.identity.mpi_store import MemoryMpiStore, link_slot
 from hub.identity.resolve import Resolver, identity_key
-from hub.ops.backfill import BackfillError, BackfillReport, file_digest, make_plan, plan_path, read_plan, read_rows, seed
+from hub.ops.backfill import BackfillError, BackfillReport, make_plan, plan_path, read_plan, read_rows, seed
+from hub.ops.watch import sha256_of
 from hub.settings import Settings
 
 RECEIVED = "2026-11-30T08:00:00+07:00"
@@ -50,7 +51,7 @@ def generated(tmp_path_factory) -> tuple[Path, Path]:
 
 async def planned(csv_path: Path, settings: Settings, store: MemoryMpiStore) -> tuple[Path, BackfillReport]:
     report = BackfillReport(str(csv_path))
-    plan = plan_path(settings, file_digest(csv_path))
+    plan = plan_path(settings, sha256_of(csv_path))
     await make_plan(csv_path, plan, settings, store, report)
     return plan, report
 
