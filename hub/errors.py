@@ -25,6 +25,13 @@ class HubError(Exception):
         self.reason = reason
 
 
+class OutputRefused(HubError):
+    """Kafka refused one of a stage's outputs for good (e.g. a record over the size limit): the input goes to
+    hub.dlq instead of stalling the stage."""
+
+    code = "output-refused"
+
+
 class FrameError(HubError):
     code = "frame"
 

@@ -44,6 +44,9 @@ def replay_record(entry: Entry, secret: bytes) -> ReplayRecord:
         raise ValueError(f"entry {entry.id}: no source topic is known for stage {entry.stage!r}")
     if entry.code == "frame":
         raise ValueError(f"entry {entry.id} holds only the head of an oversized frame; the sender must resend it")
+    if "original_bytes" in entry.headers:
+        raise ValueError(f"entry {entry.id} holds only the head of its {entry.headers['original_bytes']}-byte input; "
+                         f"replaying it would send a cut message (the whole input: {entry.source})")
     headers = {k: v for k, v in entry.headers.items() if k != REPLAY_HEADER}
     key = entry.key
     if entry.stage == "ingest":

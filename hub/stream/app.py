@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,12 +18,15 @@ from typing import Any, Awaitable, Callable
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError, OutOfOrderSequenceNumber,
+    RecordTooLargeError, UnknownProducerId,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.envelope import DeadLetter, Envelope
-from hub.errors import HubError
+from hub.errors import HubError, OutputRefused
 from hub.logging import get_logger
 from hub.ops import metrics
 from hub.settings import Settings
@@ -39,6 +43,19 @@ GC_FIRST_GENERATION = 50_000
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
+# The stage producers' record limit (the broker accepts 10 MiB + 64 KiB). A dead letter base64-encodes its
+# input (4/3): inputs up to 7 MiB are kept whole in hub.dlq, longer ones keep their head (``dead_letter``).
+MAX_RECORD_BYTES = 10 * 1024 * 1024
+DLQ_ORIGINAL_MAX = 7 * 1024 * 1024
+DLQ_HEAD_BYTES = 512 * 1024
+# Kafka errors that no retry can cure: the output itself is refused (too big), so its event goes to hub.dlq.
+# Every other KafkaError re-runs the batch after a pause; aiokafka's ``retriable`` flag cannot tell them apart
+# (KafkaTimeoutError, what a broker outage gives, is not ``retriable`` either).
+REFUSED_FOR_GOOD: tuple[type[KafkaError], ...] = (MessageSizeTooLargeError, RecordTooLargeError)
+# After the broker refuses a batch, an idempotent producer's sequence numbers run ahead of the broker's and
+# every later batch to that partition fails with OutOfOrderSequenceNumber (found by test_stage_loop): only a
+# new producer (a new producer id) writes again.
+PRODUCER_BROKEN: tuple[type[KafkaError], ...] = (*REFUSED_FOR_GOOD, OutOfOrderSequenceNumber, UnknownProducerId)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +150,23 @@ def read_envelope(incoming: Incoming) -> Envelope | HubError:
 
 
 def dead_letter(stage: str, incoming: Incoming, exc: Exception) -> Outgoing:
+    """The hub.dlq record for an input the stage could not handle. An input too big to fit in one DLQ record
+    once base64-encoded keeps only its head, with ``original_bytes``/``original_sha256`` headers (the
+    convention of connectors/xml130/results.py); the whole input stays at its source coordinates."""
     code = exc.code if isinstance(exc, HubError) else "internal"
     reason = exc.reason if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
+    headers = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in incoming.headers.items()}
+    original = incoming.value
+    if len(original) > DLQ_ORIGINAL_MAX:
+        headers["original_bytes"] = str(len(original))
+        headers["original_sha256"] = hashlib.sha256(original).hexdigest()
+        original = original[:DLQ_HEAD_BYTES]
+        reason += (f" (hub.dlq keeps its first {DLQ_HEAD_BYTES} bytes; the whole input is at "
+                   f"{incoming.topic}/{incoming.partition}/{incoming.offset})")
     letter = DeadLetter(
-        stage=stage, code=code, reason=reason, original=incoming.value,
+        stage=stage, code=code, reason=reason, original=original,
         source_topic=incoming.topic, source_partition=incoming.partition, source_offset=incoming.offset,
-        headers={k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in incoming.headers.items()},
-        failed_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        headers=headers, failed_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     )
     return Outgoing(DLQ, incoming.key, letter.to_json(), (("stage", stage.encode()),))
 
@@ -205,22 +232,20 @@ class StageLoop:
         self.group, self.stage, self.source = group, stage, source
         self.step, self.after_batch, self.settings = step, after_batch, settings
         self.counted = metrics.StageMetrics(stage)
+        self._producer: AIOKafkaProducer  # made by ``run``
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             self.source.name, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group,
             client_id=f"{self.group}-{self.stage}", enable_auto_commit=False, auto_offset_reset="earliest")
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"{self.group}-{self.stage}", acks="all",
-            enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024, max_request_size=10 * 1024 * 1024)
         await _until_started(self.stage, consumer)
-        await _until_started(self.stage, producer)
+        self._producer = await self._new_producer()
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=int(BATCH_WINDOW_S * 1000), max_records=BATCH_SIZE)
                 if not fetched:
                     continue
-                await self._batch(producer, [r for records in fetched.values() for r in records])
+                await self._batch([r for records in fetched.values() for r in records])
                 offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
                 try:
                     await consumer.commit(offsets)
@@ -228,18 +253,37 @@ class StageLoop:
                     log.warning("offsets not committed; the batch is replayed by the partition's owner",
                                 stage=self.stage, error=type(exc).__name__)
         finally:
-            await asyncio.gather(producer.stop(), consumer.stop(), return_exceptions=True)
+            await asyncio.gather(self._producer.stop(), consumer.stop(), return_exceptions=True)
 
-    async def _batch(self, producer: AIOKafkaProducer, records: list[Any]) -> None:
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"{self.group}-{self.stage}", acks="all",
+            enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024, max_request_size=MAX_RECORD_BYTES)
+        await _until_started(self.stage, producer)
+        return producer
+
+    async def _send(self, outputs: list[Outgoing]) -> list[KafkaError | None]:
+        """``_send_all`` on the stage's producer, replaced by a new one when a refusal broke its sequence."""
+        errors = await _send_all(self._producer, outputs)
+        if any(isinstance(e, PRODUCER_BROKEN) for e in errors):
+            old, self._producer = self._producer, await self._new_producer()
+            await old.stop()
+        return errors
+
+    async def _batch(self, records: list[Any]) -> None:
         started = time.perf_counter()
         batch = [Incoming(r.key, r.value, dict(r.headers or ()), r.topic, r.partition, r.offset, r.timestamp / 1000)
                  for r in records]
+        refused: dict[int, str] = {}  # input index -> the Kafka error that refused one of its outputs for good
         pause = RETRY_FIRST_S
         while True:
             results = await _until_reachable(self.stage, lambda: self.step(batch), len(batch))
             failures: list[str] = []
             outputs: list[Outgoing] = []
-            for incoming, result in zip(batch, results, strict=True):
+            owners: list[int] = []  # outputs[j] answers batch[owners[j]]
+            for i, (incoming, result) in enumerate(zip(batch, results, strict=True)):
+                if i in refused:
+                    result = OutputRefused(f"Kafka refused an output of this event for good ({refused[i]})")
                 if isinstance(result, Exception):
                     failures.append(metrics.failure_code(result))
                     if not isinstance(result, HubError):
@@ -247,19 +291,53 @@ class StageLoop:
                                   offset=incoming.offset, error=type(result).__name__)
                     result = [dead_letter(self.stage, incoming, result)]
                 outputs.extend(result)
-            try:
-                sends = [await producer.send(o.topic.name, o.value, key=o.key, headers=list(o.headers))
-                         for o in outputs]
-                await asyncio.gather(*sends)
+                owners.extend([i] * len(result))
+            errors = await self._send(outputs)
+            for j, e in enumerate(errors):
+                # A broker refusing a produce batch fails every record in it: send a refused output alone to
+                # learn whether it, or only a neighbour, is too big.
+                if isinstance(e, REFUSED_FOR_GOOD):
+                    errors[j] = (await self._send([outputs[j]]))[0]
+            if not any(errors):
                 break
-            except KafkaError as exc:  # Kafka refused or timed out a write: run the batch again, skip nothing
-                log.warning("writing the batch's outputs failed; the batch is run again", stage=self.stage,
-                            error=type(exc).__name__, retry_in_s=pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
+            newly = {owners[j]: type(e).__name__ for j, e in enumerate(errors)
+                     if isinstance(e, REFUSED_FOR_GOOD) and owners[j] not in refused}
+            for i, error in newly.items():
+                log.error("Kafka refused an output for good; the event goes to hub.dlq", stage=self.stage,
+                          partition=batch[i].partition, offset=batch[i].offset, error=error)
+            refused.update(newly)
+            if newly and all(e is None or isinstance(e, REFUSED_FOR_GOOD) for e in errors):
+                continue  # run the batch again at once, with those events dead-lettered
+            # Kafka timed out or refused a write for now: run the batch again after a pause, skip nothing.
+            log.warning("writing the batch's outputs failed; the batch is run again", stage=self.stage,
+                        error=type(next(e for e in errors if e is not None)).__name__, retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
         if self.after_batch is not None:
             await _until_reachable(self.stage, self.after_batch, None)
         self.counted.batch_done(len(batch), failures, [o.topic.name for o in outputs], time.perf_counter() - started)
+
+
+async def _send_all(producer: AIOKafkaProducer, outputs: list[Outgoing]) -> list[KafkaError | None]:
+    """Send every output and wait for all of them: each one's error (None once acknowledged), so a batch can
+    tell an output Kafka refuses for good (REFUSED_FOR_GOOD: dead-letter its event) from a passing failure."""
+    sent: list[asyncio.Future[Any] | KafkaError] = []
+    for o in outputs:
+        try:
+            sent.append(await producer.send(o.topic.name, o.value, key=o.key, headers=list(o.headers)))
+        except KafkaError as exc:  # refused before queueing, e.g. MessageSizeTooLargeError
+            sent.append(exc)
+    errors: list[KafkaError | None] = []
+    for item in sent:
+        if isinstance(item, KafkaError):
+            errors.append(item)
+            continue
+        try:
+            await item
+            errors.append(None)
+        except KafkaError as exc:
+            errors.append(exc)
+    return errors
 
 
 async def _until_started(stage: str, client: AIOKafkaConsumer | AIOKafkaProducer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import datetime, timezone
 
 import orjson
@@ -74,6 +75,28 @@ class TestParseEntry:
         entry = dlq.parse_entry(record(value, headers=(("stage", b"record"),)))
         assert entry.code == "unreadable" and entry.original == value
         assert entry.stage in ("record", "x")
+
+    def test_an_input_too_big_for_one_dlq_record_keeps_its_head_with_length_and_hash(self) -> None:
+        """Base64 makes a dead letter 4/3 of its input: past 7 MiB it would not fit under Kafka's 10 MiB limit."""
+        from hub.stream.app import DLQ_HEAD_BYTES, DLQ_ORIGINAL_MAX, MAX_RECORD_BYTES
+
+        big = HL7 + b"OBX|1|TX|||" + "Nguyễn Thị Hồng ".encode() * (DLQ_ORIGINAL_MAX // 18)
+        value = letter("translate", big, TranslateError("unsupported message type"))
+        entry = dlq.parse_entry(record(value))
+        assert len(big) > DLQ_ORIGINAL_MAX and len(value) < MAX_RECORD_BYTES
+        assert entry.original == big[:DLQ_HEAD_BYTES]
+        assert entry.headers["original_bytes"] == str(len(big))
+        assert entry.headers["original_sha256"] == hashlib.sha256(big).hexdigest()
+        assert entry.reason.startswith("unsupported message type") and "hl7v2.raw/3/42" in entry.reason
+
+    def test_an_input_at_the_limit_is_kept_whole(self) -> None:
+        from hub.stream.app import DLQ_ORIGINAL_MAX, MAX_RECORD_BYTES
+
+        whole = HL7 + b"x" * (DLQ_ORIGINAL_MAX - len(HL7))
+        value = letter("translate", whole, TranslateError("x"))
+        entry = dlq.parse_entry(record(value))
+        assert entry.original == whole and "original_bytes" not in entry.headers
+        assert len(value) < MAX_RECORD_BYTES
 
     def test_summary_carries_no_original_bytes(self) -> None:
         summary = dlq.parse_entry(record(letter("translate", HL7, TranslateError("x"), RAW_HEADERS))).summary()
@@ -204,6 +227,15 @@ class TestReplayRecord:
     def test_entries_that_cannot_be_replayed(self, value: bytes, message: str) -> None:
         with pytest.raises(ValueError, match=message):
             replay.replay_record(dlq.parse_entry(record(value)), SECRET)
+
+
+    def test_an_entry_holding_only_the_head_of_its_input_is_not_replayed(self) -> None:
+        from hub.stream.app import DLQ_ORIGINAL_MAX
+
+        big = HL7 + b"x" * DLQ_ORIGINAL_MAX
+        entry = dlq.parse_entry(record(letter("translate", big, TranslateError("x"))))
+        with pytest.raises(ValueError, match=r"only the head of its \d+-byte input.*hl7v2.raw/3/42"):
+            replay.replay_record(entry, SECRET)
 
 
 class MemoryLedger:
