@@ -60,8 +60,13 @@ def citizen_of(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _json(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer encoded with orjson (web.json_response's stdlib json.dumps was ~3% of a push's CPU)."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
 def _problem(status: int, message: str) -> web.Response:
-    return web.json_response({"status": status, "error": message}, status=status)
+    return _json({"status": status, "error": message}, status=status)
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -95,8 +100,8 @@ async def receive(request: web.Request) -> web.Response:
         return _problem(503, "could not store the push; send it again")
     if stored.duplicate:
         log.info("push repeated", subscription=subscription, seq=stored.seq, same_body=stored.same_body)
-        return web.json_response({"status": "duplicate", "seq": stored.seq, "same_body": stored.same_body})
-    return web.json_response({"status": "stored", "seq": stored.seq}, status=201)
+        return _json({"status": "duplicate", "seq": stored.seq, "same_body": stored.same_body})
+    return _json({"status": "stored", "seq": stored.seq}, status=201)
 
 
 def _delivery_json(d: Delivery) -> dict[str, Any]:
@@ -120,8 +125,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     rows = await store.read(store.store.deliveries, citizen_id=request.query.get("citizen"),
                             subscription=request.query.get("subscription"), after=_int_param(request, "after", 0),
                             limit=min(_int_param(request, "limit", 1000), 10_000))
-    return web.Response(body=orjson.dumps({"deliveries": [_delivery_json(d) for d in rows]}),
-                        content_type="application/json")
+    return _json({"deliveries": [_delivery_json(d) for d in rows]})
 
 
 async def health_book(request: web.Request) -> web.Response:
@@ -137,12 +141,12 @@ async def health_book(request: web.Request) -> web.Response:
         answer["merged_into"] = (doc.get("merged") or {}).get("merged_into")
     else:
         answer |= {"record_version": doc.get("record_version"), "health_book": doc.get("health_book")}
-    return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    return _json(answer)
 
 
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[RECEIVER].store
-    return web.json_response({"status": "ok", "deliveries": await store.read(store.store.count)})
+    return _json({"status": "ok", "deliveries": await store.read(store.store.count)})
 
 
 def build_app(receiver: Receiver) -> web.Application:

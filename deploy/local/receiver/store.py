@@ -10,7 +10,7 @@ nothing and reports the first row.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 _SCHEMA = """
@@ -57,6 +57,12 @@ class Stored:
     same_body: bool = True  # False: the key was seen before with other bytes (kept: the first body)
 
 
+def _row(push: Push) -> tuple:
+    """The INSERT parameters in _FIELDS order (dataclasses.astuple deep-copies every field: 2% of a push)."""
+    return (push.idempotency_key, push.subscription, push.citizen_id, push.format, push.signed_at, push.received_at,
+            push.body)
+
+
 def _delivery(row: tuple) -> Delivery:
     seq, *fields = row
     return Delivery(*fields[:-1], bytes(fields[-1]), seq=seq)
@@ -79,7 +85,7 @@ class DeliveryStore:
         try:
             for push in pushes:
                 cursor = self._db.execute(f"INSERT INTO deliveries ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                                          " ON CONFLICT (idempotency_key) DO NOTHING", astuple(push))
+                                          " ON CONFLICT (idempotency_key) DO NOTHING", _row(push))
                 if cursor.rowcount == 1:
                     results.append(Stored(seq=cursor.lastrowid, duplicate=False))
                     continue
