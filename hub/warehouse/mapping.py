@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hub.envelope import Envelope
+from hub.identity.events import MERGED, UNMERGED, merge_link
 from hub.warehouse import schema
 from hub.warehouse.errors import MappingError
 from hub.warehouse.schema import Table
@@ -25,7 +26,8 @@ VN_TZ = timezone(timedelta(hours=7))
 FACT_EVENT_TYPES = frozenset({"encounter.recorded", "condition.recorded", "immunization.recorded",
                               "observation.recorded", "medication.recorded", "procedure.recorded"})
 PATIENT_EVENT_TYPES = frozenset({"patient.updated", "patient.merged"})
-MERGE_EVENT_TYPE = "citizen.merged"
+MERGE_EVENT_TYPE = MERGED
+UNMERGE_EVENT_TYPE = UNMERGED
 WARD_PREFIXES = ("phường ", "xã ", "thị trấn ", "đặc khu ")
 MEDICATION_KINDS = {"MedicationRequest": "request", "MedicationDispense": "dispense",
                     "MedicationAdministration": "administration", "MedicationStatement": "statement"}
@@ -40,18 +42,20 @@ class Rows:
     fact: tuple[Table, tuple[Any, ...]] | None = None
     citizen: tuple[Any, ...] | None = None  # a dim_citizen row (Patient events)
     merges: tuple[tuple[Any, ...], ...] = ()  # citizen_merge rows (citizen.merged)
+    unmerges: tuple[tuple[Any, ...], ...] = ()  # (restored, survivor, event id, occurred at) (citizen.unmerged)
 
 
 def map_event(event: Envelope) -> Rows | None:
     """The rows of ``event``; None when its type is not warehouse material; MappingError when it cannot map."""
     kind = event.type
-    if kind not in FACT_EVENT_TYPES and kind not in PATIENT_EVENT_TYPES and kind != MERGE_EVENT_TYPE:
+    links = kind in (MERGE_EVENT_TYPE, UNMERGE_EVENT_TYPE)
+    if kind not in FACT_EVENT_TYPES and kind not in PATIENT_EVENT_TYPES and not links:
         return None
     cid = event.citizen_id
     if not cid:
         raise MappingError(f"{kind} without a citizen_id")
     facility = event.source.facility
-    if not facility:
+    if not facility and not links:  # a steward's merge decision comes from no facility
         raise MappingError(f"{kind} without a source facility")
     payload = event.payload
     if not isinstance(payload, dict):
@@ -63,6 +67,12 @@ def map_event(event: Envelope) -> Rows | None:
         return Rows(cid, facility, citizen=_citizen(cid, event.event_id, occurred, payload))
     if kind == MERGE_EVENT_TYPE:
         return Rows(cid, facility, merges=_merges(cid, event.event_id, occurred, payload))
+    if kind == UNMERGE_EVENT_TYPE:
+        try:
+            link = merge_link(event)
+        except ValueError as exc:
+            raise MappingError(str(exc)) from None
+        return Rows(cid, facility, unmerges=((link.other, link.survivor, event.event_id, occurred),))
     rtype = payload.get("resourceType")
     mapper = _FACT_MAPPERS.get(rtype)  # type: ignore[arg-type]
     if mapper is None:

@@ -1,4 +1,5 @@
-"""A batch of events -> one write plan: the latest row per key, every citizen and facility seen, the merges.
+"""A batch of events -> one write plan: the latest row per key, every citizen and facility seen, the merges
+and unmerges.
 
 Pure. Deduplicating here is what lets one INSERT ... ON CONFLICT take the whole batch (PostgreSQL refuses
 to update one row twice in a command), and "latest" is the same rule the database applies
@@ -23,21 +24,26 @@ Outcome = Rows | None | Exception  # rows to write, not warehouse material, or w
 class Plan:
     facts: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)  # table -> resource id -> row
     citizens: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # citizen id -> dim_citizen row
-    merges: list[tuple[Any, ...]] = field(default_factory=list)  # citizen_merge rows, in event order
+    # ("merge", citizen_merge row) and ("unmerge", (restored, survivor, event id, occurred at)), in event order
+    links: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     citizen_ids: set[str] = field(default_factory=set)
     facilities: set[str] = field(default_factory=set)
 
     def add(self, rows: Rows) -> None:
         self.citizen_ids.add(rows.citizen_id)
-        self.facilities.add(rows.facility_code)
+        if rows.facility_code:
+            self.facilities.add(rows.facility_code)
         if rows.fact is not None:
             table, row = rows.fact
             _keep_latest(self.facts.setdefault(table.name, {}), row[0], row, version=(2, 1))
         if rows.citizen is not None:
             _keep_latest(self.citizens, rows.citizen_id, rows.citizen, version=(6, 5))
         for merge in rows.merges:
-            self.merges.append(merge)
+            self.links.append(("merge", merge))
             self.citizen_ids.add(merge[0])
+        for unmerge in rows.unmerges:
+            self.links.append(("unmerge", unmerge))
+            self.citizen_ids.add(unmerge[0])
 
     @property
     def fact_count(self) -> int:

@@ -31,6 +31,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+SOURCE = "source_citizen_id"
+
+
 def _tmp(table: Table) -> str:
     return f"tmp_{table.name}"
 
@@ -40,24 +43,36 @@ def _newer(table: Table, dim: bool = False) -> str:
     return f"t.event_id IS NULL OR {cond}" if dim else cond
 
 
+def _source(table: Table) -> tuple[str, str, str]:
+    """A fact's extra column (migration 0002): the citizen its event named, kept when a merge moves the fact
+    so an unmerge can move it back. Returns (column, value, set) to append to an upsert; nothing for a
+    dimension."""
+    if table not in schema.FACTS:
+        return "", "", ""
+    return f", {SOURCE}", ", s.citizen_id", f", {SOURCE} = EXCLUDED.{SOURCE}"
+
+
 def _upsert_from_tmp(table: Table) -> str:
     fact = table in schema.FACTS
-    cols = ", ".join(table.columns)
+    extra_col, extra_val, extra_set = _source(table)
+    cols = ", ".join(table.columns) + extra_col
     picked = ", ".join("coalesce(m.survivor_id, s.citizen_id)" if fact and c == "citizen_id" else f"s.{c}"
-                       for c in table.columns)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
+                       for c in table.columns) + extra_val
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key) + extra_set
     join = " LEFT JOIN citizen_merge m ON m.retired_id = s.citizen_id" if fact else ""
     return (f"INSERT INTO {table.name} AS t ({cols}) SELECT {picked} FROM {_tmp(table)} s{join} "
             f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
 
 
 def _upsert_one(table: Table) -> str:
-    cols = ", ".join(table.columns)
+    fact = table in schema.FACTS
+    cols = ", ".join(table.columns) + (f", {SOURCE}" if fact else "")
+    at = table.columns.index("citizen_id") + 1
     values = ", ".join(
         f"coalesce((SELECT survivor_id FROM citizen_merge WHERE retired_id = ${i}), ${i})"
-        if c == "citizen_id" and table in schema.FACTS else f"${i}"
-        for i, c in enumerate(table.columns, start=1))
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
+        if c == "citizen_id" and fact else f"${i}"
+        for i, c in enumerate(table.columns, start=1)) + (f", ${at}" if fact else "")
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key) + _source(table)[2]
     return (f"INSERT INTO {table.name} AS t ({cols}) VALUES ({values}) "
             f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
 
@@ -75,8 +90,10 @@ def _upsert_from_json(table: Table) -> str:
         return f"s.{c}"
 
     join = " LEFT JOIN citizen_merge m ON m.retired_id = s.citizen_id" if table in schema.FACTS else ""
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key)
-    return (f"INSERT INTO {table.name} AS t ({cols}) SELECT {', '.join(pick(c) for c in table.columns)} "
+    extra_col, extra_val, extra_set = _source(table)
+    cols += extra_col
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c != table.key) + extra_set
+    return (f"INSERT INTO {table.name} AS t ({cols}) SELECT {', '.join(pick(c) for c in table.columns)}{extra_val} "
             f"FROM json_populate_recordset(NULL::{table.name}, $1::json) AS s{join} "
             f"ON CONFLICT ({table.key}) DO UPDATE SET {sets} WHERE {_newer(table, table not in schema.FACTS)}")
 
@@ -175,23 +192,70 @@ class Warehouse:
     async def _dimensions_and_merges(self, plan: Plan) -> None:
         conn = self.conn
         await conn.execute(_PLACEHOLDER_FACILITIES, sorted(plan.facilities))
-        await conn.execute(_PLACEHOLDER_CITIZENS, sorted(plan.citizen_ids | {m[1] for m in plan.merges}))
-        for merge in plan.merges:
-            await self._merge(*merge)
+        await conn.execute(_PLACEHOLDER_CITIZENS, sorted(plan.citizen_ids | {link[1] for _, link in plan.links}))
+        for kind, link in plan.links:
+            if kind == "merge":
+                await self._merge(*link)
+            else:
+                await self._unmerge(*link)
 
     async def _merge(self, retired: str, survivor: str, event_id: str, occurred: Any) -> None:
         """Retire ``retired`` into ``survivor`` (or whoever ``survivor`` was itself merged into). Idempotent."""
         conn = self.conn
+        if await conn.fetchval("SELECT 1 FROM citizen_unmerge WHERE restored_id = $1 AND "
+                               "(event_occurred_at, event_id) > ($2, $3)", retired, occurred, event_id):
+            return  # undone by a later unmerge (this merge is a replay, or arrived late)
         final = await conn.fetchval(
             "SELECT coalesce((SELECT survivor_id FROM citizen_merge WHERE retired_id = $1), $1)", survivor)
         if final == retired:  # a merge back into itself (A -> B after B -> A): keep the first
             return
-        await conn.execute("INSERT INTO citizen_merge (retired_id, survivor_id, event_id, event_occurred_at) "
-                           "VALUES ($1, $2, $3, $4) ON CONFLICT (retired_id) DO NOTHING",
-                           retired, final, event_id, occurred)
+        await conn.execute("INSERT INTO citizen_merge (retired_id, survivor_id, event_id, event_occurred_at, via) "
+                           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (retired_id) DO NOTHING",
+                           retired, final, event_id, occurred, survivor)
         final = await conn.fetchval("SELECT survivor_id FROM citizen_merge WHERE retired_id = $1", retired)
         await conn.execute("UPDATE citizen_merge SET survivor_id = $2 WHERE survivor_id = $1", retired, final)
         for table in schema.FACTS:
             await conn.execute(f"UPDATE {table.name} SET citizen_id = $2 WHERE citizen_id = $1", retired, final)
         await conn.execute("UPDATE dim_citizen SET merged_into = $2 WHERE (citizen_id = $1 OR merged_into = $1) "
                            "AND merged_into IS DISTINCT FROM $2", retired, final)
+
+    async def _unmerge(self, restored: str, survivor: str, event_id: str, occurred: Any) -> None:
+        """Split ``restored``, and whoever was merged through it, back out of its group; its facts (those whose
+        events named one of them) go back to it. Idempotent and order-safe: a citizen that is not merged, or was
+merged again by a later event, is left alone.
+        Facts that arrived after the merge under the survivor's own id stay with the survivor (the record
+        attributes those by identifiers, which the pseudonymous warehouse does not hold)."""
+        conn = self.conn
+        await conn.execute("INSERT INTO citizen_unmerge (event_id, restored_id, survivor_id, event_occurred_at) "
+                           "VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+                           event_id, restored, survivor, occurred)
+        merge = await conn.fetchrow("SELECT survivor_id, event_occurred_at, event_id FROM citizen_merge "
+                                    "WHERE retired_id = $1", restored)
+        if merge is None or (merge["event_occurred_at"], merge["event_id"]) > (occurred, event_id):
+            return  # not merged (a replay), or merged again after this unmerge
+        final = merge["survivor_id"]
+        via = dict(await conn.fetch("SELECT retired_id, via FROM citizen_merge WHERE survivor_id = $1", final))
+        leaving = [m for m in via if _through(via, m, restored)]
+        others = [m for m in leaving if m != restored]
+        await conn.execute("DELETE FROM citizen_merge WHERE retired_id = $1", restored)
+        await conn.execute("UPDATE citizen_merge SET survivor_id = $1 WHERE retired_id = ANY($2::text[])",
+                           restored, others)
+        for table in schema.FACTS:  # the WHERE repeats the partial index's predicate so the planner uses it
+            await conn.execute(f"UPDATE {table.name} SET citizen_id = $1 WHERE {SOURCE} = ANY($2::text[]) "
+                               f"AND citizen_id = $3 AND {SOURCE} IS DISTINCT FROM citizen_id",
+                               restored, leaving, final)
+        await conn.execute("UPDATE dim_citizen SET merged_into = NULL WHERE citizen_id = $1", restored)
+        await conn.execute("UPDATE dim_citizen SET merged_into = $1 WHERE citizen_id = ANY($2::text[])",
+                           restored, others)
+
+
+def _through(via: dict[str, str | None], member: str, ancestor: str) -> bool:
+    """Whether ``member``'s chain of merges (member -> via[member] -> ...) passes through ``ancestor``."""
+    seen: set[str] = set()
+    while member != ancestor and member not in seen:
+        seen.add(member)
+        nxt = via.get(member)
+        if nxt is None:
+            return False
+        member = nxt
+    return member == ancestor

@@ -189,6 +189,26 @@ class TestCitizen:
         assert rows.merges == (("c-old-1", CID, "ev-m", at), ("c-old-2", CID, "ev-m", at))
 
 
+    def test_citizen_unmerged_names_the_restored_citizen(self) -> None:
+        rows = map_event(event("citizen.unmerged", {"resourceType": "Patient", "id": CID, "link": [
+            {"type": "seealso", "other": {"reference": "Patient/c-back"}}]}, event_id="ev-u"))
+        assert rows is not None and rows.merges == () and rows.fact is None
+        assert rows.unmerges == (("c-back", CID, "ev-u", datetime(2026, 2, 3, 9, 10, tzinfo=VN)),)
+
+    def test_a_stewards_merge_decision_needs_no_facility(self) -> None:
+        """Review decisions (hub review accept) are merges no facility sent: they map, they are not dead letters."""
+        from hub.identity.events import merged_event
+
+        decided = merged_event(CID, "c-dup", "review-7", "2026-02-03T09:10:00+07:00", "2026-02-03T09:10:00+07:00")
+        assert decided.source.facility == ""
+        rows = map_event(decided)
+        assert rows is not None and [m[:2] for m in rows.merges] == [("c-dup", CID)]
+
+    def test_an_unmerge_naming_no_one_cannot_map(self) -> None:
+        with pytest.raises(MappingError, match="names no other citizen"):
+            map_event(event("citizen.unmerged", {"resourceType": "Patient", "id": CID, "link": []}))
+
+
 class TestSkipsAndFailures:
     def test_types_the_warehouse_does_not_model_are_skipped(self) -> None:
         assert map_event(event("appointment.recorded", {"resourceType": "Appointment", "id": "a-1"})) is None

@@ -42,8 +42,21 @@ class TestPlan:
         merged = event("citizen.merged", {"resourceType": "Patient", "id": CID, "link": [
             {"type": "replaces", "other": {"reference": "Patient/c-old"}}]}).to_json()
         _, plan = plan_events([merged])
-        assert [m[:2] for m in plan.merges] == [("c-old", CID)]
+        assert [(kind, m[:2]) for kind, m in plan.links] == [("merge", ("c-old", CID))]
         assert plan.citizen_ids == {CID, "c-old"} and plan.fact_count == 0 and bool(plan)
+
+    def test_merges_and_unmerges_keep_their_event_order(self) -> None:
+        from hub.identity.events import merged_event, unmerged_event
+
+        at = "2026-11-23T10:00:00+07:00"
+        values = [merged_event(CID, "c-old", "decision-1", at, at).to_json(),
+                  unmerged_event(CID, "c-old", "decision-2", at, at).to_json(),
+                  merged_event(CID, "c-old", "decision-3", at, at).to_json()]
+        outcomes, plan = plan_events(values)
+        assert all(isinstance(o, Rows) for o in outcomes)
+        assert [(kind, link[:2]) for kind, link in plan.links] == [
+            ("merge", ("c-old", CID)), ("unmerge", ("c-old", CID)), ("merge", ("c-old", CID))]
+        assert plan.facilities == set(), "a steward's decision names no facility, and none is invented"
 
     def test_sensitive_events_are_withheld_unless_entitled(self) -> None:
         """An HIV-flagged diagnosis is not warehouse material by default; an entitled warehouse keeps it, flag
