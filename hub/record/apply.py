@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from hub.envelope import Envelope
+from hub.record.event import Event, RecordEvent, as_record_event
 
 Record = dict[str, Any]
 
@@ -25,19 +25,19 @@ def empty_record(citizen_id: str) -> Record:
     return {"citizen_id": citizen_id, "version": 0, "demographics": None, "identifiers": [], "encounters": {}}
 
 
-def _newer(event: Envelope, current: dict[str, Any] | None) -> bool:
+def _newer(event: RecordEvent, current: dict[str, Any] | None) -> bool:
     if current is None:
         return True
     seen = current["provenance"]
     return (event.occurred_at, event.event_id) >= (seen["occurred_at"], seen["event_id"])
 
 
-def _provenance(event: Envelope) -> dict[str, str]:
-    return {"event_id": event.event_id, "occurred_at": event.occurred_at, "facility": event.source.facility,
-            "source": event.source.system}
+def _provenance(event: RecordEvent) -> dict[str, str]:
+    return {"event_id": event.event_id, "occurred_at": event.occurred_at, "facility": event.facility,
+            "source": event.system}
 
 
-def _apply_patient(record: Record, event: Envelope) -> bool:
+def _apply_patient(record: Record, event: RecordEvent) -> bool:
     changed = False
     patient = event.payload
     known = {(i["system"], i["value"]) for i in record["identifiers"]}
@@ -64,7 +64,7 @@ def _apply_patient(record: Record, event: Envelope) -> bool:
     return changed
 
 
-def _apply_encounter(record: Record, event: Envelope) -> bool:
+def _apply_encounter(record: Record, event: RecordEvent) -> bool:
     encounter = event.payload
     current = record["encounters"].get(encounter["id"])
     if not _newer(event, current):
@@ -73,7 +73,7 @@ def _apply_encounter(record: Record, event: Envelope) -> bool:
         "status": encounter.get("status"),
         "class": encounter.get("class", {}).get("code"),
         "period": encounter.get("period"),
-        "facility": event.source.facility,
+        "facility": event.facility,
         "location": encounter.get("location"),
         "identifier": encounter.get("identifier"),
         "provenance": _provenance(event),
@@ -95,14 +95,14 @@ CLINICAL_SECTIONS = {
 }
 
 
-def _apply_clinical(record: Record, event: Envelope) -> bool:
+def _apply_clinical(record: Record, event: RecordEvent) -> bool:
     """Keep the resource in its section (created on first use, so older records keep their shape)."""
     resource = event.payload
     section = record.setdefault(CLINICAL_SECTIONS[event.type], {})
     current = section.get(resource.get("id", event.event_id))
     if not _newer(event, current):
         return False
-    entry: dict[str, Any] = {"resource": resource, "facility": event.source.facility,
+    entry: dict[str, Any] = {"resource": resource, "facility": event.facility,
                              "provenance": _provenance(event)}
     if event.sensitivity:
         entry["sensitivity"] = list(event.sensitivity)
@@ -115,18 +115,18 @@ APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_enco
             **{event_type: _apply_clinical for event_type in CLINICAL_SECTIONS}}
 
 
-def apply_content(record: Record, event: Envelope) -> bool:
+def apply_content(record: Record, event: Event) -> bool:
     """Apply the event to the record's content in place (no version); True if anything visible changed."""
     applier = APPLIERS.get(event.type)
-    return applier(record, event) if applier else False
+    return applier(record, as_record_event(event)) if applier else False
 
 
-def bump(record: Record, event: Envelope) -> None:
+def bump(record: Record, event: Event) -> None:
     record["version"] = record.get("version", 0) + 1
     record["updated_at"] = event.recorded_at
 
 
-def apply_in_place(record: Record, event: Envelope) -> bool:
+def apply_in_place(record: Record, event: Event) -> bool:
     """Apply the event to a record the caller owns; the version grows when something visible changed."""
     changed = apply_content(record, event)
     if changed:
@@ -139,7 +139,7 @@ def copy_record(record: Record) -> Record:
     return orjson.loads(orjson.dumps(record))
 
 
-def apply(record: Record | None, event: Envelope) -> tuple[Record, bool]:
+def apply(record: Record | None, event: Event) -> tuple[Record, bool]:
     """Return the record after the event and whether anything visible changed (its version then grows)."""
     assert event.citizen_id, "only resolved events reach the record"
     # deepcopy, not copy_record: a record built in memory from translated events holds their tuples, and

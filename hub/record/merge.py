@@ -32,8 +32,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.envelope import VN_FHIR_BASE, Envelope
+from hub.envelope import VN_FHIR_BASE
 from hub.record.apply import CLINICAL_SECTIONS, Record, apply_content, bump, copy_record, empty_record
+from hub.record.event import Event
 
 MERGE_KEY = "_merge"  # bookkeeping of a survivor; never shown to readers (store.visible)
 META_KEYS = frozenset({"version", "updated_at", MERGE_KEY})
@@ -97,7 +98,7 @@ def members(record: Record) -> set[str]:
 
 
 def merge(survivor: Record | None, survivor_id: str, retired: Record | None, retired_id: str,
-          named_survivor: str, event: Envelope) -> tuple[Record, Record] | None:
+          named_survivor: str, event: Event) -> tuple[Record, Record] | None:
     """Fold ``retired`` into ``survivor`` (the root of the named survivor's group).
 
     Returns (new survivor, redirect for the retired citizen), or None when the merge changes nothing.
@@ -127,7 +128,7 @@ def _through(via: dict[str, str], member: str, ancestor: str) -> bool:
 
 
 def unmerge(survivor: Record, restored_id: str, restored: Record | None,
-            event: Envelope) -> tuple[Record, Record] | None:
+            event: Event) -> tuple[Record, Record] | None:
     """Split ``restored_id`` (and whoever was merged through it) out of ``survivor``'s group.
 
     Returns (new survivor, restored record), or None when ``restored_id`` is not a retired member.
@@ -152,14 +153,14 @@ def unmerge(survivor: Record, restored_id: str, restored: Record | None,
     return copy_record(kept), copy_record(back)
 
 
-def _identities(event: Envelope) -> set[tuple[str, str]]:
+def _identities(event: Event) -> set[tuple[str, str]]:
     found = {(i.system, i.value) for i in event.subject.identifiers}
     if event.type == "patient.updated":
         found |= {(i.get("system", ""), i.get("value", "")) for i in event.payload.get("identifier", [])}
     return {pair for pair in found if pair[1]}
 
 
-def attribute(record: Record, event: Envelope) -> str:
+def attribute(record: Record, event: Event) -> str:
     """The member of a survivor's group an event belongs to (see the module docstring for the order)."""
     parts, _ = _group(record)
     root = record["citizen_id"]
@@ -177,7 +178,7 @@ def attribute(record: Record, event: Envelope) -> str:
     return root
 
 
-def apply_to_group(record: Record, event: Envelope) -> bool:
+def apply_to_group(record: Record, event: Event) -> bool:
     """Apply an event to a record in place, keeping a survivor's parts in step; True if the record changed."""
     changed = apply_content(record, event)
     book = record.get(MERGE_KEY)

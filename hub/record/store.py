@@ -29,35 +29,35 @@ from hub.record.merge import MERGE_KEY, is_redirect
 
 MAX_CHAIN = 32  # longest redirect chain followed (A -> B -> C ...); a longer one is a bug, not data
 
-# The applied sets of a whole batch in one command each way (redis-py spends ~15-40 µs packing and parsing
-# a command, and a batch touches ~one applied set per event). Keys are declared (KEYS[i] is the i-th
-# citizen's set); ARGV holds, per key, its member count and then its members.
+# The applied sets of a whole batch in one command each way. Keys are declared (KEYS[i] is the i-th citizen's
+# set); the members travel as one JSON argument (ARGV[1][i] lists the i-th set's event ids): redis-py packs each
+# argument in Python, and one argument per event id cost more than the lookup itself. The membership answer is
+# one string of 0/1, in the order of the members.
 _IS_MEMBER = """
-local out, a = {}, 1
+local ids, out = cjson.decode(ARGV[1]), {}
 for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[a]); a = a + 1
-  for j = 1, n do out[#out + 1] = redis.call('SISMEMBER', key, ARGV[a]); a = a + 1 end
+  local list = ids[i]
+  for j = 1, #list, 1000 do  -- unpack takes a few thousand values at most
+    for _, found in ipairs(redis.call('SMISMEMBER', key, unpack(list, j, math.min(j + 999, #list)))) do
+      out[#out + 1] = found
+    end
+  end
 end
-return out
+return table.concat(out)
 """
 _ADD_MEMBERS = """
-local a = 1
+local ids = cjson.decode(ARGV[1])
 for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[a]); a = a + 1
-  for j = 1, n do redis.call('SADD', key, ARGV[a]); a = a + 1 end
+  local list = ids[i]
+  for j = 1, #list, 1000 do redis.call('SADD', key, unpack(list, j, math.min(j + 999, #list))) end
 end
 return #KEYS
 """
 
 
-def _key_members(groups: dict[str, list[str]], prefix: str) -> tuple[list[str], list[str]]:
-    """(KEYS, ARGV) for the scripts above: the applied set of each citizen, and its count and members."""
-    keys, args = [], []
-    for citizen_id, members in groups.items():
-        keys.append(applied_key(citizen_id, prefix))
-        args.append(str(len(members)))
-        args.extend(members)
-    return keys, args
+def _key_members(groups: dict[str, list[str]], prefix: str) -> tuple[list[str], bytes]:
+    """(KEYS, ARGV[1]) for the scripts above: the applied set of each citizen, and the lists of members."""
+    return [applied_key(c, prefix) for c in groups], orjson.dumps(list(groups.values()))
 
 
 def record_key(citizen_id: str, prefix: str = "") -> str:
@@ -135,13 +135,13 @@ class Transaction:
             return [], {}
         async with self._store.redis.pipeline(transaction=False) as pipe:
             if by_citizen:
-                keys, args = _key_members(by_citizen, prefix)
-                pipe.eval(_IS_MEMBER, len(keys), *keys, *args)
+                keys, members = _key_members(by_citizen, prefix)
+                pipe.eval(_IS_MEMBER, len(keys), *keys, members)
             for partition in sorted(partitions):
                 pipe.hgetall(outbox_key(partition, prefix))
             answers = iter(await pipe.execute())
-        flags = iter(next(answers) if by_citizen else ())
-        member = {(c, e): bool(next(flags)) for c, ids in by_citizen.items() for e in ids}
+        flags = iter(next(answers) if by_citizen else b"")  # b"0110...": one byte per member, in order
+        member = {(c, e): next(flags) == 49 for c, ids in by_citizen.items() for e in ids}  # 49: b"1"
         outbox = {p: {k.decode(): v for k, v in next(answers).items()} for p in sorted(partitions)}
         return [member[pair] for pair in applied], outbox
 
@@ -154,8 +154,8 @@ class Transaction:
             pipe.mset({record_key(c, prefix): orjson.dumps(r) for c, r in writes.records.items()})
         applied = {c: ids for c, ids in writes.applied.items() if ids}
         if applied:
-            keys, args = _key_members(applied, prefix)
-            pipe.eval(_ADD_MEMBERS, len(keys), *keys, *args)
+            keys, members = _key_members(applied, prefix)
+            pipe.eval(_ADD_MEMBERS, len(keys), *keys, members)
         for into, source in writes.unions:
             pipe.sunionstore(applied_key(into, prefix), [applied_key(into, prefix), applied_key(source, prefix)])
         for partition, entries in writes.outbox.items():

@@ -23,12 +23,12 @@ import faust
 import orjson
 import redis.asyncio as aioredis
 
-from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.identity.events import MERGED, UNMERGED, MergeLink, merge_link
 from hub.logging import get_logger
 from hub.record.apply import Record, empty_record
 from hub.record.errors import RecordError
+from hub.record.event import RecordEvent, read_event
 from hub.record.merge import apply_to_group, is_redirect, merge, unmerge
 from hub.record.store import (MAX_CHAIN, RedisRecordStore, Transaction, Writes, outbox_changes, outbox_field,
                               outbox_last)
@@ -38,7 +38,7 @@ from hub.topics import EVENTS_CITIZEN, RECORD_CHANGES
 
 log = get_logger("record")
 MAX_ATTEMPTS = 50
-Item = tuple[int, Incoming, Envelope, dict]  # (position in the batch, the record, its event, the event's JSON)
+Item = tuple[int, Incoming, RecordEvent, dict]  # (position in the batch, the record, its event, the event's JSON)
 
 
 class _Segment:
@@ -82,10 +82,8 @@ class _Segment:
         self.writes.applied.setdefault(citizen_id, []).append(event_id)
         self.write(citizen_id)
 
-    def change(self, incoming: Incoming, event: Envelope, data: dict, citizen_id: str) -> list[Outgoing]:
-        # The change is the event as it came, with the record it changed and that record's version: patching
-        # the decoded JSON costs a fifth of rebuilding it from the Envelope.
-        body = orjson.dumps({**data, "citizen_id": citizen_id, "record_version": self.record(citizen_id)["version"]})
+    def change(self, incoming: Incoming, event: RecordEvent, data: dict, citizen_id: str) -> list[Outgoing]:
+        body = change_body(incoming.value, data, citizen_id, self.record(citizen_id)["version"])
         self.writes.outbox.setdefault(incoming.partition, []).append((incoming.offset, body))
         return [Outgoing(RECORD_CHANGES, citizen_id.encode(), body)]
 
@@ -145,7 +143,7 @@ class RecordStage:
         for position, _, event, _ in items:
             if event.type in (MERGED, UNMERGED):
                 try:
-                    links[position] = link = merge_link(event)
+                    links[position] = link = merge_link(event.envelope)
                 except ValueError as exc:
                     links[position] = RecordError(str(exc))
                     continue
@@ -197,7 +195,7 @@ class RecordStage:
                     return self._parsed[partition, name][event_id]
         return None
 
-    def _merge(self, seg: _Segment, incoming: Incoming, event: Envelope, data: dict, link: MergeLink) -> list[Outgoing]:
+    def _merge(self, seg: _Segment, incoming: Incoming, event: RecordEvent, data: dict, link: MergeLink) -> list[Outgoing]:
         root = seg.root(link.survivor)
         done = merge(seg.records.get(root), root, seg.records.get(link.other), link.other, link.survivor, event)
         if done is None:
@@ -209,7 +207,7 @@ class RecordStage:
         seg.mark_applied(root, event.event_id)
         return seg.change(incoming, event, data, root) if self.publish else []
 
-    def _unmerge(self, seg: _Segment, incoming: Incoming, event: Envelope, data: dict,
+    def _unmerge(self, seg: _Segment, incoming: Incoming, event: RecordEvent, data: dict,
                  link: MergeLink) -> list[Outgoing]:
         root = seg.root(link.survivor)
         done = unmerge(seg.record(root), link.other, seg.records.get(link.other), event)
@@ -230,13 +228,26 @@ class RecordStage:
         self._returned, self._outbox, self._parsed = {}, {}, {}
 
 
-def _read(incoming: Incoming) -> tuple[Envelope, dict] | HubError:
+def _read(incoming: Incoming) -> tuple[RecordEvent, dict] | HubError:
     """The event and its decoded JSON (kept to write the change), or the error that sends it to the DLQ."""
     try:
         data = orjson.loads(incoming.value)
-        return Envelope.from_dict(data), data
+        return read_event(data), data
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         return HubError(f"not a canonical event ({type(exc).__name__})")
+
+
+def change_body(raw: bytes, data: dict, citizen_id: str, version: int) -> bytes:
+    """The change on record.changes: the event as it came, naming the record it changed and that record's version.
+
+    When the event already names that citizen and has no version, this is the event's own JSON with the version
+    appended before its closing brace (the same object as re-serialising the decoded event with the version
+    added, which cost a tenth of the stage); otherwise (an event for a retired citizen, applied to the
+    survivor) the decoded event is patched and serialised.
+    """
+    if data.get("citizen_id") == citizen_id and "record_version" not in data and raw[-1:] == b"}":
+        return b"%b,\"record_version\":%d}" % (raw[:-1], version)
+    return orjson.dumps({**data, "citizen_id": citizen_id, "record_version": version})
 
 
 def build(settings: Settings) -> faust.App:
