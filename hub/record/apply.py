@@ -37,18 +37,35 @@ def _provenance(event: RecordEvent) -> dict[str, str]:
             "source": event.system}
 
 
+def _same(entry: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether two entries of a section say the same thing (where their provenance differs does not count)."""
+    if entry.keys() != current.keys():
+        return False
+    for key, value in entry.items():
+        if key != "provenance" and current[key] != value:
+            return False
+    return True
+
+
+def _by_system_and_value(identifier: dict[str, str]) -> tuple[str, str]:
+    return identifier["system"], identifier["value"]
+
+
 def _apply_patient(record: Record, event: RecordEvent) -> bool:
     changed = False
     patient = event.payload
-    known = {(i["system"], i["value"]) for i in record["identifiers"]}
+    identifiers = record["identifiers"]
+    known = {(i["system"], i["value"]) for i in identifiers}
     for ident in patient.get("identifier", []):
         pair = (ident.get("system", ""), ident.get("value", ""))
         if pair not in known and pair[1]:
-            record["identifiers"].append({"system": pair[0], "value": pair[1]})
+            identifiers.append({"system": pair[0], "value": pair[1]})
             known.add(pair)
             changed = True
-    record["identifiers"].sort(key=lambda i: (i["system"], i["value"]))  # arrival order must not show
-    if _newer(event, record["demographics"]):
+    if changed:  # every writer keeps the list sorted, so only an addition can unsort it
+        identifiers.sort(key=_by_system_and_value)  # arrival order must not show
+    current = record["demographics"]
+    if _newer(event, current):
         demographics = {
             "name": (patient.get("name") or [None])[0],
             "gender": patient.get("gender"),
@@ -57,9 +74,7 @@ def _apply_patient(record: Record, event: RecordEvent) -> bool:
             "telecom": patient.get("telecom", []),
             "provenance": _provenance(event),
         }
-        changed = changed or record["demographics"] is None or {
-            k: v for k, v in demographics.items() if k != "provenance"} != {
-            k: v for k, v in record["demographics"].items() if k != "provenance"}
+        changed = changed or current is None or not _same(demographics, current)
         record["demographics"] = demographics
     return changed
 
@@ -81,8 +96,7 @@ def _apply_encounter(record: Record, event: RecordEvent) -> bool:
     if event.sensitivity:  # e.g. an admission whose diagnoses are HIV-related: readers withhold it
         entry["sensitivity"] = list(event.sensitivity)
     record["encounters"][encounter["id"]] = entry
-    return current is None or {k: v for k, v in entry.items() if k != "provenance"} != {
-        k: v for k, v in current.items() if k != "provenance"}
+    return current is None or not _same(entry, current)
 
 
 # Clinical events kept as FHIR resources, one section each, keyed by resource id: sources re-send the same
@@ -107,8 +121,7 @@ def _apply_clinical(record: Record, event: RecordEvent) -> bool:
     if event.sensitivity:
         entry["sensitivity"] = list(event.sensitivity)
     section[resource.get("id", event.event_id)] = entry
-    return current is None or {k: v for k, v in entry.items() if k != "provenance"} != {
-        k: v for k, v in current.items() if k != "provenance"}
+    return current is None or not _same(entry, current)
 
 
 APPLIERS = {"patient.updated": _apply_patient, "encounter.recorded": _apply_encounter,

@@ -4,8 +4,13 @@ Keys (``prefix`` is empty for the live view, ``rebuild:`` for ``hub rebuild``):
 ``record:<cid>`` the record (or a redirect ``{"merged_into": ...}`` after a merge), ``record:<cid>:events`` the
 set of applied event ids, ``record-outbox:<partition>`` changes committed but maybe not yet on record.changes:
 one field per commit, named by its offset range ``<first>-<last>`` on that partition of events.citizen, whose
-value is the commit's changes as JSON lines (one field rather than one per event: packing a Redis argument per
-event was a large share of the step). The hash is empty between batches unless a worker died mid-batch.
+value has one JSON line per change, ``[event id, citizen id, record version]`` (one field rather than one per
+event: packing a Redis argument per event was a large share of the step). A change is the event as it came plus
+the citizen and version (hub.stream.record.change_body), and the event comes again with its bytes when a
+redelivery needs the change, so the outbox keeps only what the event does not say: ~60 bytes, not the whole
+event (a lab report's changes were half a megabyte per batch, written and deleted again). A line that is a
+JSON object is a whole change, as outboxes written before this held them. The hash is empty between batches
+unless a worker died mid-batch.
 
 Why optimistic transactions: events.citizen is keyed by citizen, so one worker owns each citizen's partition,
 but a merge writes two records (the survivor's worker also rewrites the retired record, which may live on
@@ -82,9 +87,24 @@ def outbox_last(name: str) -> int:
     return int(name.rsplit("-", 1)[1])
 
 
-def outbox_changes(blob: bytes) -> dict[str, bytes]:
-    """The changes of one outbox field by event id (read only when a redelivered event needs one)."""
-    return {orjson.loads(line)["event_id"]: line for line in blob.split(b"\n") if line}
+Committed = tuple[str, int] | bytes  # an outbox line: (citizen id, record version), or a whole change
+
+
+def outbox_line(event_id: str, citizen_id: str, version: int) -> bytes:
+    return orjson.dumps([event_id, citizen_id, version])
+
+
+def outbox_changes(blob: bytes) -> dict[str, Committed]:
+    """The lines of one outbox field by event id (read only when a redelivered event needs one)."""
+    found: dict[str, Committed] = {}
+    for line in blob.split(b"\n"):
+        if line:
+            entry = orjson.loads(line)
+            if isinstance(entry, list):
+                found[entry[0]] = (entry[1], entry[2])
+            else:
+                found[entry["event_id"]] = line
+    return found
 
 
 def visible(record: Record) -> Record:
@@ -99,7 +119,7 @@ class Writes:
     records: dict[str, Record] = field(default_factory=dict)
     applied: dict[str, list[str]] = field(default_factory=dict)
     unions: list[tuple[str, str]] = field(default_factory=list)  # (into citizen, from citizen)
-    outbox: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)  # partition -> [(offset, change)]
+    outbox: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)  # partition -> [(offset, line)]
 
 
 class Transaction:

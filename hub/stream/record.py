@@ -8,8 +8,9 @@ one MULTI/EXEC. If another worker wrote one of those records meanwhile (a merge 
 segment is computed again from the new state. Only committed changes are returned for publishing.
 
 Nothing is lost if the worker dies: before the commit nothing was written, and the redelivered events are
-applied afresh; after it, the redelivered events are already applied and their changes are taken from the
-outbox and published again (same event id, consumers absorb it). The outbox fields are removed once the
+applied afresh; after it, the redelivered events are already applied and their changes are published again,
+made from the redelivered event and the citizen and version the outbox kept for it (same bytes, same event id;
+consumers absorb it). The outbox fields are removed once the
 batch's outputs are durable (``save_batch``), so a later duplicate publishes nothing. A field left by a dead
 worker is removed once the partition is consumed past its last offset: by then each of its events came
 again, in order, and its change was published.
@@ -30,8 +31,8 @@ from hub.record.apply import Record, empty_record
 from hub.record.errors import RecordError
 from hub.record.event import RecordEvent, read_event
 from hub.record.merge import apply_to_group, is_redirect, merge, unmerge
-from hub.record.store import (MAX_CHAIN, RedisRecordStore, Transaction, Writes, outbox_changes, outbox_field,
-                              outbox_last)
+from hub.record.store import (MAX_CHAIN, Committed, RedisRecordStore, Transaction, Writes, outbox_changes,
+                              outbox_field, outbox_last, outbox_line)
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, Result, add_stage, make_app
 from hub.topics import EVENTS_CITIZEN, RECORD_CHANGES
@@ -83,9 +84,10 @@ class _Segment:
         self.write(citizen_id)
 
     def change(self, incoming: Incoming, event: RecordEvent, data: dict, citizen_id: str) -> list[Outgoing]:
-        body = change_body(incoming.value, data, citizen_id, self.record(citizen_id)["version"])
-        self.writes.outbox.setdefault(incoming.partition, []).append((incoming.offset, body))
-        return [Outgoing(RECORD_CHANGES, citizen_id.encode(), body)]
+        version = self.record(citizen_id)["version"]
+        line = outbox_line(event.event_id, citizen_id, version)
+        self.writes.outbox.setdefault(incoming.partition, []).append((incoming.offset, line))
+        return [Outgoing(RECORD_CHANGES, citizen_id.encode(), change_body(incoming.value, data, citizen_id, version))]
 
 
 class RecordStage:
@@ -94,7 +96,7 @@ class RecordStage:
         self.publish = publish  # False for hub rebuild: the same records, no outbox
         self._returned: dict[int, set[str]] = {}  # partition -> event ids whose changes this batch returned
         self._outbox: dict[int, dict[str, bytes]] = {}  # partition -> outbox fields seen or written in this batch
-        self._parsed: dict[tuple[int, str], dict[str, bytes]] = {}
+        self._parsed: dict[tuple[int, str], dict[str, Committed]] = {}
         self._last: dict[int, int] = {}  # partition -> highest offset of this batch
 
     async def step(self, batch: list[Incoming]) -> list[Result]:
@@ -162,6 +164,8 @@ class RecordStage:
                 answers.append(RecordError("event without a citizen_id on events.citizen"))
             elif applied[n] or (root, event.event_id) in seg.applied:
                 cached = self._cached(incoming.partition, event.event_id)
+                if isinstance(cached, tuple):  # the change is this event again, as it was committed
+                    cached = change_body(incoming.value, data, *cached)
                 answers.append([Outgoing(RECORD_CHANGES, root.encode(), cached)] if cached else [])
             elif isinstance(links.get(position), RecordError):
                 answers.append(links[position])
@@ -183,7 +187,7 @@ class RecordStage:
                 answers.append(seg.change(incoming, event, data, root) if changed and self.publish else [])
         return answers
 
-    def _cached(self, partition: int, event_id: str) -> bytes | None:
+    def _cached(self, partition: int, event_id: str) -> Committed | None:
         """The change of an applied event if it was committed but maybe never published (and not by this batch)."""
         if not self.publish or event_id in self._returned.get(partition, ()):
             return None
