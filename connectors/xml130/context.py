@@ -98,10 +98,14 @@ def fields(record: etree._Element, legacy: bool = False) -> dict[str, str]:
     out = {c.tag: v for c in record if (t := c.text) and (v := t.strip())}
     if out and next(iter(out))[0] == "{":
         out = {tag.rpartition("}")[2]: value for tag, value in out.items()}
-    if legacy:
-        for old, new in MAPS.aliases_4210.items():
-            if old in out and new not in out:
-                out[new] = out[old]
+    return legacy_names(out) if legacy else out
+
+
+def legacy_names(out: dict[str, str]) -> dict[str, str]:
+    """Add the QD 130 name of every QD 4210 field present (the QD 130 name wins when both are); in place."""
+    for old, new in MAPS.aliases_4210.items():
+        if old in out and new not in out:
+            out[new] = out[old]
     return out
 
 

@@ -12,11 +12,10 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from lxml import etree
-
 from connectors.xml130 import clinical, documents
-from connectors.xml130.context import SENSITIVITY_HIV, SOURCE_SYSTEM, Context, fields, is_hiv
+from connectors.xml130.context import SENSITIVITY_HIV, SOURCE_SYSTEM, Context, is_hiv, legacy_names
 from connectors.xml130.errors import MappingError, TableError
+from connectors.xml130.flat import Table, from_root, read_table
 from connectors.xml130.layout import ENVELOPE_ROOT, ROOT_TO_TABLE, TABLES
 from connectors.xml130.maps import MAPS
 from connectors.xml130.output import Output
@@ -119,22 +118,17 @@ def _bare(head: bytes, stream: Any, recorded_at: str, facility: str | None, limi
                           "its XML1: send the GIAMDINHHS envelope or the XML1 table", "document",
                           data, facility)
     hoso = RawHoso(1, facility or "")
-    return _translate(hoso, {kind: (data, root)}, [], recorded_at, facility, raw)
+    return _translate(hoso, {kind: (data, from_root(kind, data, root))}, [], recorded_at, facility, raw)
 
 
-def _decode(table: RawTable, limits: Limits) -> tuple[bytes, etree._Element | None]:
+def _decode(table: RawTable, limits: Limits) -> tuple[bytes, Table | None]:
     if table.problem is not None:
         raise table.problem
     assert table.base64 is not None
     data = decode_base64(table.base64, limits.max_table_bytes)
     if MAPS.tables(table.kind) in ("unmapped", "sensitive"):
         return data, None  # kept raw, not parsed: nothing reads it
-    root = parse_document(data, limits.max_table_bytes)
-    expected = TABLES[table.kind][0]
-    tag = root.tag.rpartition("}")[2] if isinstance(root.tag, str) else "?"
-    if tag != expected:
-        raise TableError("table", f"{table.kind} root element is {tag}, expected {expected}")
-    return data, root
+    return data, read_table(table.kind, data, limits.max_table_bytes)
 
 
 def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
@@ -144,7 +138,7 @@ def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
     record, put on every event's source (an importer that learns them only after writing passes a
     placeholder and fills it in the serialised events)."""
     where = f"HOSO {hoso.index}"
-    parsed: dict[str, tuple[bytes, etree._Element | None]] = {}
+    parsed: dict[str, tuple[bytes, Table | None]] = {}
     failures: list[Failure] = []
     for table in hoso.tables:
         try:
@@ -166,7 +160,7 @@ def _unlinked(record: Record, out_where: str, reason: str) -> Record:
     return record
 
 
-def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | None]],
+def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, Table | None]],
                failures: list[Failure], recorded_at: str, facility: str | None,
                raw: RawCoordinates | None) -> Record:
     where = f"HOSO {hoso.index}"
@@ -182,9 +176,9 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
             failures.append(Failure("translate", "missing", "HOSO has no XML1 (encounter summary)",
                                     f"{where} XML1", b"", record.facility or None))
         return _unlinked(record, where, f"{reason}: the table cannot be linked to a patient")
-    data, root = parsed["XML1"]
-    assert root is not None
-    f = fields(root, legacy=True)
+    data, xml1 = parsed["XML1"]
+    assert xml1 is not None
+    f = legacy_names(xml1.records[0])
     fac = f.get("MA_CSKCB") or hoso.facility or facility
     record.encounter_key = f.get("MA_LK")
     if not fac:
@@ -220,10 +214,10 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
     for kind in MAPPED_ORDER:
         if kind not in parsed:
             continue
-        table_bytes, table_root = parsed[kind]
-        assert table_root is not None
+        table_bytes, table = parsed[kind]
+        assert table is not None
         try:
-            _map_table(kind, table_bytes, table_root, ctx, out, groups)
+            _map_table(kind, table_bytes, table, ctx, out, groups)
         except MappingError as exc:
             failures.append(Failure.of("translate", exc.kind, f"{kind}: {exc.reason}", f"{where} {kind}",
                                        table_bytes, fac, ma_lk))
@@ -235,13 +229,11 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, etree._Element | No
     return record
 
 
-def _map_table(kind: str, data: bytes, root: etree._Element, ctx: Context, out: Output,
-               groups: dict[str, str]) -> None:
-    record_tag = TABLES[kind][1]
-    if record_tag is None:
-        documents.paper(kind, fields(root), data, ctx, out)
+def _map_table(kind: str, data: bytes, table: Table, ctx: Context, out: Output, groups: dict[str, str]) -> None:
+    if TABLES[kind][1] is None:  # the root is the one record
+        documents.paper(kind, table.records[0], data, ctx, out)
         return
-    records = rows(list(root.iter("{*}" + record_tag)), legacy=kind == "XML5")  # {*}: any or no namespace
+    records = rows(table, legacy=kind == "XML5")
     if kind == "XML2":
         clinical.drugs(records, ctx, out)
     elif kind == "XML3":

@@ -5,32 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lxml import etree
-
-from connectors.xml130.context import Context, fields
+from connectors.xml130.context import Context, legacy_names
 from connectors.xml130.errors import MappingError
+from connectors.xml130.flat import Table
 from connectors.xml130.output import Output
 from connectors.xml130.values import date_time, split
 
 SYSTEM_PRACTITIONER = "urn:hssk:xml130:ma-bac-si"  # practising-certificate codes (MA_BAC_SI, NGUOI_THUC_HIEN)
 
-Row = tuple[int, str, dict[str, str], etree._Element]  # (position, key, fields, element)
+Row = tuple[int, str, dict[str, str], Table]  # (position, key, fields, the table: for a failed row's bytes)
 
 
-def rows(records: list[etree._Element], legacy: bool = False) -> list[Row]:
+def rows(table: Table, legacy: bool = False) -> list[Row]:
     """Key each row by STT (its sequence number) when the source gives one, else by its position."""
-    out = []
-    for position, element in enumerate(records, start=1):
-        f = fields(element, legacy)
-        out.append((position, f.get("STT") or f"#{position}", f, element))
-    return out
+    if legacy:
+        for f in table.records:
+            legacy_names(f)
+    return [(position, f.get("STT") or f"#{position}", f, table) for position, f in enumerate(table.records, start=1)]
 
 
 def each(table: str, records: list[Row], ctx: Context, out: Output,
          map_row: Callable[[dict[str, str], str], None]) -> None:
     """Map every row on its own: a MappingError costs only that row (a Failure with the row's bytes)."""
     seen: set[str] = set()
-    for position, key, f, element in records:
+    for position, key, f, source in records:
         try:
             if key in seen:
                 raise MappingError("value", "STT repeats an earlier row's")
@@ -39,7 +37,7 @@ def each(table: str, records: list[Row], ctx: Context, out: Output,
                 raise MappingError("value", "MA_LK differs from the XML1 record's")
             map_row(f, key)
         except MappingError as exc:
-            out.row_failed(table, position, exc, etree.tostring(element, encoding="utf-8"))
+            out.row_failed(table, position, exc, source.original(position - 1))
     out.counts[f"{table}.rows"] += len(records)
 
 

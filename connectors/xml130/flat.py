@@ -1,0 +1,199 @@
+"""Reading a BHYT table's records without building a tree: a strict grammar, then the fields by regex.
+
+A BHYT table is a root element, an optional list element and records whose children are plain text fields.
+For a document in exactly that shape - UTF-8, an optional XML declaration (version 1.0, UTF-8), no DOCTYPE,
+comment, processing instruction, attribute or namespace, ASCII element names, text made only of characters,
+the five predefined entity references, character references and CDATA sections - a full match of the grammar
+below is itself the proof that the document is well-formed XML, and its fields are read by regex: no Python
+object per element, the hot spot of the lxml reader (~0.75 us per element, ~700 elements an encounter).
+
+Anything else (a DOCTYPE, a comment, an attribute, a namespace, a nested field, a BOM, another encoding, a
+character XML forbids, a wrong root, ...) goes to the hardened lxml parser (``safe.parse_document``), which
+reads it or refuses it exactly as before: the grammar only decides which of two readers gives the same answer.
+XML's line-end normalisation (CR LF and CR -> LF) is applied first, as a parser does; values are unescaped and
+stripped as ``context.fields`` strips lxml's text. A test checks that both readers give the same fields over
+generated, broken and tricky tables, and a randomised one that a mutated table is never read differently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+from connectors.xml130.context import fields
+from connectors.xml130.errors import TableError
+from connectors.xml130.layout import TABLES
+from connectors.xml130.safe import parse_document
+
+# Documents at least this long go to lxml: libxml2 (huge_tree off) refuses a text node of 10,000,000 bytes, a
+# limit the grammar does not count. Real tables are kilobytes.
+FAST_MAX_BYTES = 8_000_000
+
+_WS = r"[ \t\n]*+"  # XML white space once CR is normalised
+_NAME = r"[A-Za-z_][A-Za-z0-9_.\-]{0,999}+"  # ASCII names only (no ':': no namespaces); others go to lxml
+_REF = r"&(?:amp|lt|gt|quot|apos|#[0-9]{1,8}|#x[0-9A-Fa-f]{1,8});"
+# Characters XML 1.0 forbids are left out of every text class (surrogates cannot survive a strict UTF-8 decode).
+_BAD = r"\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff"
+_CDATA = rf"<!\[CDATA\[(?:[^\]{_BAD}]++|\](?!\]>))*+\]\]>"
+_TEXT_FULL = rf"(?:[^<&\]{_BAD}]++|{_REF}|\](?!\]>)|{_CDATA})*+"
+_TEXT_PLAIN = rf"[^<&{_BAD}]*+"  # when the document has no '&', no CDATA and no ']]>'
+# Plain text that does not begin or end with white space (str.strip's set, which is re's \s: a test checks it):
+# when every value is such, the values need no strip and none is white space only.
+_TEXT_CLEAN = rf"(?:[^<&\s{_BAD}](?:[^<&{_BAD}]*+(?<!\s))?)?"
+_PROLOG = (r"""(?:<\?xml[ \t\n]+version[ \t\n]*+=[ \t\n]*+(?:"1\.0"|'1\.0')"""
+           r"""(?:[ \t\n]+encoding[ \t\n]*+=[ \t\n]*+(?:"[Uu][Tt][Ff]-8"|'[Uu][Tt][Ff]-8'))?"""
+           r"""(?:[ \t\n]+standalone[ \t\n]*+=[ \t\n]*+(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\n]*+\?>)?""" + _WS)
+# Fields of a validated record: a name and its non-empty text (an empty <X/> or <X></X> is left out anyway).
+_FIELD = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)>([^<]+)")
+_FIELD_CDATA = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)>((?:[^<]++|<!\[CDATA\[.*?\]\]>)++)</", re.S)
+_PIECE = re.compile(r"<!\[CDATA\[(.*?)\]\]>|([^<]+)", re.S)
+_ENTITY = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9A-Fa-f]+));")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _fields_of(record: str | None, text: str) -> str:
+    """The content of one record: its fields, with white space between them, no record element named inside."""
+    exclude = f"(?!{re.escape(record)}/?>)" if record else ""
+    return rf"(?:{_WS}<{exclude}(?:(?P<f>{_NAME})>{text}</(?P=f)>|{_NAME}/>))*+{_WS}"
+
+
+def _grammar(root: str, record: str | None, text: str) -> re.Pattern[str]:
+    if record is None:  # the root is the one record
+        return re.compile(rf"{_PROLOG}(?P<e><{root}>(?P<body>{_fields_of(None, text)})</{root}>){_WS}")
+    records = rf"(?:<{record}>{_fields_of(record, text)}</{record}>{_WS})*+"
+    return re.compile(rf"{_PROLOG}(?P<e><{root}>{_WS}(?:<(?!{record}>)(?P<l>{_NAME})>{_WS})?{records}"
+                      rf"(?(l)</(?P=l)>{_WS})</{root}>){_WS}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    clean: re.Pattern[str]
+    plain: re.Pattern[str]
+    full: re.Pattern[str]
+    open_tag: str | None  # "<CHI_TIET_THUOC>"
+    record_cdata: re.Pattern[str] | None  # a record's content when CDATA may hide markup
+
+
+_LAYOUTS = {
+    kind: _Layout(_grammar(root, record, _TEXT_CLEAN), _grammar(root, record, _TEXT_PLAIN),
+                  _grammar(root, record, _TEXT_FULL),
+                  f"<{record}>" if record else None,
+                  re.compile(rf"<{record}>((?:[^<]++|<!\[CDATA\[.*?\]\]>|<(?!/{record}>))*+)</{record}>", re.S)
+                  if record else None)
+    for kind, (root, record) in TABLES.items()
+}
+
+
+class _Fallback(Exception):
+    """The fast reader cannot give lxml's answer exactly: let lxml read the document."""
+
+
+def _char(code: int) -> str:
+    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF:
+        return chr(code)
+    raise _Fallback  # lxml refuses a reference to a character XML forbids
+
+
+def _entity(match: re.Match[str]) -> str:
+    name, decimal, hexadecimal = match.groups()
+    if name:
+        return _NAMED[name]
+    return _char(int(decimal) if decimal else int(hexadecimal, 16))
+
+
+def _value(raw: str) -> str:
+    """Raw field content -> the text lxml gives (CDATA taken literally, references expanded), stripped."""
+    if "<" in raw:
+        value = "".join(cdata or (_ENTITY.sub(_entity, plain) if "&" in plain else plain)
+                        for cdata, plain in _PIECE.findall(raw))
+    elif "&" in raw:
+        value = _ENTITY.sub(_entity, raw)
+    else:
+        value = raw
+    return value.strip()
+
+
+def _careful(content: str, cdata: bool) -> dict[str, str]:
+    out = {}
+    for name, raw in (_FIELD_CDATA if cdata else _FIELD).findall(content):
+        if value := _value(raw):
+            out[name] = value
+    return out
+
+
+def fast_records(kind: str, data: bytes) -> list[dict[str, str]] | None:
+    """The records' fields of a table in the flat shape (see the module docstring), or None: ask lxml."""
+    if len(data) >= FAST_MAX_BYTES:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    layout = _LAYOUTS[kind]
+    cdata = "<![CDATA[" in text
+    careful = True
+    if cdata or "&" in text or "]]>" in text:
+        match = layout.full.fullmatch(text)
+    elif (match := layout.clean.fullmatch(text)) is not None:
+        careful = False  # no value to unescape or strip: the fields are the regex's strings as they are
+    else:
+        match = layout.plain.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        if layout.open_tag is None:
+            body = match.group("body")
+            return [_careful(body, cdata) if careful else dict(_FIELD.findall(body))]
+        if cdata:
+            contents = layout.record_cdata.findall(text, *match.span("e"))  # type: ignore[union-attr]
+        else:
+            contents = text.split(layout.open_tag)[1:]  # [0] is the prolog and the root's start
+        if careful:
+            return [_careful(content, cdata) for content in contents]
+        return [dict(_FIELD.findall(content)) for content in contents]
+    except _Fallback:
+        return None
+
+
+@dataclass(slots=True)
+class Table:
+    """One decoded table: its records' fields (a root table has one record, its root), and each record's
+    original bytes on demand (a failed row's DLQ entry), as lxml serialises the record element."""
+
+    kind: str
+    data: bytes
+    records: list[dict[str, str]]
+    elements: list[etree._Element] | None = None  # set when lxml read it (or once an original was asked for)
+
+    def original(self, index: int) -> bytes:
+        """Record ``index`` (0-based) serialised by lxml: only failures need it, so the fast path parses then."""
+        if self.elements is None:
+            self.elements = _elements(self.kind, parse_document(self.data, len(self.data)))
+        return etree.tostring(self.elements[index], encoding="utf-8")
+
+
+def _elements(kind: str, root: etree._Element) -> list[etree._Element]:
+    record = TABLES[kind][1]
+    return [root] if record is None else list(root.iter("{*}" + record))  # {*}: any or no namespace
+
+
+def from_root(kind: str, data: bytes, root: etree._Element) -> Table:
+    """A table lxml has parsed (its root element already checked)."""
+    elements = _elements(kind, root)
+    return Table(kind, data, [fields(e) for e in elements], elements)
+
+
+def read_table(kind: str, data: bytes, max_bytes: int) -> Table:
+    """A decoded table document -> its records; TableError (from lxml's reading) when it is not readable."""
+    if len(data) <= max_bytes and (records := fast_records(kind, data)) is not None:
+        return Table(kind, data, records)
+    root = parse_document(data, max_bytes)
+    expected = TABLES[kind][0]
+    tag = root.tag.rpartition("}")[2] if isinstance(root.tag, str) else "?"
+    if tag != expected:
+        raise TableError("table", f"{kind} root element is {tag}, expected {expected}")
+    return from_root(kind, data, root)
