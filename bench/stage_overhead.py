@@ -10,6 +10,14 @@ benchmarks time their steps without it, so this bench measures the part they lea
 to an output topic, batches of up to 500, acks=all, offsets committed. The figure is the worker's CPU time
 per event (from /proc, all threads) between "idle with its partitions assigned" and "every copy is on the
 output topic", so start-up and group joins are not counted; wall rate is shown too but the machine is shared.
+
+    .venv/bin/python -m bench.stage_overhead --rate 500 [--events 15000]
+
+The paced mode: events arrive at ``--rate`` per second, as in the whole-path benchmark (bench.fanout), and
+the hub's stage loop copies them under each consumer fetch setting (HSSK_STAGE_FETCH_MIN_BYTES /
+HSSK_STAGE_FETCH_MAX_WAIT_MS). Below capacity a fetch that returns at once carries a few events, so the
+stage and the broker pay per request; the table gives the stage's and the broker's CPU per event and the
+copy latency (the output record's timestamp minus the time the event was sent), p50 and p99.
 """
 
 from __future__ import annotations
@@ -41,10 +49,10 @@ def _topic(name: str) -> Topic:
     return Topic(name, "bench", 3_600_000, "stage overhead bench")
 
 
-def _event(i: int) -> bytes:
+def _event(i: int, sent_ms: int = 0) -> bytes:
     filler = "Nguyễn Thị Hồng Nhung, phường Bến Nghé, Quận 1, Thành phố Hồ Chí Minh; " * 14
-    return (f'{{"event_id":"{i:032x}","type":"patient.updated","occurred_at":"2026-03-01T08:00:00+07:00",'
-            f'"payload":{{"text":"{filler}"}}}}').encode()
+    return (f'{{"event_id":"{i:032x}","sent_ms":{sent_ms:013d},"type":"patient.updated",'
+            f'"occurred_at":"2026-03-01T08:00:00+07:00","payload":{{"text":"{filler}"}}}}').encode()
 
 
 def _cpu_s(pid: int) -> float:
@@ -62,13 +70,14 @@ def run_hub(settings: Settings) -> None:
 
     from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
 
-    out = _topic(OUTPUTS["hub"])
+    source = _topic(os.environ.get("BENCH_STAGE_IN", SOURCES["hub"]))
+    out = _topic(os.environ.get("BENCH_STAGE_OUT", OUTPUTS["hub"]))
 
     async def copy(incoming: Incoming) -> list[Outgoing]:
         return [Outgoing(out, incoming.key, incoming.value)]
 
     app = make_app("bench-stage", settings)
-    add_stage(app, settings, "bench-copy", _topic(SOURCES["hub"]), each(copy))
+    add_stage(app, settings, "bench-copy", source, each(copy))
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
 
@@ -136,13 +145,87 @@ async def _produce(settings: Settings, topic: str, n: int) -> None:
         await producer.stop()
 
 
-async def _create_topics(settings: Settings) -> None:
+async def _create_topics(settings: Settings, names: list[str] | None = None) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (*SOURCES.values(), *OUTPUTS.values())])
+        names = names or [*SOURCES.values(), *OUTPUTS.values()]
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names])
     finally:
         await admin.close()
+
+
+async def _produce_paced(settings: Settings, topic: str, n: int, rate: float) -> None:
+    """``n`` events at ``rate`` per second (in 10 ms ticks), each carrying the wall time it was sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    try:
+        futures, start, sent = [], time.monotonic(), 0
+        while sent < n:
+            due = min(n, int((time.monotonic() - start) * rate) + 1)
+            while sent < due:
+                futures.append(await producer.send(topic, _event(sent, int(time.time() * 1000)),
+                                                   key=f"k{sent % 997}".encode()))
+                sent += 1
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+_SENT_AT = _event(0).index(b'"sent_ms":') + len('"sent_ms":')
+
+
+async def _latencies_ms(settings: Settings, topic: str) -> list[float]:
+    """Output record time minus the time its event was sent, for every copy on ``topic``."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out: list[float] = []
+        while batch := await consumer.getmany(timeout_ms=1000):
+            for records in batch.values():
+                out += [r.timestamp - int(r.value[_SENT_AT:_SENT_AT + 13]) for r in records]
+        return sorted(out)
+    finally:
+        await consumer.stop()
+
+
+# Consumer fetch settings the paced mode compares: (label, fetch.min.bytes, fetch.max.wait.ms).
+FETCH_VARIANTS = [("fetch returns at once (1 B or 500 ms)", 1, 500), ("fetch 64 KiB or 10 ms", 65536, 10),
+                  ("fetch 64 KiB or 25 ms", 65536, 25)]
+
+
+def measure_paced(settings: Settings, index: int, label: str, min_bytes: int, wait_ms: int, n: int,
+                  rate: float) -> Row:
+    from bench.fanout import process_cpu_s, process_pids
+
+    source, out = f"bench.stage.paced{index}.in", f"bench.stage.paced{index}.out"
+    asyncio.run(_create_topics(settings, [source, out]))
+    env = {**os.environ, "BENCH_STAGE_IN": source, "BENCH_STAGE_OUT": out,
+           "HSSK_STAGE_FETCH_MIN_BYTES": str(min_bytes), "HSSK_STAGE_FETCH_MAX_WAIT_MS": str(wait_ms)}
+    log = open(settings.state_dir / f"stage-paced{index}.log", "wb")
+    child = subprocess.Popen([sys.executable, "-m", "bench.stage_overhead", "--child", "hub"], cwd=REPO_ROOT,
+                             env=env, stdout=subprocess.DEVNULL, stderr=log)
+    kafka = process_pids(settings)["kafka"]
+    try:
+        time.sleep(20)  # group join and assignment
+        cpu0, broker0, t0 = _cpu_s(child.pid), process_cpu_s(kafka), time.monotonic()
+        asyncio.run(_produce_paced(settings, source, n, rate))
+        while asyncio.run(_end_total(settings, out)) < n:
+            if child.poll() is not None:
+                raise SystemExit(f"the stage worker exited with {child.returncode} before copying everything")
+            time.sleep(0.1)
+        wall = time.monotonic() - t0
+        cpu, broker = _cpu_s(child.pid) - cpu0, process_cpu_s(kafka) - broker0
+    finally:
+        child.terminate()
+        child.wait(30)
+    lat = asyncio.run(_latencies_ms(settings, out))
+    p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return Row(label, n, wall, {"stage µs/event": cpu * 1e6 / n, "broker µs/event": broker * 1e6 / n,
+                                "copy p50 ms": p50, "copy p99 ms": p99},
+               note=f"min bytes {min_bytes}, max wait {wait_ms} ms; broker CPU includes the paced producer's requests")
 
 
 def measure(settings: Settings, kind: str, n: int) -> Row:
@@ -175,6 +258,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--child", choices=sorted(OUTPUTS))
+    parser.add_argument("--rate", type=float, help="paced mode: events per second, compare consumer fetch settings")
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     args = parser.parse_args()
     if args.child is None:
@@ -197,13 +281,21 @@ def main() -> int:
     try:
         if local.stack("start", settings) != 0:
             return 1
-        asyncio.run(_create_topics(settings))
-        rows = [measure(settings, kind, args.events) for kind in ("aiokafka", "faust", "hub")]
+        if args.rate:
+            rows = [measure_paced(settings, i, *variant, args.events, args.rate)
+                    for i, variant in enumerate(FETCH_VARIANTS)]
+        else:
+            asyncio.run(_create_topics(settings))
+            rows = [measure(settings, kind, args.events) for kind in ("aiokafka", "faust", "hub")]
     finally:
         if not args.keep:
             local.stack("stop", settings)
-    print(render(f"Stream stage overhead: copy {args.events:,} events, batches of 500, acks=all", rows,
-                 baseline="aiokafka copy stage"))
+    if args.rate:
+        print(render(f"Stage loop at {args.rate:,.0f} events/s: {args.events:,} events of ~1.3 kB, 4 partitions, "
+                     "acks=all, by consumer fetch setting", rows, baseline=FETCH_VARIANTS[0][0]))
+    else:
+        print(render(f"Stream stage overhead: copy {args.events:,} events, batches of 500, acks=all", rows,
+                     baseline="aiokafka copy stage"))
     print(f"load average before {load_before:.2f}, at the end {os.getloadavg()[0]:.2f}")
     return 0
 

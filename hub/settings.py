@@ -49,6 +49,12 @@ class Settings:
     dedup_ttl_s: int = 7 * 24 * 3600
     # Producer linger for durable writes: bench.mllp measured it (closing note of the MLLP issue).
     kafka_linger_ms: int = 0
+    # How a stage's consumer fetches (hub/stream/app.py StageLoop): a fetch returns once it has this many bytes
+    # or has waited this long. 1 byte returns at once with whatever is there: at a steady rate below capacity
+    # every stage then fetches a few events per request, and the broker's CPU per message grows
+    # (bench.stage_overhead --rate measures the trade: latency per hop against CPU).
+    stage_fetch_min_bytes: int = 1
+    stage_fetch_max_wait_ms: int = 500
     topic_partitions: int = 4
     topic_replication: int = 1
     # Secret for keyed hashes (Kafka keys, citizen ids). Change it in production: with the dev key
@@ -113,6 +119,8 @@ class Settings:
             mllp_open_mode=env.get("HSSK_MLLP_OPEN_MODE", "false").lower() in ("1", "true", "yes"),
             dedup_ttl_s=int(env.get("HSSK_DEDUP_TTL_S", cls.dedup_ttl_s)),
             kafka_linger_ms=int(env.get("HSSK_KAFKA_LINGER_MS", cls.kafka_linger_ms)),
+            stage_fetch_min_bytes=int(env.get("HSSK_STAGE_FETCH_MIN_BYTES", cls.stage_fetch_min_bytes)),
+            stage_fetch_max_wait_ms=int(env.get("HSSK_STAGE_FETCH_MAX_WAIT_MS", cls.stage_fetch_max_wait_ms)),
             topic_partitions=int(env.get("HSSK_TOPIC_PARTITIONS", cls.topic_partitions)),
             topic_replication=int(env.get("HSSK_TOPIC_REPLICATION", cls.topic_replication)),
             pseudonym_key=env.get("HSSK_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY).encode(),

@@ -237,7 +237,9 @@ class StageLoop:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             self.source.name, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group,
-            client_id=f"{self.group}-{self.stage}", enable_auto_commit=False, auto_offset_reset="earliest")
+            client_id=f"{self.group}-{self.stage}", enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_min_bytes=self.settings.stage_fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.stage_fetch_max_wait_ms)
         await _until_started(self.stage, consumer)
         self._producer = await self._new_producer()
         try:
