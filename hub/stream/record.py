@@ -159,7 +159,7 @@ class RecordStage:
             self._outbox.setdefault(partition, {}).update(fields)
         answers: list[Result] = []
         for n, (position, incoming, event, data) in enumerate(items):
-            root = seg.root(event.citizen_id) if event.citizen_id else ""
+            root = roots[n]  # a segment with a merge holds nothing else, so no root moves in this loop
             if not root:
                 answers.append(RecordError("event without a citizen_id on events.citizen"))
             elif applied[n] or (root, event.event_id) in seg.applied:
