@@ -3,9 +3,11 @@
 A BHYT table is a root element, an optional list element and records whose children are plain text fields.
 For a document in exactly that shape - UTF-8, an optional XML declaration (version 1.0, UTF-8), no DOCTYPE,
 comment, processing instruction, attribute or namespace, ASCII element names, text made only of characters,
-the five predefined entity references, character references and CDATA sections - a full match of the grammar
+the five predefined entity references, character references and CDATA sections - a full match of a grammar
 below is itself the proof that the document is well-formed XML, and its fields are read by regex: no Python
 object per element, the hot spot of the lxml reader (~0.75 us per element, ~700 elements an encounter).
+The common case (no reference, CDATA or value that needs stripping) is read record by record with a template
+per record skeleton, which is that record's grammar; the rest with the general grammar and a regex per field.
 
 Anything else (a DOCTYPE, a comment, an attribute, a namespace, a nested field, a BOM, another encoding, a
 character XML forbids, a wrong root, ...) goes to the hardened lxml parser (``safe.parse_document``), which
@@ -123,6 +125,100 @@ def _careful(content: str, cdata: bool) -> dict[str, str]:
     return out
 
 
+# --- records by template: one compiled pattern per record skeleton (its field names, which are empty) ---------
+# A table's records nearly always share a skeleton, so after the first record each one is read by one match of
+# its template, which is also its grammar (literal names, white space between fields, values that neither begin
+# nor end with white space): the values are the match's groups, C strings, with no per-field regex search.
+# Bytes that are characters XML forbids: C0 controls but tab, LF and CR (U+FFFE/U+FFFF are checked as UTF-8).
+_C0_TO_NUL = bytes(0 if b < 0x20 and b not in (0x09, 0x0A, 0x0D) else b for b in range(256))
+_SKELETON = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)(?:/>|>([^<]*)</\1>)")
+_VALUE = r"([^\s<][^<]*+(?<!\s))"
+_TEMPLATES_PER_TABLE = 32
+_TEMPLATES: dict[str, list[tuple[re.Pattern[str], tuple[str, ...]]]] = {}
+_NAME_RE = re.compile(_NAME)
+
+
+def _template(content: str, record: str, prefix: str, suffix: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """The template of ``content``'s skeleton (None if a name is not plain or is the record's own)."""
+    names, parts = [], []
+    for name, value in _SKELETON.findall(content):
+        if name == record or not _NAME_RE.fullmatch(name):
+            return None
+        if value:
+            names.append(name)
+            parts.append(f"<{name}>{_VALUE}</{name}>")
+        else:
+            parts.append(f"<{name}(?:/>|></{name}>)")
+    return re.compile(prefix + _WS + _WS.join(parts) + _WS + suffix), tuple(names)
+
+
+def _by_template(kind: str, content: str, record: str, prefix: str, suffix: str, whole: bool) -> dict[str, str] | None:
+    """``content`` read by the first template of ``kind`` that matches it (a new one is made when none does)."""
+    templates = _TEMPLATES.setdefault(kind, [])
+    for pattern, names in templates:
+        match = pattern.fullmatch(content) if whole else pattern.match(content)
+        if match is not None:
+            return dict(zip(names, match.groups()))
+    made = _template(content, record, prefix, suffix)
+    if made is None:
+        return None
+    match = made[0].fullmatch(content) if whole else made[0].match(content)
+    if match is None:
+        return None
+    if len(templates) >= _TEMPLATES_PER_TABLE:
+        templates.pop()
+    templates.insert(0, made)
+    return dict(zip(made[1], match.groups()))
+
+
+def _templated(kind: str, text: str) -> list[dict[str, str]] | None:
+    root, record = TABLES[kind]
+    if record is None:
+        found = _by_template(kind, text, root, f"{_PROLOG}<{root}>", f"</{root}>{_WS}", True)
+        return None if found is None else [found]
+    pieces = text.split(f"<{record}>")
+    head = _LIST_HEAD[kind].fullmatch(pieces[0])
+    if head is None or len(pieces) < 2:
+        return None
+    out = []
+    last = len(pieces) - 1
+    for i in range(1, len(pieces)):
+        piece = pieces[i]
+        templates = _TEMPLATES.get(kind, ())
+        for pattern, names in templates:
+            if (match := pattern.match(piece)) is not None:
+                break
+        else:
+            if _by_template(kind, piece, record, "", f"</{record}>{_WS}", False) is None:
+                return None
+            pattern, names = _TEMPLATES[kind][0]
+            match = pattern.match(piece)
+            assert match is not None
+        end = match.end()
+        if end != len(piece) and (i != last or not _tail_ok(kind, piece[end:], head.group("l"))):
+            return None
+        if i == last and end == len(piece):
+            return None  # the root's end tag is missing
+        out.append(dict(zip(names, match.groups())))
+    return out
+
+
+def _tail_ok(kind: str, tail: str, list_name: str | None) -> bool:
+    match = _LIST_TAIL[kind].fullmatch(tail)
+    return match is not None and match.group("l") == list_name
+
+
+_LIST_HEAD = {kind: re.compile(rf"{_PROLOG}<{root}>{_WS}(?:<(?!{record}>)(?P<l>{_NAME})>{_WS})?")
+              for kind, (root, record) in TABLES.items() if record is not None}
+_LIST_TAIL = {kind: re.compile(rf"(?:</(?P<l>{_NAME})>{_WS})?</{root}>{_WS}")
+              for kind, (root, record) in TABLES.items() if record is not None}
+
+
+def _forbidden_bytes(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` holds a character XML forbids (bytes.translate and ``in``: C loops, no regex)."""
+    return b"\x00" in data.translate(_C0_TO_NUL) or b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data
+
+
 def fast_records(kind: str, data: bytes) -> list[dict[str, str]] | None:
     """The records' fields of a table in the flat shape (see the module docstring), or None: ask lxml."""
     if len(data) >= FAST_MAX_BYTES:
@@ -133,8 +229,11 @@ def fast_records(kind: str, data: bytes) -> list[dict[str, str]] | None:
         return None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    layout = _LAYOUTS[kind]
     cdata = "<![CDATA[" in text
+    if (not cdata and "&" not in text and "]]>" not in text and not _forbidden_bytes(data)
+            and (records := _templated(kind, text)) is not None):
+        return records  # a template's values may hold none of these, so they were checked first
+    layout = _LAYOUTS[kind]
     careful = True
     if cdata or "&" in text or "]]>" in text:
         match = layout.full.fullmatch(text)

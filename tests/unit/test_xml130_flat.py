@@ -111,6 +111,14 @@ TRICKY: list[tuple[str, str, bytes, bool]] = [
      xml1("<MA_LK>x</MA_LK>", "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>"), True),
     ("dots and dashes in names", "XML1", xml1("<A.B-C_1>x</A.B-C_1>"), True),
     ("gt in text", "XML1", xml1("<GHI_CHU>a > b</GHI_CHU>"), True),
+    ("second record needs stripping", "XML2", drugs(ROW, "<STT> 2</STT><TEN_THUOC>x</TEN_THUOC>"), True),
+    ("second record has an entity", "XML2", drugs(ROW, "<STT>2</STT><TEN_THUOC>a &amp; b</TEN_THUOC>"), True),
+    ("second record is empty where the first is not", "XML2", drugs(ROW, "<MA_LK/><STT>2</STT><TEN_THUOC/>"), True),
+    ("records of many skeletons", "XML2", drugs(*(f"<STT>{i}</STT>" + "".join(
+        f"<F{j}>{'v' if (i >> j) & 1 else ''}</F{j}>" for j in range(6)) for i in range(64))), True),
+    ("root end tag missing after the last record", "XML2", drugs(ROW)[:-len("</CHITIEU_CHITIET_THUOC>")], False),
+    ("list end tag differs", "XML2", drugs(ROW).replace(b"</DSACH_CHI_TIET_THUOC>", b"</DSACH>"), False),
+    ("stray text after a record", "XML2", drugs(ROW).replace(b"</CHI_TIET_THUOC>", b"</CHI_TIET_THUOC>x"), False),
     # declined: lxml reads them
     ("comment", "XML2", drugs("<STT>1</STT><!-- ghi chú --><MA_LK>x</MA_LK>"), False),
     ("processing instruction", "XML2", drugs("<STT>1</STT><?pi x?>"), False),
