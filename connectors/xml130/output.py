@@ -15,7 +15,7 @@ class Output:
     where: str  # "HOSO 3", prefix of every failure position
     facility: str
     encounter_key: str | None
-    events: list[Envelope] = field(default_factory=list)
+    events: list[Envelope | bytes] = field(default_factory=list)  # bytes when the Context is encoded
     failures: list[Failure] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 

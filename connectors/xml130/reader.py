@@ -26,7 +26,7 @@ from connectors.xml130.source import (
     PEEK_BYTES, EnvelopeError, Limits, RawHoso, RawTable, Source, first_element, open_source, stream_envelope,
 )
 from connectors.xml130.summary import summary
-from hub.envelope import RawCoordinates
+from hub.envelope import Envelope, RawCoordinates
 from hub.envelope import Source as EventSource
 
 DEFAULT_LIMITS = Limits()
@@ -132,11 +132,13 @@ def _decode(table: RawTable, limits: Limits) -> tuple[bytes, Table | None]:
 
 
 def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
-                   limits: Limits = DEFAULT_LIMITS, raw: RawCoordinates | None = None) -> Record:
+                   limits: Limits = DEFAULT_LIMITS, raw: RawCoordinates | None = None, *,
+                   encoded: bool = False) -> Record:
     """One HOSO (its tables still base64) -> a Record. Public for replaying a HOSO from the DLQ, and for
     mapping HOSO read by ``read_hoso`` in another process. ``raw``: the coordinates of the encounter's raw
     record, put on every event's source (an importer that learns them only after writing passes a
-    placeholder and fills it in the serialised events)."""
+    placeholder and fills it in the serialised events). ``encoded``: the record's events are their JSON bytes
+    (``Envelope.to_json``'s), built without Envelope objects, for an importer that only writes them."""
     where = f"HOSO {hoso.index}"
     parsed: dict[str, tuple[bytes, Table | None]] = {}
     failures: list[Failure] = []
@@ -149,7 +151,7 @@ def translate_hoso(hoso: RawHoso, recorded_at: str, facility: str | None = None,
             original = (table.base64 or "").encode("ascii", "replace")
             failures.append(Failure.of("parse", exc.kind, f"{table.kind}: {exc.reason}", f"{where} {table.kind}",
                                        original, hoso.facility or facility))
-    return _translate(hoso, parsed, failures, recorded_at, facility, raw)
+    return _translate(hoso, parsed, failures, recorded_at, facility, raw, encoded)
 
 
 def _unlinked(record: Record, out_where: str, reason: str) -> Record:
@@ -162,7 +164,7 @@ def _unlinked(record: Record, out_where: str, reason: str) -> Record:
 
 def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, Table | None]],
                failures: list[Failure], recorded_at: str, facility: str | None,
-               raw: RawCoordinates | None) -> Record:
+               raw: RawCoordinates | None, encoded: bool = False) -> Record:
     where = f"HOSO {hoso.index}"
     record = Record(hoso.index, hoso.facility or facility or "", None, failures=failures,
                     tables={kind: data for kind, (data, _root) in parsed.items()})
@@ -200,10 +202,15 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, Table | None]],
     sensitive = "XML6" in parsed or any(is_hiv(code) for code in mapped.icd10)
     sensitivity = (SENSITIVITY_HIV,) if sensitive else ()
     record.sensitivity = sensitivity
+    record.subject = mapped.subject
     ma_lk = f["MA_LK"]
+    source = EventSource(SOURCE_SYSTEM, fac, ma_lk, raw=raw)
+    parts = None
+    if encoded:
+        shape = Envelope("", "", "", "", source, mapped.subject, {}).to_dict()
+        parts = (shape["source"], shape["subject"])
     ctx = Context(fac, ma_lk, f"Patient/{mapped.patient['id']}", f"Encounter/{mapped.encounter['id']}",
-                  mapped.occurred_at, recorded_at, EventSource(SOURCE_SYSTEM, fac, ma_lk, raw=raw), mapped.subject,
-                  sensitivity)
+                  mapped.occurred_at, recorded_at, source, mapped.subject, sensitivity, parts)
     out = Output(where, fac, ma_lk, failures=failures, counts=record.counts)
     out.events.append(ctx.event(mapped.patient, "XML1/Patient"))
     out.events.append(ctx.event(mapped.encounter, "XML1/Encounter"))

@@ -10,7 +10,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hub.envelope import DeadLetter, Envelope
+from hub.envelope import DeadLetter, Envelope, Subject
 
 MAX_ORIGINAL = 1 << 20  # bytes of the failed input kept on a Failure (enough to replay any real table)
 # Bytes of it a hub.dlq entry carries: base64 makes 512 KiB ~700 kB, which with the reason and headers stays
@@ -72,7 +72,10 @@ class Failure:
 
 @dataclass(slots=True)
 class Record:
-    """One HOSO: the encounter's events in order, its failures, its raw tables and its counts."""
+    """One HOSO: the encounter's events in order, its failures, its raw tables and its counts.
+
+    ``events`` are Envelopes, or each event's JSON bytes when translated with ``encoded=True`` (the importer's
+    path: ``translate_hoso``)."""
 
     index: int  # 1-based position of the HOSO in the export
     facility: str
@@ -82,6 +85,7 @@ class Record:
     tables: dict[str, bytes] = field(default_factory=dict)  # decoded table documents by LOAIHOSO (the raw record)
     counts: Counter[str] = field(default_factory=Counter)  # e.g. "XML3.supply", "XML9.unmapped", "XML2.rows"
     sensitivity: tuple[str, ...] = ()
+    subject: Subject | None = None  # who XML1 says the encounter is about (None when XML1 is unusable)
 
     @property
     def ok(self) -> bool:
