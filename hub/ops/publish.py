@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gc
 import multiprocessing
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,12 +29,13 @@ from typing import Any
 
 import orjson
 
-from connectors.registry.read import _as_csv
+from connectors.registry.read import COLUMNS, _as_csv
 from connectors.registry.translate import map_values
 from connectors.xml130 import Failure, RawHoso, Record, translate_hoso
 from hub.envelope import SCHEMA_VERSION, Envelope, RawCoordinates, event_id
 from hub.errors import HubError
 from hub.kafka import BulkProducer, Headers, Pending
+from hub.kafka import Record as KafkaRecord
 from hub.pseudonym import KeyHasher, keyed_hash
 from hub.topics import EMR_RAW, EVENTS_CANONICAL
 
@@ -42,7 +43,6 @@ from hub.topics import EMR_RAW, EVENTS_CANONICAL
 RAW_PLACEHOLDER = RawCoordinates(EMR_RAW.name, -1, -1)
 _MARK = b'"raw":{"topic":"' + EMR_RAW.name.encode() + b'","partition":-1,"offset":-1}'
 
-_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 RawRecord = tuple[bytes, bytes, Headers]  # value, key, headers
 LocatedEvent = tuple[bytes, bytes]  # event JSON with the placeholder raw coordinates, key
 
@@ -87,6 +87,28 @@ def _coordinates(partition: int, offset: int) -> bytes:
 _RAW_TOPIC = EMR_RAW.name.encode()
 
 
+_Locate = Callable[[list[tuple[int, int]]], list[KafkaRecord]]  # raw records' (partition, offset) -> located events
+
+
+def _locate_each(events: list[list[LocatedEvent]], where: list[tuple[int, int]]) -> list[KafkaRecord]:
+    topic, mark, records = EVENTS_CANONICAL.name, _MARK, []
+    for own, (partition, offset) in zip(events, where):
+        coordinates = _coordinates(partition, offset)  # once for the events of one raw record
+        records += [(topic, value.replace(mark, coordinates, 1), key, ()) for value, key in own]
+    return records
+
+
+def _locate_pairs(events: Sequence[bytes], keys: Sequence[bytes], where: list[tuple[int, int]]) -> list[KafkaRecord]:
+    topic, mark, records = EVENTS_CANONICAL.name, _MARK, []
+    append = records.append
+    pairs = iter(events)
+    for (partition, offset), key, first, second in zip(where, keys, pairs, pairs):
+        coordinates = _coordinates(partition, offset)
+        append((topic, first.replace(mark, coordinates, 1), key, ()))
+        append((topic, second.replace(mark, coordinates, 1), key, ()))
+    return records
+
+
 @contextmanager
 def bulk_gc() -> Iterator[None]:
     """A bulk import allocates millions of short-lived, cycle-free dicts while thousands of mapped records wait
@@ -107,18 +129,20 @@ class RawFirstWriter:
         self._producer = producer
         self._events = producer.sibling(report_successes=False)
         self._timeout = producer.timeout_s + 5.0
-        self._queue: asyncio.Queue[tuple[Pending, list[list[LocatedEvent]]] | None] = asyncio.Queue(maxsize=depth)
+        self._queue: asyncio.Queue[tuple[Pending, _Locate] | None] = asyncio.Queue(maxsize=depth)
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, raws: Sequence[RawRecord], events: Sequence[list[LocatedEvent]]) -> None:
         """Queue one chunk: ``raws[i]`` and then its ``events[i]`` (confirmed by the next ``drain``)."""
-        self._raise_failure()
-        if not self._events.connected:
-            await asyncio.wait_for(self._events.connect(), timeout=self._timeout)
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-        pending = self._producer.send_many([(EMR_RAW.name, value, key, headers) for value, key, headers in raws])
-        await self._put((pending, list(events)))
+        pending = await self._send_raws([(EMR_RAW.name, value, key, headers) for value, key, headers in raws])
+        await self._put((pending, functools.partial(_locate_each, list(events))))
+
+    async def submit_pairs(self, raws: Sequence[KafkaRecord], events: Sequence[bytes], keys: Sequence[bytes]) -> None:
+        """Queue a chunk whose raw record ``i`` (topic, value, key, headers) has two events, ``events[2i]`` and
+        ``events[2i + 1]``, both keyed ``keys[i]``: a registry chunk, in the flat lists a mapping worker sends
+        back cheaply (a tuple per record cost more to pickle than the record itself)."""
+        pending = await self._send_raws(raws)
+        await self._put((pending, functools.partial(_locate_pairs, events, keys)))
 
     async def drain(self) -> None:
         """Wait until every submitted chunk is durable (or raise the write failure)."""
@@ -132,7 +156,15 @@ class RawFirstWriter:
     async def close(self) -> None:
         await self._events.stop()
 
-    async def _put(self, item: tuple[Pending, list[list[LocatedEvent]]] | None) -> None:
+    async def _send_raws(self, raws: Sequence[KafkaRecord]) -> Pending:
+        self._raise_failure()
+        if not self._events.connected:
+            await asyncio.wait_for(self._events.connect(), timeout=self._timeout)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return self._producer.send_many(raws)
+
+    async def _put(self, item: tuple[Pending, _Locate] | None) -> None:
         """Wait for room in the pipeline, unless the writer task dies meanwhile (then raise its failure)."""
         assert self._task is not None
         queued = asyncio.ensure_future(self._queue.put(item))
@@ -144,13 +176,8 @@ class RawFirstWriter:
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
-            raw_pending, events = item
-            where = await raw_pending.result(self._timeout)
-            topic, mark, records = EVENTS_CANONICAL.name, _MARK, []
-            for own, (partition, offset) in zip(events, where):
-                coordinates = _coordinates(partition, offset)  # once for the events of one raw record
-                records += [(topic, value.replace(mark, coordinates, 1), key, ()) for value, key in own]
-            self._events.queue_many(records)
+            raw_pending, locate = item
+            self._events.queue_many(locate(await raw_pending.result(self._timeout)))
 
     def _raise_failure(self) -> None:
         task = self._task
@@ -165,57 +192,80 @@ class RawFirstWriter:
 
 @dataclass(slots=True)
 class RowsMapped:
-    """A chunk of registry rows, mapped and serialised: ready to write, or rejected with a reason."""
+    """A chunk of registry rows, mapped and serialised: ready to write, or rejected with a reason. Flat lists
+    of bytes and ints, as they cross from a mapping worker cheaply."""
 
-    raws: list[RawRecord] = field(default_factory=list)
-    events: list[list[LocatedEvent]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line of each accepted row
+    raws: list[bytes] = field(default_factory=list)  # its CSV text (the raw record)
+    raw_keys: list[bytes] = field(default_factory=list)
+    events: list[bytes] = field(default_factory=list)  # two a row, Patient then Immunization (placeholder raw)
+    event_keys: list[bytes] = field(default_factory=list)  # one a row: both its events have it
     rejected: list[tuple[int, str, str, bytes]] = field(default_factory=list)  # line, code, reason, row bytes
     dropped: list[str] = field(default_factory=list)  # columns left out (one entry per row and column)
 
+    def raw_records(self, file_name: str) -> list[KafkaRecord]:
+        """The rows' raw records for emr.raw, with the headers that say where each came from."""
+        name, topic = file_name.encode(), EMR_RAW.name
+        return [(topic, value, key, [("source_system", b"registry"), ("file", name), ("line", b"%d" % line)])
+                for value, key, line in zip(self.raws, self.raw_keys, self.lines)]
+
 
 _RAW_PLACEHOLDER_DICT = {"topic": RAW_PLACEHOLDER.topic, "partition": -1, "offset": -1}
+_WIDTH = len(COLUMNS)
 
 
-def map_rows(items: list[tuple[int, list[str]]], received_at: str, secret: bytes, file_name: str) -> RowsMapped:
-    """Registry rows (line, values) -> their raw records (keyed by site + record id) and located events.
+def pack_rows(items: list[tuple[int, list[str]]]) -> tuple[list[int], str | list[str]]:
+    """Registry rows (line, values) as the lines and every value in one string, NUL-separated: one string
+    pickles ~10x cheaper than 15 per row (a value with a NUL in it, which the csv reader allows, keeps the
+    list)."""
+    lines = [line for line, _values in items]
+    values = [value for _line, row in items for value in row]
+    packed = "\0".join(values)
+    return lines, packed if packed.count("\0") == len(values) - 1 else values
+
+
+def map_rows(lines: list[int], values: str | list[str], received_at: str, secret: bytes) -> RowsMapped:
+    """Registry rows (``pack_rows``) -> their raw records (keyed by site + record id) and located events.
 
     The bulk path: the envelopes are built as the dicts ``Envelope.to_json`` would write, without the Envelope,
     Source and Subject objects (``translate_row`` makes those for everyone else; a test checks the bytes are
     the same). Run it under ``bulk_gc``: the dicts hold no cycles, and the default GC threshold sweeps the
     chunks waiting for Kafka over and over.
     """
+    if isinstance(values, str):
+        values = values.split("\0")
     out = RowsMapped()
-    name = file_name.encode()
     key_of = KeyHasher(secret)
-    dumps, rejected, dropped, raws, events = orjson.dumps, out.rejected, out.dropped, out.raws, out.events
-    for line, values in items:
+    dumps, rejected, dropped, events, event_keys = orjson.dumps, out.rejected, out.dropped, out.events, out.event_keys
+    accepted, raws, raw_keys = out.lines, out.raws, out.raw_keys
+    for at, line in zip(range(0, len(values), _WIDTH), lines):
+        row = values[at:at + _WIDTH]
         try:
-            m = map_values(values)
+            m = map_values(row)
         except HubError as exc:
-            rejected.append((line, exc.code, exc.reason, _as_csv(values)))
+            rejected.append((line, exc.code, exc.reason, _as_csv(row)))
             continue
         if m.dropped:
             dropped += m.dropped
-        rid, site = values[0], values[14]
-        raws.append((_as_csv(values), key_of(site, "registry", rid).encode(),
-                     [("source_system", b"registry"), ("file", name), ("line", str(line).encode())]))
+        rid, site = row[0], row[14]
+        accepted.append(line)
+        raws.append(_as_csv(row))
+        raw_keys.append(key_of(site, "registry", rid).encode())
         identifiers, person = m.identifiers, m.name
         source = {"system": "registry", "facility": site, "message_id": rid, "application": None,
                   "raw": _RAW_PLACEHOLDER_DICT}
         subject = {"identifiers": identifiers, "family": person["family"] if person else None,
                    "given": person.get("given", []) if person else [], "birth_date": m.birth_date,
                    "sex": m.gender}
-        key = key_of(site, identifiers[0]["value"] if identifiers else rid).encode()
+        event_keys.append(key_of(site, identifiers[0]["value"] if identifiers else rid).encode())
         occurred = m.occurred
-        events.append([
-            (dumps({"event_id": event_id("registry", site, rid, "Patient"), "type": "patient.updated",
-                    "schema_version": SCHEMA_VERSION, "occurred_at": occurred, "recorded_at": received_at,
-                    "source": source, "subject": subject, "sensitivity": [], "payload": m.patient}), key),
-            (dumps({"event_id": event_id("registry", site, rid, "Immunization"),
-                    "type": "immunization.recorded", "schema_version": SCHEMA_VERSION, "occurred_at": occurred,
-                    "recorded_at": received_at, "source": source, "subject": subject, "sensitivity": [],
-                    "payload": m.immunization}), key),
-        ])
+        events.append(dumps({"event_id": event_id("registry", site, rid, "Patient"), "type": "patient.updated",
+                             "schema_version": SCHEMA_VERSION, "occurred_at": occurred, "recorded_at": received_at,
+                             "source": source, "subject": subject, "sensitivity": [], "payload": m.patient}))
+        events.append(dumps({"event_id": event_id("registry", site, rid, "Immunization"),
+                             "type": "immunization.recorded", "schema_version": SCHEMA_VERSION,
+                             "occurred_at": occurred, "recorded_at": received_at, "source": source,
+                             "subject": subject, "sensitivity": [], "payload": m.immunization}))
     return out
 
 
@@ -232,14 +282,17 @@ class EncountersMapped:
 def xml_raw(record: Record, file_name: str, secret: bytes, sent: dict[str, str] | None = None) -> RawRecord:
     """An encounter's raw record: its tables (base64 in JSON), keyed by facility + MA_LK.
 
-    ``sent``: the NOIDUNGFILE text of each table as the export had it; a table sent as one unbroken base64
-    line is kept as sent (it decodes to the same bytes), the others are encoded again.
+    ``sent``: the NOIDUNGFILE text each table was decoded from, as the export had it; a table sent as one
+    unbroken base64 line is kept as sent (it decodes to the same bytes), the others are encoded again. Text that
+    decoded to ``data`` (strictly, or once its white space was dropped) is one unbroken line exactly when it has
+    the length of ``data``'s base64: a length check instead of a regex over ~38 kB an encounter.
     """
     sent = sent or {}
     tables = {}
     for name, data in record.tables.items():
         text = sent.get(name)
-        tables[name] = text if text is not None and _BASE64_LINE.fullmatch(text) else base64.b64encode(data).decode()
+        tables[name] = (text if text is not None and len(text) == 4 * ((len(data) + 2) // 3)
+                        else base64.b64encode(data).decode())
     value = orjson.dumps({
         "source_system": "xml130", "facility": record.facility, "encounter_key": record.encounter_key,
         "file": file_name, "hoso": record.index, "sensitivity": list(record.sensitivity), "tables": tables,
@@ -250,16 +303,33 @@ def xml_raw(record: Record, file_name: str, secret: bytes, sent: dict[str, str] 
 
 def map_encounters(items: Sequence[RawHoso | Record], received_at: str, facility: str | None, secret: bytes,
                    file_name: str) -> EncountersMapped:
-    """HOSO as ``read_hoso`` gives them (or Records already translated) -> raw records and located events."""
+    """HOSO as ``read_hoso`` gives them (or Records already translated) -> raw records and located events.
+
+    A HOSO is translated with ``encoded=True``: its events come out as the bytes ``encode_events`` would
+    write, built as plain dicts with no Envelope objects (a test checks they are the same bytes). All events of
+    an encounter share its subject and source, so one key (``patient_key``'s) serves them all.
+    """
     out = EncountersMapped()
+    key_of = KeyHasher(secret)
     for item in items:
         if isinstance(item, RawHoso):
-            record = translate_hoso(item, received_at, facility, raw=RAW_PLACEHOLDER)
-            sent = {t.kind: t.base64 for t in item.tables if t.base64 is not None and t.problem is None}
+            record = translate_hoso(item, received_at, facility, raw=RAW_PLACEHOLDER, encoded=True)
+            kinds = [t.kind for t in item.tables]
+            unique = len(set(kinds)) == len(kinds)  # a repeated kind: which text was decoded is not known here
+            sent = {t.kind: t.base64 for t in item.tables
+                    if t.base64 is not None and t.problem is None and (unique or kinds.count(t.kind) == 1)}
+            subject = record.subject
+            if subject is None or not record.events:
+                events: list[LocatedEvent] = []
+            else:
+                key = key_of(record.facility, subject.identifiers[0].value if subject.identifiers
+                             else record.encounter_key or "").encode()
+                events = [(value, key) for value in record.events]  # type: ignore[misc]
         else:
             record, sent = item, None
+            events = encode_events(secret, record.events)
         out.raws.append(xml_raw(record, file_name, secret, sent))
-        out.events.append(encode_events(secret, record.events))
+        out.events.append(events)
         out.failures.append(record.failures)
         out.ok += record.ok
     return out
