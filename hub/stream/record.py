@@ -140,9 +140,13 @@ class RecordStage:
                 self._returned.setdefault(incoming.partition, set()).add(event.event_id)
 
     async def _compute(self, seg: _Segment, items: list[Item]) -> list[Result]:
-        needed = {e.citizen_id for _, _, e, _ in items if e.citizen_id}
-        links = {}
-        for position, _, event, _ in items:
+        needed: set[str] = set()
+        partitions: set[int] = set()
+        links: dict[int, MergeLink | RecordError] = {}
+        for position, incoming, event, _ in items:  # one pass: this runs per event
+            if event.citizen_id:
+                needed.add(event.citizen_id)
+            partitions.add(incoming.partition)
             if event.type in (MERGED, UNMERGED):
                 try:
                     links[position] = link = merge_link(event.envelope)
@@ -151,10 +155,11 @@ class RecordStage:
                     continue
                 needed |= {link.survivor, link.other}
         await seg.load(needed)
-        roots = [seg.root(e.citizen_id) if e.citizen_id else "" for _, _, e, _ in items]
+        root_of = seg.root
+        roots = [root_of(e.citizen_id) if e.citizen_id else "" for _, _, e, _ in items]
         applied, outbox = await seg.tx.lookups(
             [(root, e.event_id) for root, (_, _, e, _) in zip(roots, items, strict=True)],
-            {i.partition for _, i, _, _ in items} if self.publish else set())
+            partitions if self.publish else set())
         for partition, fields in outbox.items():
             self._outbox.setdefault(partition, {}).update(fields)
         answers: list[Result] = []
