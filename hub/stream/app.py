@@ -30,6 +30,7 @@ from hub.errors import HubError, OutputRefused
 from hub.logging import get_logger
 from hub.ops import metrics
 from hub.settings import Settings
+from hub.stream.spinner import restore_root_level
 from hub.topics import DLQ, Topic
 
 log = get_logger("stream")
@@ -131,6 +132,8 @@ def make_app(role: str, settings: Settings) -> faust.App:
     # (700) the collector ran many times per batch and rescanned the role's long-lived caches (the same finding
     # as the bulk import's bulk_gc). Collections stay on, just rarer.
     gc.set_threshold(GC_FIRST_GENERATION, 20, 20)
+    # At HSSK_LOG_LEVEL=warning faust's start-up spinner leaves the root logger at DEBUG: undo it for every role.
+    restore_root_level(app, settings)
     return app
 
 
