@@ -13,7 +13,10 @@ Pending keys are also indexed in a sorted set by time. At start, before serving,
 (records carry their content hash in a header) and releases the rest. Kafka stays the source of truth.
 
 Redis calls from concurrent connections are gathered into one pipeline per event-loop turn (Lua scripts,
-one round trip for many messages). If Redis is unreachable the listener keeps ingesting without dedup: a
+one round trip for many messages). Confirms, which nobody waits for, ride with the next reserve, or go on their
+own after ``CONFIRM_DELAY_S``: hospital engines send one message at a time per connection, so at a steady rate
+nearly every message came in an event-loop turn of its own and its confirm cost a second round trip (a
+redis-py asyncio round trip is ~0.2 ms of CPU here, the larger part of the listener's own cost per message). If Redis is unreachable the listener keeps ingesting without dedup: a
 resend may then appear twice on hl7v2.raw, which downstream stages absorb (deterministic event ids); refusing
 every hospital's messages because a cache is down would be worse.
 """
@@ -37,6 +40,7 @@ log = get_logger("mllp.dedup")
 SEEN_PREFIX = "hssk:mllp:seen:"
 PENDING_INDEX = "hssk:mllp:pending"
 HASH_HEADER = "hl7.sha256"
+CONFIRM_DELAY_S = 0.005  # the longest a confirm waits for a reserve to share its pipeline
 
 _RESERVE = """
 local v = redis.call('GET', KEYS[1])
@@ -87,6 +91,7 @@ class DedupStore:
         self._shas: dict[str, str] = {}
         self._queue: list[tuple[str, list[str], list[Any], asyncio.Future[Any] | None]] = []
         self._flush_scheduled = False
+        self._confirm_timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
 
     # --- batching: every call made in one event-loop turn goes out in one pipeline --------------------
@@ -96,10 +101,28 @@ class DedupStore:
             self._shas[name] = await self.redis.script_load(body)
 
     def _enqueue(self, script: str, keys: list[str], args: list[Any], future: asyncio.Future[Any] | None) -> None:
+        """Queue a call for the next pipeline: this event-loop turn's for an awaited call; for an unawaited one
+        (a confirm), the next awaited call's, or at the latest ``CONFIRM_DELAY_S`` from now."""
         self._queue.append((script, keys, args, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+        if self._flush_scheduled:
+            return
+        if future is None:
+            if self._confirm_timer is None:
+                self._confirm_timer = asyncio.get_running_loop().call_later(CONFIRM_DELAY_S, self._confirms_due)
+            return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+            self._confirm_timer = None
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _confirms_due(self) -> None:
+        self._confirm_timer = None
+        if not self._flush_scheduled and self._queue:
+            self._schedule_flush()
 
     def _start_flush(self) -> None:
         task = asyncio.ensure_future(self._flush())
@@ -133,6 +156,8 @@ class DedupStore:
             if self._flushing:
                 await asyncio.gather(*self._flushing, return_exceptions=True)
             else:
+                if self._queue and not self._flush_scheduled:  # confirms waiting for company: send them now
+                    self._schedule_flush()
                 await asyncio.sleep(0)
 
     async def _run(self, batch: list[tuple[str, list[str], list[Any], asyncio.Future[Any] | None]]) -> list[Any]:
