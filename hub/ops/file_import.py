@@ -47,7 +47,7 @@ from hub.kafka import BulkProducer
 from hub.ops.formats import HEAD_BYTES, UNITS, UNKNOWN_REASON, detect_format, utf8_lines
 from hub.ops.publish import (
     RAW_PLACEHOLDER, EncountersMapped, MapPool, RawFirstWriter, RowsMapped, bulk_gc, encode_events, map_encounters,
-    map_rows,
+    map_rows, pack_rows,
 )
 from hub.pseudonym import keyed_hash
 from hub.settings import Settings
@@ -272,11 +272,11 @@ class Importer:
                 await self._bad_row(line, code, reason, original, path, report)
             for column in mapped.dropped:
                 report.notes[f"{column} left out: not a valid number"] += 1
-            await self._writer.submit(mapped.raws, mapped.events)
-            report.events += sum(len(own) for own in mapped.events)
+            await self._writer.submit_pairs(mapped.raw_records(path.name), mapped.events, mapped.event_keys)
+            report.events += len(mapped.events)
             report.accepted += len(mapped.raws)
 
-        await pool.put(map_rows, (chunk, received_at, self.settings.pseudonym_key, path.name), publish)
+        await pool.put(map_rows, (*pack_rows(chunk), received_at, self.settings.pseudonym_key), publish)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
                        report: FileReport) -> None:

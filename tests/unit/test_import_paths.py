@@ -64,6 +64,10 @@ class MemoryWriter:
             for event_json, event_key in own:
                 self._producer.append("events.canonical", located(event_json, partition, offset), event_key, ())
 
+    async def submit_pairs(self, raws: Any, events: Any, keys: Any) -> None:
+        pairs = [[(events[2 * i], key), (events[2 * i + 1], key)] for i, key in enumerate(keys)]
+        await self.submit([(value, key, headers) for _topic, value, key, headers in raws], pairs)
+
     async def drain(self) -> None:
         pass
 

@@ -18,7 +18,7 @@ from connectors.xml130 import generate, read_export, read_hoso
 from hub.envelope import Envelope
 from hub.kafka import BulkProducer
 from hub.ops.publish import (
-    RAW_PLACEHOLDER, MapPool, encode_events, located, map_encounters, map_rows, patient_key, xml_raw,
+    RAW_PLACEHOLDER, MapPool, encode_events, located, map_encounters, map_rows, pack_rows, patient_key, xml_raw,
 )
 from hub.pseudonym import KeyHasher, keyed_hash
 from hub.settings import Settings
@@ -64,12 +64,37 @@ class TestMappedChunks:
     def test_registry_rows_become_raw_records_and_located_events_and_bad_rows_reasons(self) -> None:
         bad = list(ROW)
         bad[0], bad[13] = "VX-78", "31/04/2021"  # 31 April
-        mapped = map_rows([(2, ROW), (3, bad)], RECEIVED, SECRET, "tiem_chung.csv")
-        [(value, key, headers)] = mapped.raws
-        assert value == _as_csv(ROW) and len(key) == 32
+        mapped = map_rows(*pack_rows([(2, ROW), (3, bad)]), RECEIVED, SECRET)
+        [(topic, value, key, headers)] = mapped.raw_records("tiem_chung.csv")
+        assert topic == "emr.raw" and value == _as_csv(ROW) and len(key) == 32
         assert headers == [("source_system", b"registry"), ("file", b"tiem_chung.csv"), ("line", b"2")]
-        assert [len(own) for own in mapped.events] == [2]
+        assert len(mapped.events) == 2 and len(mapped.event_keys) == 1
         assert mapped.rejected == [(3, "translate", "ngay_tiem: impossible date", _as_csv(bad))]
+
+    def test_rows_cross_to_a_worker_as_one_string_unless_a_value_holds_a_nul(self) -> None:
+        """The csv reader lets a NUL through: such a chunk keeps its list of values, and maps the same."""
+        nul = list(ROW)
+        nul[0], nul[7] = "VX-79", "12 Lê Lợi\0P. Bến Thành"
+        lines, packed = pack_rows([(2, ROW), (3, ROW)])
+        assert lines == [2, 3] and isinstance(packed, str)
+        lines, values = pack_rows([(2, ROW), (3, nul)])
+        assert values == ROW + nul
+        mapped = map_rows(lines, values, RECEIVED, SECRET)
+        assert mapped.lines == [2, 3] and not mapped.rejected
+        assert orjson.loads(mapped.events[2])["payload"]["address"][0]["text"] == nul[7]
+
+    async def test_pairs_are_located_at_their_raw_records_coordinates(self) -> None:
+        """Each raw record's two events get its (partition, offset), in order, with its row's key."""
+        from hub.ops.publish import _locate_pairs
+
+        mapped = map_rows(*pack_rows([(2, ROW), (3, ["VX-80", *ROW[1:]])]), RECEIVED, SECRET)
+        records = _locate_pairs(mapped.events, mapped.event_keys, [(4, 10), (1, 7)])
+        assert [(t, k) for t, _v, k, _h in records] == [("events.canonical", mapped.event_keys[0])] * 2 + [
+            ("events.canonical", mapped.event_keys[1])] * 2
+        assert [orjson.loads(v)["source"]["raw"] for _t, v, _k, _h in records] == [
+            {"topic": "emr.raw", "partition": p, "offset": o} for p, o in ((4, 10), (4, 10), (1, 7), (1, 7))]
+        assert [v for _t, v, _k, _h in records] == [located(e, p, o) for e, (p, o) in
+                                                     zip(mapped.events, [(4, 10), (4, 10), (1, 7), (1, 7)])]
 
     def test_encounters_mapped_elsewhere_equal_the_readers_own(self) -> None:
         """read_hoso + map_encounters (what a worker does) give the events read_export gives."""
@@ -184,18 +209,20 @@ class TestBulkRegistryPath:
 
         rng = random.Random(6)
         items = [(i + 2, self._random_row(rng, i)) for i in range(400)]
-        mapped = map_rows(items, RECEIVED, SECRET, "tiem_chung.csv")
-        assert not mapped.rejected and len(mapped.events) == len(items)
+        mapped = map_rows(*pack_rows(items), RECEIVED, SECRET)
+        assert not mapped.rejected and mapped.lines == [line for line, _values in items]
         expected_dropped: list[str] = []
-        for (line, values), (raw_value, raw_key, _headers), own in zip(items, mapped.raws, mapped.events):
+        for i, ((line, values), raw_value, raw_key) in enumerate(zip(items, mapped.raws, mapped.raw_keys)):
             translation = translate_row(_fields(values), received_at=RECEIVED, raw=RAW_PLACEHOLDER)
             expected_dropped += translation.dropped
+            own = [(value, mapped.event_keys[i]) for value in mapped.events[2 * i:2 * i + 2]]
             assert own == encode_events(SECRET, translation.events), values
             assert raw_value == _as_csv(values)
             assert raw_key == keyed_hash(SECRET, values[14], "registry", values[0]).encode()
             patient, shot = (orjson.loads(value)["payload"] for value, _key in own)
             Patient.model_validate(patient)
             Immunization.model_validate(shot)
+        assert len(mapped.events) == 2 * len(items)
         assert mapped.dropped == expected_dropped
 
     def test_key_hasher_gives_keyed_hash(self) -> None:
