@@ -42,6 +42,7 @@ from hub.fanout.plan import Change, Planned, plan
 from hub.fanout.retry import with_retries
 from hub.fanout.sinks import KafkaSink, Sink, WebhookSink
 from hub.fanout.state import SubscriptionState
+from hub.fanout.turns import TurnPipeline
 from hub.kafka import DurableProducer
 from hub.logging import get_logger
 from hub.record.merge import is_redirect
@@ -134,13 +135,15 @@ class SubscriptionRunner:
     """Consume record.changes for one subscription and deliver; ``run`` until cancelled."""
 
     def __init__(self, settings: Settings, sub: Subscription, sink: Sink, producer: DurableProducer,
-                 store: RedisRecordStore, state: SubscriptionState) -> None:
+                 store: RedisRecordStore, state: SubscriptionState, turns: TurnPipeline | None = None) -> None:
         self.settings = settings
         self.sub = sub
         self.sink = sink
         self.producer = producer
         self.store = store
         self.state = state
+        # The record MGETs of partitions woken by the same fetch share one pipeline (hub/fanout/turns.py).
+        self._mget = turns.mget if turns is not None else store.redis.mget
         self.metrics = SubscriptionMetrics(sub.name)
         self.breaker = Breaker(sub.retry.first_s, sub.retry.max_s)
         self.dlq_topic = subscription_dlq(sub.name)
@@ -370,7 +373,7 @@ class SubscriptionRunner:
         redirects = []
         for i in range(0, len(citizen_ids), LOAD_CHUNK):
             chunk = citizen_ids[i:i + LOAD_CHUNK]
-            raws = await self.store.redis.mget([record_key(c, self.store.prefix) for c in chunk])
+            raws = await self._mget([record_key(c, self.store.prefix) for c in chunk])
             for citizen_id, raw in zip(chunk, raws, strict=True):
                 record = orjson.loads(raw) if raw else None
                 if record is not None and is_redirect(record):
@@ -460,11 +463,12 @@ class Engine:
         # subscriptions reading records side by side would hit it, so they wait for a connection instead.
         client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(  # from_pool: closed with it
             self.settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=30))
-        store, state = RedisRecordStore(client), SubscriptionState(client)
+        turns = TurnPipeline(client)
+        store, state = RedisRecordStore(client), SubscriptionState(client, turns)
         sinks = [self._sink(sub, producer) for sub in self.subs]
         tasks = []
         for sub, sink in zip(self.subs, sinks, strict=True):
-            runner = self.runners[sub.name] = SubscriptionRunner(self.settings, sub, sink, producer, store, state)
+            runner = self.runners[sub.name] = SubscriptionRunner(self.settings, sub, sink, producer, store, state, turns)
             tasks.append(asyncio.create_task(_keep_running(runner), name=sub.group))
         log.info("subscriptions delivering", subscriptions=[s.name for s in self.subs])
         try:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from hub.fanout.turns import TurnPipeline
+
 FRESHNESS_TARGET_S = 24 * 3600
 
 
@@ -34,8 +36,9 @@ class ReplayRequest:
 
 
 class SubscriptionState:
-    def __init__(self, redis) -> None:  # redis.asyncio.Redis
+    def __init__(self, redis, turns: TurnPipeline | None = None) -> None:  # redis.asyncio.Redis
         self._redis = redis
+        self._turns = turns  # the engine's: a batch's freshness mark shares the pipeline of the other partitions'
 
     async def paused(self, name: str) -> bool:
         return bool(await self._redis.exists(_key(name, "paused")))
@@ -70,7 +73,7 @@ class SubscriptionState:
     async def changed(self, name: str, changes: dict[str, int]) -> None:
         """Citizens with a change (time in ms) not yet pushed; an earlier unpushed change keeps its time."""
         if changes:
-            await self._redis.zadd(_key(name, "unpushed"), changes, nx=True)
+            await (self._turns or self._redis).zadd(_key(name, "unpushed"), changes, nx=True)
 
     async def pushed(self, name: str, citizen_ids: list[str], at_ms: int) -> None:
         if citizen_ids:
