@@ -1,6 +1,6 @@
 """Vaccination registry CSV -> Kafka: rows/s through ``hub import``'s registry path.
 
-    .venv/bin/python -m bench.registry [--rows 100000] [--keep]
+    .venv/bin/python -m bench.registry [--rows 100000] [--workers 2] [--keep]
 
 Starts Kafka and Redis on the bench ports (bench/stack.py), writes a generated registry CSV, and measures
 the importer: read and validate each row, map it to Patient + Immunization, write the raw row to emr.raw and
@@ -8,9 +8,13 @@ both events to events.canonical with acks=all. The baselines in the same run are
 do: stdlib ``csv`` reading the same file and producing each raw line once with acks=all + idempotence, no
 mapping, with aiokafka and with confluent-kafka (the client the importer uses).
 
-Each row also shows the CPU seconds the measured process used (all its threads): on this shared 2-core
-machine wall time depends on the other work, CPU per row much less, so ``rows per CPU-s`` is the capacity
-figure to compare between runs.
+The importer runs twice: mapping in its own process (``HSSK_IMPORT_WORKERS=0``, the default) and in
+``--workers`` mapping processes (the main process then reads, validates the CSV and produces).
+
+Each row also shows the CPU the measured process used (all its threads; the importer's worker processes
+separately) and the Kafka broker's CPU over the same interval, per row: on this shared 2-core machine wall time
+depends on the other work, CPU per row much less, so the CPU figures are the capacity to compare between runs
+(20,000 rows/s on 2 cores leaves ~100 us of CPU a row for every process together, the broker's included).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import confluent_kafka
@@ -53,24 +58,44 @@ def write_csv(path: Path, n: int, seed: int = 2021) -> None:
                           "79001"])
 
 
-async def hub_import(settings: Settings, path: Path) -> Row:
+async def hub_import(settings: Settings, path: Path, workers: int) -> Row:
     from hub.ops.file_import import Importer
 
-    before = _cpu()
-    async with Importer(settings) as importer:
+    before, children, broker = _cpu(), _children_cpu(), _broker_cpu(settings)
+    async with Importer(replace(settings, import_workers=workers)) as importer:
+        workers = importer._pool_for(path).workers  # a file under 4 MiB is mapped in the importer's process
         start = time.perf_counter()
         report = await importer.import_file(path)
         seconds = time.perf_counter() - start
-    cpu = _cpu() - before  # after the importer closed its worker pool, so their CPU is counted too
+    # After the importer closed its worker pool, so their CPU is counted too.
+    own, children, broker = _cpu() - before, _children_cpu() - children, _broker_cpu(settings) - broker
+    n = report.read
     note = (f"{report.events:,} events + {report.accepted:,} raw rows; {sum(report.failures.values())} failures; "
-            f"{_cpu_note(report.read, cpu)} (with its worker processes)")
-    return Row("hub import (registry CSV)", report.read, seconds, note=note)
+            f"{_cpu_note(n, own + children)}; CPU a row: importer {own / n * 1e6:.0f} us"
+            + (f" + workers {children / n * 1e6:.0f} us" if workers else "") + f", broker {broker / n * 1e6:.0f} us")
+    return Row(f"hub import (registry CSV), {workers or 'no'} mapping workers", n, seconds, note=note)
 
 
 def _cpu() -> float:
-    """CPU seconds of this process (every thread) and of its finished children (the import's workers)."""
+    """CPU seconds of this process (every thread)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the import's mapping workers)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def _broker_cpu(settings: Settings) -> float:
+    """CPU seconds the bench stack's Kafka broker has used (0 when its pid file cannot be read)."""
+    try:
+        pid = int((settings.state_dir / "kafka" / "kafka.pid").read_text().strip())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_note(rows: int, cpu: float) -> str:
@@ -82,7 +107,7 @@ async def baseline(settings: Settings, path: Path) -> Row:
                                 linger_ms=5)
     await producer.start()
     try:
-        start, cpu = time.perf_counter(), _cpu()
+        start, cpu, broker = time.perf_counter(), _cpu(), _broker_cpu(settings)
         n = 0
         pending = []
         with open(path, encoding="utf-8", newline="") as f:
@@ -95,11 +120,11 @@ async def baseline(settings: Settings, path: Path) -> Row:
                     await asyncio.gather(*pending)
                     pending = []
         await asyncio.gather(*pending)
-        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        seconds, cpu, broker = time.perf_counter() - start, _cpu() - cpu, _broker_cpu(settings) - broker
     finally:
         await producer.stop()
     return Row("baseline: csv + aiokafka, raw line only", n, seconds,
-               note=f"no mapping, one record per row; {_cpu_note(n, cpu)}")
+               note=f"no mapping, one record per row; {_cpu_note(n, cpu)}; broker {broker / n * 1e6:.0f} us a row")
 
 
 def baseline_confluent(settings: Settings, path: Path) -> Row:
@@ -113,7 +138,7 @@ def baseline_confluent(settings: Settings, path: Path) -> Row:
         if err is not None:
             failed.append(err)
 
-    start, cpu = time.perf_counter(), _cpu()
+    start, cpu, broker = time.perf_counter(), _cpu(), _broker_cpu(settings)
     n = 0
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
@@ -129,15 +154,16 @@ def baseline_confluent(settings: Settings, path: Path) -> Row:
             if n % 1000 == 0:
                 producer.poll(0)
     producer.flush(30)
-    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    seconds, cpu, broker = time.perf_counter() - start, _cpu() - cpu, _broker_cpu(settings) - broker
     assert not failed, failed[:3]
     return Row("baseline: csv + confluent-kafka, raw line only", n, seconds,
-               note=f"no mapping, one record per row; {_cpu_note(n, cpu)}")
+               note=f"no mapping, one record per row; {_cpu_note(n, cpu)}; broker {broker / n * 1e6:.0f} us a row")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="mapping processes for the second import run")
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running afterwards")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -155,7 +181,7 @@ def main() -> int:
         path = settings.state_dir / "registry.csv"
         write_csv(path, args.rows)
         rows = [asyncio.run(baseline(settings, path)), baseline_confluent(settings, path),
-                asyncio.run(hub_import(settings, path))]
+                asyncio.run(hub_import(settings, path, 0)), asyncio.run(hub_import(settings, path, args.workers))]
     finally:
         if not args.keep:
             local.stack("stop", settings)
