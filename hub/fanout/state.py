@@ -13,6 +13,7 @@ pseudonymous):
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -76,11 +77,17 @@ class SubscriptionState:
             await (self._turns or self._redis).zadd(_key(name, "unpushed"), changes, nx=True)
 
     async def pushed(self, name: str, citizen_ids: list[str], at_ms: int) -> None:
-        if citizen_ids:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(_key(name, "unpushed"), *citizen_ids)
-                pipe.hset(_key(name, "pushed"), mapping={c: at_ms for c in citizen_ids})
-                await pipe.execute()
+        if not citizen_ids:
+            return
+        if self._turns is not None:  # both in this turn's pipeline, with the other partitions' calls
+            removed = self._turns.call("zrem", _key(name, "unpushed"), *citizen_ids)
+            marked = self._turns.call("hset", _key(name, "pushed"), mapping={c: at_ms for c in citizen_ids})
+            await asyncio.gather(removed, marked)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(_key(name, "unpushed"), *citizen_ids)
+            pipe.hset(_key(name, "pushed"), mapping={c: at_ms for c in citizen_ids})
+            await pipe.execute()
 
     async def freshness(self, name: str, now_ms: int | None = None, target_s: int = FRESHNESS_TARGET_S
                         ) -> tuple[int, int]:

@@ -45,6 +45,19 @@ class TurnPipeline:
 
     async def _flush(self) -> None:
         batch, self._queue, self._scheduled = self._queue, [], False
+        if len(batch) == 1:  # alone in its turn: the plain command, without a pipeline's cost
+            command, args, kwargs, future = batch[0]
+            try:
+                result = await getattr(self.redis, command)(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - the caller gets it
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else ConnectionError("call cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            if not future.done():
+                future.set_result(result)
+            return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command, args, kwargs, _ in batch:

@@ -22,6 +22,13 @@ class Redis:
         assert transaction is False
         return Pipeline(self)
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        """A call alone in its turn is sent as it is."""
+        self.pipelines.append(["mget (alone)"])
+        if self.fail is not None:
+            raise self.fail
+        return [self.values.get(k) for k in keys]
+
 
 class Pipeline:
     def __init__(self, redis: Redis) -> None:
@@ -69,9 +76,9 @@ class TestTurnPipeline:
     async def test_calls_of_later_turns_go_in_later_pipelines(self) -> None:
         redis = Redis()
         turns = TurnPipeline(redis)
-        await turns.mget(["a"])
-        await turns.mget(["b"])
-        assert redis.pipelines == [["mget"], ["mget"]]
+        assert await turns.mget(["hssk:record:cz-an"]) == [b"{}"]
+        assert await turns.mget(["b"]) == [None]
+        assert redis.pipelines == [["mget (alone)"], ["mget (alone)"]]
 
     async def test_a_command_error_goes_to_its_caller_only(self) -> None:
         turns = TurnPipeline(Redis())
