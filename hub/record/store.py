@@ -35,34 +35,45 @@ from hub.record.merge import MERGE_KEY, is_redirect
 MAX_CHAIN = 32  # longest redirect chain followed (A -> B -> C ...); a longer one is a bug, not data
 
 # The applied sets of a whole batch in one command each way. Keys are declared (KEYS[i] is the i-th citizen's
-# set); the members travel as one JSON argument (ARGV[1][i] lists the i-th set's event ids): redis-py packs each
-# argument in Python, and one argument per event id cost more than the lookup itself. The membership answer is
-# one string of 0/1, in the order of the members.
+# set); the members travel as one JSON argument, a flat array holding per key its member count and then its
+# members: redis-py packs each argument in Python, and one argument per event id cost the worker more than the
+# lookup itself (a flat array costs Redis one table, where an array per key cost one per citizen). The
+# membership answer is one string of 0/1, in the order of the members.
 _IS_MEMBER = """
-local ids, out = cjson.decode(ARGV[1]), {}
-for i, key in ipairs(KEYS) do
-  local list = ids[i]
-  for j = 1, #list, 1000 do  -- unpack takes a few thousand values at most
-    for _, found in ipairs(redis.call('SMISMEMBER', key, unpack(list, j, math.min(j + 999, #list)))) do
-      out[#out + 1] = found
+local ids, out, a = cjson.decode(ARGV[1]), {}, 1
+for _, key in ipairs(KEYS) do
+  local n = ids[a]
+  if n == 1 then
+    out[#out + 1] = redis.call('SISMEMBER', key, ids[a + 1])
+  else
+    for j = a + 1, a + n, 1000 do  -- unpack takes a few thousand values at most
+      for _, found in ipairs(redis.call('SMISMEMBER', key, unpack(ids, j, math.min(j + 999, a + n)))) do
+        out[#out + 1] = found
+      end
     end
   end
+  a = a + n + 1
 end
 return table.concat(out)
 """
 _ADD_MEMBERS = """
-local ids = cjson.decode(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local list = ids[i]
-  for j = 1, #list, 1000 do redis.call('SADD', key, unpack(list, j, math.min(j + 999, #list))) end
+local ids, a = cjson.decode(ARGV[1]), 1
+for _, key in ipairs(KEYS) do
+  local n = ids[a]
+  for j = a + 1, a + n, 1000 do redis.call('SADD', key, unpack(ids, j, math.min(j + 999, a + n))) end
+  a = a + n + 1
 end
 return #KEYS
 """
 
 
 def _key_members(groups: dict[str, list[str]], prefix: str) -> tuple[list[str], bytes]:
-    """(KEYS, ARGV[1]) for the scripts above: the applied set of each citizen, and the lists of members."""
-    return [applied_key(c, prefix) for c in groups], orjson.dumps(list(groups.values()))
+    """(KEYS, ARGV[1]) for the scripts above: the applied set of each citizen, and its count and members."""
+    flat: list[str | int] = []
+    for members in groups.values():
+        flat.append(len(members))
+        flat.extend(members)
+    return [applied_key(c, prefix) for c in groups], orjson.dumps(flat)
 
 
 def record_key(citizen_id: str, prefix: str = "") -> str:

@@ -209,6 +209,33 @@ async def test_a_write_by_another_worker_between_read_and_commit_fails_the_commi
         await client.aclose()
 
 
+async def test_applied_sets_are_read_and_written_per_event_for_one_or_thousands_of_ids(hub_stack: Settings) -> None:
+    """The applied-set scripts on real Redis: one id for a citizen, a few, and more than one call of Lua's
+    unpack takes (2,500), answered per (citizen, event id) in the order asked."""
+    from hub.record.store import Writes, applied_key
+
+    hung, lan, mai = citizen("hung"), citizen("lan"), citizen("mai")
+    prefix = f"{hung}-sets:"
+    many = [f"e{i}" for i in range(2500)]
+    client = aioredis.from_url(hub_stack.redis_url)
+    try:
+        store = RedisRecordStore(client, prefix=prefix)
+        async with store.transaction() as tx:
+            await tx.load([hung, lan, mai])
+            writes = Writes(records={c: {"citizen_id": c, "version": 1} for c in (hung, lan, mai)},
+                            applied={hung: ["h1"], lan: ["l1", "l2", "l3"], mai: many})
+            assert await tx.commit(writes)
+        assert await client.scard(applied_key(mai, prefix)) == 2500
+        asked = [(hung, "h1"), (hung, "l1"), (lan, "l3"), (mai, "e0"), (mai, "e2499"), (mai, "e2500"),
+                 (lan, "l2"), *[(mai, e) for e in many[1000:1003]], (lan, "l9")]
+        async with store.transaction() as tx:
+            found, outbox = await tx.lookups(asked, {0})
+        assert found == [True, False, True, True, True, False, True, True, True, True, False] and outbox == {0: {}}
+    finally:
+        await client.delete(*[k for c in (hung, lan, mai) for k in (record_key(c, prefix), applied_key(c, prefix))])
+        await client.aclose()
+
+
 def stream(pairs: int, singles: int, rng: random.Random) -> tuple[list[Envelope], list[str]]:
     """Thousands of events: histories (shuffled, some duplicated), merges (some undone), events for retired ids."""
     people = [citizen(f"p{i}") for i in range(singles + 2 * pairs)]
