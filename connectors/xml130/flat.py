@@ -129,10 +129,8 @@ def _careful(content: str, cdata: bool) -> dict[str, str]:
 # A table's records nearly always share a skeleton, so after the first record each one is read by one match of
 # its template, which is also its grammar (literal names, white space between fields, values that neither begin
 # nor end with white space): the values are the match's groups, C strings, with no per-field regex search.
-# Bytes that are characters XML forbids: C0 controls but tab, LF and CR (U+FFFE/U+FFFF are checked as UTF-8).
-_C0_TO_NUL = bytes(0 if b < 0x20 and b not in (0x09, 0x0A, 0x0D) else b for b in range(256))
 _SKELETON = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)(?:/>|>([^<]*)</\1>)")
-_VALUE = r"([^\s<][^<]*+(?<!\s))"
+_VALUE = rf"([^\s<{_BAD}][^<{_BAD}]*+(?<!\s))"  # no forbidden character either
 _TEMPLATES_PER_TABLE = 32
 _TEMPLATES: dict[str, list[tuple[re.Pattern[str], tuple[str, ...]]]] = {}
 _NAME_RE = re.compile(_NAME)
@@ -214,11 +212,6 @@ _LIST_TAIL = {kind: re.compile(rf"(?:</(?P<l>{_NAME})>{_WS})?</{root}>{_WS}")
               for kind, (root, record) in TABLES.items() if record is not None}
 
 
-def _forbidden_bytes(data: bytes) -> bool:
-    """Whether UTF-8 ``data`` holds a character XML forbids (bytes.translate and ``in``: C loops, no regex)."""
-    return b"\x00" in data.translate(_C0_TO_NUL) or b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data
-
-
 def fast_records(kind: str, data: bytes) -> list[dict[str, str]] | None:
     """The records' fields of a table in the flat shape (see the module docstring), or None: ask lxml."""
     if len(data) >= FAST_MAX_BYTES:
@@ -230,9 +223,8 @@ def fast_records(kind: str, data: bytes) -> list[dict[str, str]] | None:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     cdata = "<![CDATA[" in text
-    if (not cdata and "&" not in text and "]]>" not in text and not _forbidden_bytes(data)
-            and (records := _templated(kind, text)) is not None):
-        return records  # a template's values may hold none of these, so they were checked first
+    if not cdata and "&" not in text and "]]>" not in text and (records := _templated(kind, text)) is not None:
+        return records  # a template's values may hold neither '&' nor ']]>', so they were checked first
     layout = _LAYOUTS[kind]
     careful = True
     if cdata or "&" in text or "]]>" in text:

@@ -142,6 +142,8 @@ TRICKY: list[tuple[str, str, bytes, bool]] = [
     ("reference to NUL", "XML1", xml1("<MA_LK>&#0;</MA_LK>"), False),
     ("reference past unicode", "XML1", xml1("<MA_LK>&#x110000;</MA_LK>"), False),
     ("control character", "XML1", xml1("<MA_LK>a\x01b</MA_LK>"), False),
+    ("control character in a later record", "XML2", drugs(ROW, "<STT>2</STT><TEN_THUOC>a\x1fb</TEN_THUOC>"), False),
+    ("noncharacter U+FFFF in a later record", "XML2", drugs(ROW, "<STT>2</STT><TEN_THUOC>a\uffffb</TEN_THUOC>"), False),
     ("cdata end in text", "XML1", xml1("<MA_LK>a]]>b</MA_LK>"), False),
     ("bare ampersand", "XML1", xml1("<MA_LK>a & b</MA_LK>"), False),
     ("mismatched end tag", "XML1", xml1("<MA_LK>x</MA_BN>"), False),
