@@ -17,7 +17,6 @@ from hub.fanout import config
 from hub.fanout.engine import Engine
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
-from hub.stream.spinner import restore_root_level
 from hub.topics import OUT_ALL, RECORD_CHANGES
 
 
@@ -37,5 +36,4 @@ def build(settings: Settings) -> faust.App:
     app = make_app("fanout", settings)
     add_stage(app, settings, "fanout", RECORD_CHANGES, each(fanout_step))
     app.task(Engine(settings, subs).run)
-    restore_root_level(app, settings)
     return app

@@ -10,7 +10,6 @@ from connectors.hl7v2.translate import translate
 from hub.envelope import RawCoordinates
 from hub.settings import Settings
 from hub.stream.app import Incoming, Outgoing, add_stage, each, make_app
-from hub.stream.spinner import restore_root_level
 from hub.topics import EVENTS_CANONICAL, HL7V2_RAW
 
 VN_TZ = timezone(timedelta(hours=7))
@@ -33,5 +32,4 @@ async def translate_step(incoming: Incoming) -> list[Outgoing]:
 def build(settings: Settings) -> faust.App:
     app = make_app("translator", settings)
     add_stage(app, settings, "translate", HL7V2_RAW, each(translate_step))
-    restore_root_level(app, settings)
     return app
