@@ -276,7 +276,8 @@ class Importer:
             report.events += len(mapped.events)
             report.accepted += len(mapped.raws)
 
-        await pool.put(map_rows, (*pack_rows(chunk), received_at, self.settings.pseudonym_key), publish)
+        await pool.put(map_rows, (*pack_rows(chunk, for_worker=pool.workers > 0), received_at,
+                                  self.settings.pseudonym_key), publish)
 
     async def _bad_row(self, line: int, code: str, reason: str, original: bytes, path: Path,
                        report: FileReport) -> None:

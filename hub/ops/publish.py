@@ -214,12 +214,14 @@ _RAW_PLACEHOLDER_DICT = {"topic": RAW_PLACEHOLDER.topic, "partition": -1, "offse
 _WIDTH = len(COLUMNS)
 
 
-def pack_rows(items: list[tuple[int, list[str]]]) -> tuple[list[int], str | list[str]]:
-    """Registry rows (line, values) as the lines and every value in one string, NUL-separated: one string
-    pickles ~10x cheaper than 15 per row (a value with a NUL in it, which the csv reader allows, keeps the
-    list)."""
+def pack_rows(items: list[tuple[int, list[str]]], for_worker: bool = True) -> tuple[list[int], str | list[str]]:
+    """Registry rows (line, values) as the lines and every value in one list, or, ``for_worker``, in one string,
+    NUL-separated: one string pickles ~10x cheaper than 15 per row (a value with a NUL in it, which the csv
+    reader allows, keeps the list)."""
     lines = [line for line, _values in items]
     values = [value for _line, row in items for value in row]
+    if not for_worker:
+        return lines, values
     packed = "\0".join(values)
     return lines, packed if packed.count("\0") == len(values) - 1 else values
 

@@ -78,7 +78,7 @@ class TestMappedChunks:
         lines, packed = pack_rows([(2, ROW), (3, ROW)])
         assert lines == [2, 3] and isinstance(packed, str)
         lines, values = pack_rows([(2, ROW), (3, nul)])
-        assert values == ROW + nul
+        assert values == ROW + nul == pack_rows([(2, ROW), (3, nul)], for_worker=False)[1]
         mapped = map_rows(lines, values, RECEIVED, SECRET)
         assert mapped.lines == [2, 3] and not mapped.rejected
         assert orjson.loads(mapped.events[2])["payload"]["address"][0]["text"] == nul[7]
