@@ -8,6 +8,7 @@ Bayes factor in bits, so a decision can be explained as a sum of named contribut
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -257,13 +258,19 @@ class StrongId(Comparison):
     def __init__(self, name: str, attr: str, params: Mapping[str, tuple[float, float]]) -> None:
         self.name = name
         self.attr = attr
+        self._get = operator.attrgetter(attr)
+        self._cccd = attr == "cccd"
         super().__init__(params)
 
     def level(self, a: Prepared, b: Prepared) -> int:
-        x, y = getattr(a, self.attr), getattr(b, self.attr)
-        if not x or not y:
+        get = self._get
+        x = get(a)
+        if not x:
             return 0
-        if self.attr == "cccd" and not (a.cccd_ok and b.cccd_ok):
+        y = get(b)
+        if not y:
+            return 0
+        if self._cccd and not (a.cccd_ok and b.cccd_ok):
             # a CCCD contradicting its own record may be a relative's: agreeing counts for less, and
             # disagreeing says nothing
             return 2 if x == y else 0

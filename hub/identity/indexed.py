@@ -35,10 +35,19 @@ class Indexed:
         return orjson.dumps([self.citizen_id, *self.body()])
 
 
+_NAMES: dict[tuple, Name] = {}  # names repeat across candidates: one Name each (a frozen dataclass is slow to build)
+
+
 def unpack(raw: bytes) -> Indexed:
     (cid, rid, fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias, y, m, d, sex, phone, ward, address, cccd, cccd_ok,
      cmnd, passport, bhxh, mrn_key, infant, birth_row, flags, links, name_text, birth_text) = orjson.loads(raw)
-    p = Prepared(index=0, record_id=rid, name=Name(fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias), year=y,
+    parts = (fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias)
+    name = _NAMES.get(parts)
+    if name is None:
+        if len(_NAMES) > 100_000:
+            _NAMES.clear()
+        name = _NAMES[parts] = Name(*parts)
+    p = Prepared(index=0, record_id=rid, name=name, year=y,
                  month=m, day=d, dob8=f"{y:04d}{m:02d}{d:02d}" if y and m and d else "", dob_default=(m, d) == (1, 1),
                  sex=sex, phone=phone, ward=ward, address=address, cccd=cccd, cccd_ok=cccd_ok, cmnd=cmnd,
                  passport=passport, bhxh=bhxh, mrn_key=mrn_key, infant=infant, birth_row=birth_row,

@@ -151,21 +151,25 @@ class MatchModel:
         self.strong = tuple(StrongId(name, attr, lv[name]) for name, attr in STRONG)
         self.comparisons: tuple[Comparison, ...] = (self.family, self.middle, self.given, self.birth, self.sex,
                                                     self.phone, self.residence, *self.strong)
+        # Looked up once, not per pair: every candidate of every event is scored here.
+        self._levels = tuple(c.level for c in self.comparisons)
+        self._weights = tuple(c.weights for c in self.comparisons)
+        self._tf = any(c.tf is not None for c in (self.family, self.middle, self.given))
 
     def score(self, a: Prepared, b: Prepared, explain: bool = True) -> Decision:
         """Decide one pair: the real-time entry point, and what batch linkage calls per blocked pair."""
-        levels = [c.level(a, b) for c in self.comparisons]
+        levels = [level(a, b) for level in self._levels]
         alias = a.name.newborn_alias or b.name.newborn_alias
         if not alias and (a.birth_row or b.birth_row) and a.infant and b.infant and levels[3] == 1 \
                 and levels[2] == 4:
             alias = True  # a birth-day row whose name is not the child's: written under a parent's name
         if alias:  # the name on a "Con của …" row is the mother's: it says nothing about the child
             levels[0] = levels[1] = levels[2] = 0
-        weights = [c.weights[lvl] for c, lvl in zip(self.comparisons, levels)]
-        # the name comparisons' weights depend on the value (term frequencies)
-        weights[0] = self.family.weight(a, b, levels[0])
-        weights[1] = self.middle.weight(a, b, levels[1])
-        weights[2] = self.given.weight(a, b, levels[2])
+        weights = [w[lvl] for w, lvl in zip(self._weights, levels)]
+        if self._tf:  # the name comparisons' weights depend on the value (term frequencies)
+            weights[0] = self.family.weight(a, b, levels[0])
+            weights[1] = self.middle.weight(a, b, levels[1])
+            weights[2] = self.given.weight(a, b, levels[2])
         total = self.settings.prior_weight + sum(weights)
         flags: list[str] = []
         if levels[2] == 4:

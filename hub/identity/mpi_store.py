@@ -58,7 +58,8 @@ local prefix, out, i = KEYS[1], {}, 0
 for op, k, f, v in string.gmatch(ARGV[1], '([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\n]*)\n') do
   i = i + 1
   local key = prefix .. k
-  local cur = redis.call('HGET', key, f)
+  local cur = false
+  if op ~= 'S' then cur = redis.call('HGET', key, f) end  -- a set needs no read
   out[i] = false
   if op == 'L' then
     if cur then out[i] = cur else redis.call('HSET', key, f, v) end
@@ -104,13 +105,18 @@ def mpi_hash(secret: bytes, *parts: str) -> str:
     once per secret and copied per call. Changing this function renames every MPI key: the index is then
     rebuilt from Kafka (``hub rebuild``); citizen ids (``citizen_id_for``) do not depend on it.
     """
+    h = _keyed(secret).copy()
+    h.update("\x1f".join(parts).encode())
+    return h.hexdigest()
+
+
+def _keyed(secret: bytes) -> "hashlib._Hash":
+    """The keyed BLAKE2b state of ``mpi_hash``, built once per secret (each hash copies it)."""
     base = _HASHERS.get(secret)
     if base is None:
         key = secret if len(secret) <= 64 else hashlib.sha256(secret).digest()
         base = _HASHERS[secret] = hashlib.blake2b(key=key, digest_size=16, person=b"hssk-mpi")
-    h = base.copy()
-    h.update("\x1f".join(parts).encode())
-    return h.hexdigest()
+    return base
 
 
 def identity_key(secret: bytes, identifier: Identifier) -> str:
@@ -125,6 +131,18 @@ def link_slot(ikey: str) -> Slot:
 def block_slot(secret: bytes, rule: str, key: str) -> Slot:
     h = mpi_hash(secret, "blk", rule, key)[:REF_LEN]
     return _SHARD_OF[h[:2]], "b:" + h[2:6], h  # ~10 entries per bucket at 1M citizens, ~70 at 6.6M
+
+
+def block_slots(secret: bytes, keys: list[tuple[str, str]]) -> list[Slot]:
+    """``block_slot`` of each (rule, key): the same slots, the keyed state looked up once (an event has ~8)."""
+    copy = _keyed(secret).copy
+    out: list[Slot] = []
+    for rule, key in keys:
+        h = copy()
+        h.update(f"blk\x1f{rule}\x1f{key}".encode())
+        x = h.hexdigest()[:REF_LEN]
+        out.append((_SHARD_OF[x[:2]], "b:" + x[2:6], x))
+    return out
 
 
 def record_slot(ref: str) -> Slot:
@@ -162,24 +180,30 @@ class RedisMpiStore:
         self._write = redis.register_script(_WRITE)
 
     async def get(self, slots: list[Slot]) -> list[bytes | None]:
-        return await self._run(self._read, [(shard, f"{key}\t{fld}\n") for shard, key, fld in slots])
-
-    async def write(self, ops: list[Op]) -> list[bytes | None]:
-        return await self._run(self._write, [(shard, f"{op}\t{key}\t{fld}\t{value}\n")
-                                             for (shard, key, fld), op, value in ops])
-
-    async def _run(self, script, lines: list[tuple[int, str]]) -> list[bytes | None]:
-        """One script call per shard, its lines joined into one argument; the replies back in input order."""
-        n = len(lines)
-        if not n:
-            return []
         groups: dict[int, tuple[list[int], list[str]]] = {}
-        for i, (shard, line) in enumerate(lines):
+        for i, (shard, key, fld) in enumerate(slots):
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = ([], [])
             group[0].append(i)
-            group[1].append(line)
+            group[1].append(f"{key}\t{fld}\n")
+        return await self._run(self._read, groups, len(slots))
+
+    async def write(self, ops: list[Op]) -> list[bytes | None]:
+        groups: dict[int, tuple[list[int], list[str]]] = {}
+        for i, ((shard, key, fld), op, value) in enumerate(ops):
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = ([], [])
+            group[0].append(i)
+            group[1].append(f"{op}\t{key}\t{fld}\t{value}\n")
+        return await self._run(self._write, groups, len(ops))
+
+    async def _run(self, script, groups: dict[int, tuple[list[int], list[str]]], n: int) -> list[bytes | None]:
+        """One script call per shard, its lines (grouped by the caller as it formats them: one pass) joined
+        into one argument; the replies back in input order."""
+        if not n:
+            return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard, (_, shard_lines) in groups.items():
                 await script(keys=[prefix(shard)], args=["".join(shard_lines)], client=pipe)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 _TONES = "\u0300\u0301\u0303\u0309\u0323"  # grave, acute, tilde, hook above, dot below
@@ -80,10 +80,12 @@ class Name:
     given_ascii: str
     family_variant: str
     newborn_alias: bool  # written as "Con của <mother>" or similar: the record is a newborn's
+    # family variant, middle and given name in ASCII: computed once (three blocking keys of every event use it)
+    full_ascii: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def full_ascii(self) -> str:
-        return " ".join(p for p in (self.family_variant, self.middle_ascii, self.given_ascii) if p)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full_ascii",
+                           " ".join([p for p in (self.family_variant, self.middle_ascii, self.given_ascii) if p]))
 
 
 EMPTY_NAME = Name("", "", "", "", "", "", "", False)

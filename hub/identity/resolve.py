@@ -4,7 +4,10 @@ Each event's subject (and Patient payload) becomes a prepared record (``hub.iden
 ``records.prepare``), then:
 
 1. A known facility + MRN is that citizen (the source's own identity for the person). An event with an
-   MRN and no demographics resolves by the MRN alone, or mints a citizen for that MRN.
+   MRN and no demographics resolves by the MRN alone, or mints a citizen for that MRN. An event that is not
+   a Patient (the registry row's immunization, an ADT's encounter) with the source (system, facility, message,
+   raw record) and subject of a Patient event earlier in its batch is that Patient's citizen (outcome link):
+   it says less about the person than its Patient, so it is neither matched nor filed as a record of its own.
 2. Otherwise a strong identifier already linked (a CCCD consistent with the record's sex and birth year,
    the old 9-digit ID, the BHXH number, a passport) names the citizen — unless that citizen's own records
    clearly disagree (``MatchModel`` vetoes: another given name or birth date), then one identifier is
@@ -29,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope,
-                          Identifier, mrn_system)
+                          Identifier, Source, Subject, mrn_system)
 from hub.errors import IdentityError
 from hub.identity import identifiers as ids
 from hub.identity.blocking import PROBE_RULES, RULES
 from hub.identity.indexed import Indexed, unpack
 from hub.identity.model import LINK, NEW, REVIEW, VETOES, Decision, MatchModel, MatchSettings
-from hub.identity.mpi_store import (MpiStore, Op, RedisLinkStore, Slot, block_slot, citizen_slot,
+from hub.identity.mpi_store import (MpiStore, Op, RedisLinkStore, Slot, block_slot, block_slots, citizen_slot,
                                     identity_key, link_slot, mpi_hash, record_slot, split_refs)
 from hub.identity.records import Prepared, SourceRecord, prepare
 from hub.identity.subject import record_from_envelope
@@ -147,7 +150,7 @@ class Resolver:
         if key is None:
             if len(self._ikeys) > 200_000:
                 self._ikeys.clear()
-            key = self._ikeys[pair] = identity_key(self.secret, Identifier(system, value))
+            key = self._ikeys[pair] = mpi_hash(self.secret, "id", system, value)  # identity_key, no Identifier
         return key
 
     # -------------------------------------------------------------- building the items
@@ -158,30 +161,32 @@ class Resolver:
         else:
             ref = mpi_hash(self.secret, "rec", sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance,
                              sr.phone, sr.address, sr.ward)[:16]
-        p = prepare(SourceRecord(ref, sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance, sr.phone,
-                                 sr.address, sr.ward, sr.facility, sr.mrn, sr.event_date))
+        p = prepare(sr, record_id=ref)
         item.ref, item.p, item.name_text, item.birth_text = ref, p, sr.name, sr.birth_date
         item.patient = envelope.payload.get("resourceType") == "Patient"
         item.event_id = envelope.event_id
         item.cause = envelope.event_id if envelope.type == MERGED_TYPE else ""
+        ikey = self._ikey
         strong: list[str] = []
         if p.cccd and p.cccd_ok:
-            strong.append(self._ikey(SYSTEM_CCCD, p.cccd))
-        for kind, system in _STRONG_SYSTEMS[1:]:
-            value = getattr(p, kind)
-            if value:
-                strong.append(self._ikey(system, value))
-        item.mrn_link = self._ikey(mrn_system(sr.facility), sr.mrn) if sr.mrn else ""
-        extra = self._linkable(envelope.subject.identifiers, p)
-        item.links = list(dict.fromkeys([*strong, *extra, *([item.mrn_link] if item.mrn_link else [])]))
+            strong.append(ikey(SYSTEM_CCCD, p.cccd))
+        if p.cmnd:  # _STRONG_SYSTEMS[1:], in its order
+            strong.append(ikey(SYSTEM_OLD_ID, p.cmnd))
+        if p.bhxh:
+            strong.append(ikey(SYSTEM_BHXH, p.bhxh))
+        if p.passport:
+            strong.append(ikey(SYSTEM_PASSPORT, p.passport))
+        item.mrn_link = ikey(mrn_system(sr.facility), sr.mrn) if sr.mrn else ""
+        strong += self._linkable(envelope.subject.identifiers, p)
+        if item.mrn_link:
+            strong.append(item.mrn_link)
+        item.links = list(dict.fromkeys(strong))
         item.old = [k for k in self._linkable(
-            (Identifier(str(i.get("system", "")), str(i.get("value", ""))) for i in old), p) if k not in item.links]
+            (Identifier(str(i.get("system", "")), str(i.get("value", ""))) for i in old), p) if k not in item.links
+                    ] if old else []
         item.blocks, item.probe_read, item.probe_index = [], [], []
         if item.has_demographics:
-            for name, fn in _INDEX_RULES:
-                key = fn(p)
-                if key:
-                    item.blocks.append(block_slot(self.secret, name, key))
+            item.blocks = block_slots(self.secret, [(name, key) for name, fn in _INDEX_RULES if (key := fn(p))])
             for name, key_fn, probe in _PROBE:
                 key = key_fn(p)
                 if key:
@@ -227,12 +232,20 @@ class Resolver:
         items: list[_Item] = []
         by_key: dict[Any, _Item] = {}
         per_event: list[_Item | IdentityError] = []
+        leads: dict[tuple[Source, Subject], _Item] = {}  # the batch's Patient events, by source and subject
+        follows: set[int] = set()  # positions of the events that take their Patient's citizen
         for env in envelopes:
-            sr = record_from_envelope(env, record_id="")
             old = [i for i in env.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
+            patient = env.payload.get("resourceType") == "Patient"
+            if not patient and not old and env.type != MERGED_TYPE:
+                lead = leads.get((env.source, env.subject))
+                if lead is not None:
+                    follows.add(len(per_event))
+                    per_event.append(lead)
+                    continue
+            sr = record_from_envelope(env, record_id="")
             key = (sr.name, sr.birth_date, sr.sex, sr.personal_id, sr.insurance, sr.phone, sr.address, sr.ward,
-                   sr.facility, sr.mrn, env.subject.identifiers, env.type == MERGED_TYPE and env.event_id,
-                   env.payload.get("resourceType") == "Patient",
+                   sr.facility, sr.mrn, env.subject.identifiers, env.type == MERGED_TYPE and env.event_id, patient,
                    tuple((i.get("system"), i.get("value")) for i in old))
             item = by_key.get(key)
             if item is None:
@@ -242,6 +255,8 @@ class Resolver:
                     continue
                 by_key[key] = item
                 items.append(item)
+            if patient and env.type != MERGED_TYPE:
+                leads.setdefault((env.source, env.subject), item)
             per_event.append(item)
 
         # round trip 1: links, own records, blocks
@@ -272,13 +287,13 @@ class Resolver:
         if batch.ops:
             replies = await self.store.write(batch.ops)
             await self._settle_races(batch, replies, items)
-        for env, entry in zip(envelopes, per_event, strict=True):
+        for pos, (env, entry) in enumerate(zip(envelopes, per_event, strict=True)):
             if isinstance(entry, IdentityError):
                 out.results.append(entry)
                 out.outcomes.append(DLQ)
             else:
                 out.results.append(env.with_citizen(entry.cid))
-                out.outcomes.append(entry.outcome)
+                out.outcomes.append(LINK if pos in follows else entry.outcome)
         return out
 
     def index_ops(self, envelope: Envelope, citizen_id: str) -> list[Op]:
@@ -426,9 +441,15 @@ class Resolver:
         rec = self._indexed(item, cid)
         batch.records[item.ref] = rec
         batch.ops.append((item.own_slot, "S", rec.pack().decode()))
-        batch.ops.append((citizen_slot(cid), "A", item.ref))
-        for slot in item.index_blocks():
-            batch.add_block(slot, item.ref)
+        ops, blocks, ref = batch.ops, batch.blocks, item.ref
+        ops.append((citizen_slot(cid), "A", ref))
+        for slot in item.index_blocks():  # the batch's own view of the block, and the write (~8 per event)
+            local = blocks.get(slot)
+            if local is None:
+                blocks[slot] = [ref]
+            else:
+                local.append(ref)
+            ops.append((slot, "A", ref))
 
     async def _settle_races(self, batch: "_Batch", replies: list[bytes | None], items: list[_Item]) -> None:
         """Another worker linked an identifier between our read and write: adopt its citizen if we minted."""
@@ -466,23 +487,24 @@ class _Batch:
         self.ops: list[Op] = []
         self.link_ops: list[tuple[int, _Item, str]] = []  # (position in ops, item, citizen id)
         self._split: dict[Slot, list[str]] = {}  # the first trip's blocks, split into refs once
+        self._found_links: dict[str, str | None] = {}  # the first trip's links, decoded once
 
     def link_value(self, ikey: str) -> str | None:
         local = self.links.get(ikey)
         if local is not None:
             return local
-        value = self.found.get(link_slot(ikey))
-        return value.decode() if value is not None else None
+        try:
+            return self._found_links[ikey]
+        except KeyError:
+            value = self.found.get(link_slot(ikey))
+            decoded = self._found_links[ikey] = value.decode() if value is not None else None
+            return decoded
 
     def link(self, ikey: str, cid: str, item: _Item) -> None:
         if self.link_value(ikey) is None:
             self.links[ikey] = cid
             self.link_ops.append((len(self.ops), item, cid))
             self.ops.append((link_slot(ikey), "L", cid))
-
-    def add_block(self, slot: Slot, ref: str) -> None:
-        self.blocks.setdefault(slot, []).append(ref)
-        self.ops.append((slot, "A", ref))
 
     def block_refs(self, slot: Slot, limit: int) -> list[str]:
         refs = self._split.get(slot)

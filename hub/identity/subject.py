@@ -18,24 +18,36 @@ _PERSONAL = (SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT)  # preference order fo
 
 def record_from_envelope(envelope: Envelope, record_id: str | None = None) -> SourceRecord:
     """What the event says about its person, in the matcher's terms (name family-first, ISO birth date)."""
+    # Plain loops, no generator expressions: run for every event the identity stage reads.
     subject = envelope.subject
     by_system: dict[str, str] = {}
     facility = mrn = ""
     for ident in subject.identifiers:
-        if ident.system.startswith(_MRN_PREFIX):
-            facility, mrn = ident.system[len(_MRN_PREFIX):], ident.value
-        else:
-            by_system.setdefault(ident.system, ident.value)
-    personal = next((by_system[s] for s in _PERSONAL if s in by_system), "")
+        system = ident.system
+        if system.startswith(_MRN_PREFIX):
+            facility, mrn = system[len(_MRN_PREFIX):], ident.value
+        elif system not in by_system:
+            by_system[system] = ident.value
+    personal = ""
+    for system in _PERSONAL:
+        if system in by_system:
+            personal = by_system[system]
+            break
     insurance = by_system.get(SYSTEM_BHXH) or by_system.get(SYSTEM_BHYT, "")
-    name = " ".join(p for p in (subject.family or "", *subject.given) if p)
+    name = " ".join([p for p in (subject.family or "", *subject.given) if p])
     payload: dict[str, Any] = envelope.payload if envelope.payload.get("resourceType") == "Patient" else {}
-    phone = next((t.get("value", "") for t in payload.get("telecom", []) if t.get("system") == "phone"), "")
+    phone = ""
+    for t in payload.get("telecom", ()):
+        if t.get("system") == "phone":
+            phone = t.get("value", "")
+            break
     address = ward = ""
-    for addr in payload.get("address", []):
+    for addr in payload.get("address", ()):
         address = addr.get("text") or ", ".join([*addr.get("line", []), addr.get("district", ""), addr.get("city", "")])
-        ward = next((str(x.get("valueCode", "")) for x in addr.get("extension", ())
-                     if str(x.get("url", "")).endswith(WARD_CODE)), "")
+        for x in addr.get("extension", ()):
+            if str(x.get("url", "")).endswith(WARD_CODE):
+                ward = str(x.get("valueCode", ""))
+                break
         break
     return SourceRecord(
         record_id=record_id or envelope.event_id, name=name, birth_date=subject.birth_date or "",

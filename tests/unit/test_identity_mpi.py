@@ -10,7 +10,7 @@ from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, 
 from hub.errors import IdentityError
 from hub.identity.indexed import unpack, with_citizen
 from hub.identity.model import LINK, NEW, REVIEW
-from hub.identity.mpi_store import MemoryMpiStore, block_slot, citizen_slot, link_slot, record_slot
+from hub.identity.mpi_store import MemoryMpiStore, block_slot, block_slots, citizen_slot, link_slot, record_slot
 from hub.identity.resolve import DLQ, Resolver, canonical_identifier, identity_key
 
 SECRET = b"unit-secret"
@@ -169,6 +169,33 @@ class TestResolution:
         assert res.results[0].citizen_id == old[0] and res.merges == []
 
 
+    async def test_a_registry_rows_immunization_takes_its_patients_citizen_without_a_record_of_its_own(self) -> None:
+        """Same source row and subject as the batch's Patient event: that citizen, outcome link, one record."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        subject = Subject((Identifier(SYSTEM_CCCD, "079190000123"),), "Đặng", ("Thị", "Ngọc"), "1990-02-03", "female")
+        row = Source("registry", "79048", "R-1")
+        patient = Envelope("p-1", "patient.updated", "2026-03-01", "2026-03-01", row, subject,
+                           {"resourceType": "Patient", "telecom": [{"system": "phone", "value": "0912000111"}],
+                            "address": [{"text": HOME}]})
+        shot = Envelope("i-1", "immunization.recorded", "2026-03-01", "2026-03-01", row, subject,
+                        {"resourceType": "Immunization"})
+        res = await r.resolve([patient, shot])
+        assert res.outcomes == [NEW, LINK]
+        assert res.results[0].citizen_id == res.results[1].citizen_id
+        assert len(_refs(r.store, res.results[0].citizen_id)) == 1
+
+    async def test_an_event_from_another_source_row_is_matched_on_its_own(self) -> None:
+        """Only the Patient's own row is followed: another row's immunization is a record of its own."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        subject = Subject((Identifier(SYSTEM_CCCD, "079190000124"),), "Đặng", ("Thị", "Ngọc"), "1990-02-03", "female")
+        patient = Envelope("p-2", "patient.updated", "2026-03-01", "2026-03-01", Source("registry", "79048", "R-2"),
+                           subject, {"resourceType": "Patient", "address": [{"text": HOME}]})
+        shot = Envelope("i-3", "immunization.recorded", "2026-03-01", "2026-03-01", Source("registry", "79048", "R-3"),
+                        subject, {"resourceType": "Immunization"})
+        res = await r.resolve([patient, shot])
+        assert res.results[0].citizen_id == res.results[1].citizen_id
+        assert len(_refs(r.store, res.results[0].citizen_id)) == 2
+
 def _refs(store: MemoryMpiStore, cid: str) -> list[str]:
     _, key, field = citizen_slot(cid)
     raw = next(v for (k, f), v in store.data.items() if k.endswith(key) and f == field)
@@ -176,6 +203,11 @@ def _refs(store: MemoryMpiStore, cid: str) -> list[str]:
 
 
 class TestStore:
+    def test_block_slots_are_block_slot_of_each_key(self) -> None:
+        """The batched form names the same Redis fields as the one-key form (the index layout is unchanged)."""
+        keys = [("name_dob", "n|nguyen thi hoa|1995|2|6"), ("phone_year", "p|0912345678|1995"), ("cccd", "079195001234")]
+        assert block_slots(SECRET, keys) == [block_slot(SECRET, rule, key) for rule, key in keys]
+
     async def test_a_link_is_first_writer_wins(self) -> None:
         store = MemoryMpiStore()
         slot = link_slot(identity_key(SECRET, Identifier(SYSTEM_CCCD, "079090001234")))
