@@ -150,13 +150,17 @@ def _template(content: str, record: str, prefix: str, suffix: str) -> tuple[re.P
     return re.compile(prefix + _WS + _WS.join(parts) + _WS + suffix), tuple(names)
 
 
-def _by_template(kind: str, content: str, record: str, prefix: str, suffix: str, whole: bool) -> dict[str, str] | None:
-    """``content`` read by the first template of ``kind`` that matches it (a new one is made when none does)."""
+def _match(kind: str, content: str, record: str, prefix: str, suffix: str,
+           whole: bool) -> tuple[re.Match[str], tuple[str, ...]] | None:
+    """``content`` matched by a template of ``kind`` (a new one is made when none matches), with its field names.
+    The template that matched moves to the front: a table's next record most likely has the same skeleton."""
     templates = _TEMPLATES.setdefault(kind, [])
-    for pattern, names in templates:
+    for i, (pattern, names) in enumerate(templates):
         match = pattern.fullmatch(content) if whole else pattern.match(content)
         if match is not None:
-            return dict(zip(names, match.groups()))
+            if i:
+                templates.insert(0, templates.pop(i))
+            return match, names
     made = _template(content, record, prefix, suffix)
     if made is None:
         return None
@@ -166,32 +170,26 @@ def _by_template(kind: str, content: str, record: str, prefix: str, suffix: str,
     if len(templates) >= _TEMPLATES_PER_TABLE:
         templates.pop()
     templates.insert(0, made)
-    return dict(zip(made[1], match.groups()))
+    return match, made[1]
 
 
 def _templated(kind: str, text: str) -> list[dict[str, str]] | None:
     root, record = TABLES[kind]
     if record is None:
-        found = _by_template(kind, text, root, f"{_PROLOG}<{root}>", f"</{root}>{_WS}", True)
-        return None if found is None else [found]
+        found = _match(kind, text, root, f"{_PROLOG}<{root}>", f"</{root}>{_WS}", True)
+        return None if found is None else [dict(zip(found[1], found[0].groups()))]
     pieces = text.split(f"<{record}>")
     head = _LIST_HEAD[kind].fullmatch(pieces[0])
     if head is None or len(pieces) < 2:
         return None
     out = []
     last = len(pieces) - 1
+    suffix = f"</{record}>{_WS}"
     for i in range(1, len(pieces)):
         piece = pieces[i]
-        templates = _TEMPLATES.get(kind, ())
-        for pattern, names in templates:
-            if (match := pattern.match(piece)) is not None:
-                break
-        else:
-            if _by_template(kind, piece, record, "", f"</{record}>{_WS}", False) is None:
-                return None
-            pattern, names = _TEMPLATES[kind][0]
-            match = pattern.match(piece)
-            assert match is not None
+        if (found := _match(kind, piece, record, "", suffix, False)) is None:
+            return None
+        match, names = found
         end = match.end()
         if end != len(piece) and (i != last or not _tail_ok(kind, piece[end:], head.group("l"))):
             return None
