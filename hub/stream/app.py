@@ -29,6 +29,7 @@ from hub.envelope import DeadLetter, Envelope
 from hub.errors import HubError, OutputRefused
 from hub.logging import get_logger
 from hub.ops import metrics
+from hub.partition import KeyPartitioner
 from hub.settings import Settings
 from hub.stream.spinner import restore_root_level
 from hub.topics import DLQ, Topic
@@ -236,6 +237,7 @@ class StageLoop:
         self.step, self.after_batch, self.settings = step, after_batch, settings
         self.counted = metrics.StageMetrics(stage)
         self._producer: AIOKafkaProducer  # made by ``run``
+        self._partitioner = KeyPartitioner()  # kept across producers: its memory of keys stays valid
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -263,7 +265,8 @@ class StageLoop:
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"{self.group}-{self.stage}", acks="all",
-            enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024, max_request_size=MAX_RECORD_BYTES)
+            enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024, max_request_size=MAX_RECORD_BYTES,
+            partitioner=self._partitioner)
         await _until_started(self.stage, producer)
         return producer
 
