@@ -146,6 +146,19 @@ async def cccd_only(events: list[Envelope], redis) -> list[Envelope]:
     return [out[pos].with_citizen(cid.decode()) for (pos, _, _), cid in zip(keys, replies[1::2], strict=True)]
 
 
+async def snapshot(redis) -> None:
+    """Write the index to dump.rdb in the background and wait for it: a blocking SAVE of a million citizens
+    (~2 GB) outlasted the client's read timeout on a loaded machine, and the loaded index was lost."""
+    await redis.bgsave()
+    while True:
+        await asyncio.sleep(1)
+        info = await redis.info("persistence")
+        if not info["rdb_bgsave_in_progress"]:
+            if info["rdb_last_bgsave_status"] != "ok":
+                raise RuntimeError("the Redis snapshot of the index failed")
+            return
+
+
 def cache_paths(args: argparse.Namespace) -> tuple[Path, Path] | None:
     """Where ``--cache`` keeps a loaded index (Redis snapshot) and its events; named by the run's parameters
     and a probe of the MPI key derivation, so a change of the key layout never reuses an old index."""
@@ -187,7 +200,7 @@ async def run(args: argparse.Namespace) -> None:
             pool, known, load_s = await load_index(redis, resolver, PopulationGenerator(seed=args.seed),
                                                   args.citizens, args.events)
             if cached is not None:
-                await redis.save()
+                await snapshot(redis)
                 Path(args.cache).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / "dump.rdb", cached[0])
                 with cached[1].open("wb") as f:
