@@ -88,6 +88,9 @@ class Settings:
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8099
     receiver_secret: bytes = field(default=DEV_RECEIVER_SECRET.encode(), repr=False)
+    # Set while rotating: the receiver accepts this secret too, so pushes already signed (retries, the DLQ)
+    # with the old one still land; unset it once the senders sign with the new one.
+    receiver_previous_secret: bytes = field(default=b"", repr=False)
     # Who gets which record changes (hub/fanout, format in schemas/subscriptions.schema.json).
     subscriptions_file: Path = REPO_ROOT / "deploy" / "local" / "subscriptions.toml"
 
@@ -142,6 +145,7 @@ class Settings:
             receiver_host=env.get("HSSK_RECEIVER_HOST", cls.receiver_host),
             receiver_port=int(env.get("HSSK_RECEIVER_PORT", int(env.get("HSSK_API_PORT", cls.api_port)) + 19)),
             receiver_secret=env.get("HSSK_RECEIVER_SECRET", DEV_RECEIVER_SECRET).encode(),
+            receiver_previous_secret=env.get("HSSK_RECEIVER_PREVIOUS_SECRET", "").encode(),
             subscriptions_file=Path(env.get("HSSK_SUBSCRIPTIONS_FILE", str(cls.subscriptions_file))),
         )
 

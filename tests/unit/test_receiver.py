@@ -108,6 +108,41 @@ class TestSignature:
         assert status == 401
 
 
+class TestSecretRotation:
+    """While the sender's secret changes, pushes signed with the old one (retries, replays) still land."""
+
+    OLD = b"bi-mat-cu-cua-so-suc-khoe"
+
+    @pytest.fixture()
+    async def rotating(self, tmp_path: Path) -> AsyncIterator[Client]:
+        store = DeliveryStore(tmp_path / "receiver" / "deliveries.sqlite3")
+        commit = GroupCommit(store)
+        app = build_app(Receiver(commit, SECRET, clock=lambda: NOW, previous_secret=self.OLD))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        async with aiohttp.ClientSession() as session:
+            yield Client(f"http://127.0.0.1:{runner.addresses[0][1]}", session, store)
+        await runner.cleanup()
+        await commit.close()
+
+    async def test_the_new_and_the_previous_secret_are_both_accepted(self, rotating: Client) -> None:
+        assert (await rotating.push(health_book(), key="k-new"))[0] == 201
+        assert (await rotating.push(health_book(), key="k-old", secret=self.OLD))[0] == 201
+        assert rotating.store.count() == 2
+
+    async def test_any_other_secret_or_a_stale_old_signature_is_still_401(self, rotating: Client) -> None:
+        status, answer = await rotating.push(health_book(), key="k-x", secret=b"khong-phai-bi-mat")
+        assert status == 401 and "does not match" in answer["error"]
+        status, answer = await rotating.push(health_book(), key="k-y", secret=self.OLD, signed_at=NOW - 301)
+        assert status == 401 and "outside the 300 s window" in answer["error"]
+        assert rotating.store.count() == 0
+
+    async def test_without_a_rotation_the_old_secret_is_refused(self, receiver: Client) -> None:
+        status, _ = await receiver.push(health_book(), secret=self.OLD)
+        assert status == 401
+
+
 class TestBadRequests:
     @pytest.mark.parametrize(("body", "kwargs", "status", "reason"), [
         (b"{\"citizen_id\": ", {}, 400, "not JSON"),

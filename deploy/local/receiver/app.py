@@ -43,6 +43,18 @@ class Receiver:
     store: GroupCommit
     secret: bytes
     clock: Callable[[], float] = time.time
+    # While the sender's secret is being rotated: pushes signed with the previous one are accepted too.
+    previous_secret: bytes = b""
+
+
+def check_signature(receiver: Receiver, body: bytes, timestamp: str | None, signature: str | None) -> None:
+    """SignatureError unless ``body`` is signed, recently, with the secret or (during a rotation) the previous one."""
+    try:
+        verify(receiver.secret, body, timestamp, signature, now=receiver.clock())
+    except SignatureError:
+        if not receiver.previous_secret:
+            raise
+        verify(receiver.previous_secret, body, timestamp, signature, now=receiver.clock())
 
 
 RECEIVER = web.AppKey("receiver", Receiver)
@@ -74,7 +86,7 @@ async def receive(request: web.Request) -> web.Response:
     body = await request.read()
     timestamp = request.headers.get(TIMESTAMP_HEADER)
     try:
-        verify(receiver.secret, body, timestamp, request.headers.get(SIGNATURE_HEADER), now=receiver.clock())
+        check_signature(receiver, body, timestamp, request.headers.get(SIGNATURE_HEADER))
     except SignatureError as exc:
         log.warning("push refused", code=401, reason=str(exc))
         return _problem(401, str(exc))

@@ -32,7 +32,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     store = GroupCommit(DeliveryStore(store_path(settings)))
-    runner = web.AppRunner(build_app(Receiver(store, settings.receiver_secret)), access_log=None)
+    runner = web.AppRunner(build_app(Receiver(store, settings.receiver_secret,
+                                                     previous_secret=settings.receiver_previous_secret)), access_log=None)
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.receiver_host, settings.receiver_port).start()
