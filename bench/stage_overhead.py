@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
+from bench.fanout import process_cpu_s
 from bench.stack import bench_env
 from bench.table import Row, render
 from hub.settings import REPO_ROOT, Settings
@@ -42,7 +43,6 @@ from hub.topics import Topic
 SOURCES = {"hub": "bench.stage.in.hub", "faust": "bench.stage.in.faust", "aiokafka": "bench.stage.in.plain"}
 OUTPUTS = {"hub": "bench.stage.out.hub", "faust": "bench.stage.out.faust", "aiokafka": "bench.stage.out.plain"}
 PARTITIONS = 4
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _topic(name: str) -> Topic:
@@ -53,12 +53,6 @@ def _event(i: int, sent_ms: int = 0) -> bytes:
     filler = "Nguyễn Thị Hồng Nhung, phường Bến Nghé, Quận 1, Thành phố Hồ Chí Minh; " * 14
     return (f'{{"event_id":"{i:032x}","sent_ms":{sent_ms:013d},"type":"patient.updated",'
             f'"occurred_at":"2026-03-01T08:00:00+07:00","payload":{{"text":"{filler}"}}}}').encode()
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 # --- the two workers (child processes) ------------------------------------------------------------------
@@ -198,7 +192,7 @@ FETCH_VARIANTS = [("fetch returns at once (1 B or 500 ms)", 1, 500), ("fetch 64 
 
 def measure_paced(settings: Settings, index: int, label: str, min_bytes: int, wait_ms: int, n: int,
                   rate: float) -> Row:
-    from bench.fanout import process_cpu_s, process_pids
+    from bench.fanout import process_pids
 
     source, out = f"bench.stage.paced{index}.in", f"bench.stage.paced{index}.out"
     asyncio.run(_create_topics(settings, [source, out]))
@@ -210,14 +204,14 @@ def measure_paced(settings: Settings, index: int, label: str, min_bytes: int, wa
     kafka = process_pids(settings)["kafka"]
     try:
         time.sleep(20)  # group join and assignment
-        cpu0, broker0, t0 = _cpu_s(child.pid), process_cpu_s(kafka), time.monotonic()
+        cpu0, broker0, t0 = process_cpu_s(child.pid), process_cpu_s(kafka), time.monotonic()
         asyncio.run(_produce_paced(settings, source, n, rate))
         while asyncio.run(_end_total(settings, out)) < n:
             if child.poll() is not None:
                 raise SystemExit(f"the stage worker exited with {child.returncode} before copying everything")
             time.sleep(0.1)
         wall = time.monotonic() - t0
-        cpu, broker = _cpu_s(child.pid) - cpu0, process_cpu_s(kafka) - broker0
+        cpu, broker = process_cpu_s(child.pid) - cpu0, process_cpu_s(kafka) - broker0
     finally:
         child.terminate()
         child.wait(30)
@@ -235,17 +229,17 @@ def measure(settings: Settings, kind: str, n: int) -> Row:
                              env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=log)
     try:
         time.sleep(20)  # group join and assignment (faust's rebalance takes seconds)
-        idle_from = _cpu_s(child.pid)
+        idle_from = process_cpu_s(child.pid)
         time.sleep(5)
-        idle_per_s = (_cpu_s(child.pid) - idle_from) / 5
+        idle_per_s = (process_cpu_s(child.pid) - idle_from) / 5
         target = asyncio.run(_end_total(settings, OUTPUTS[kind])) + n
-        cpu0, t0 = _cpu_s(child.pid), time.monotonic()
+        cpu0, t0 = process_cpu_s(child.pid), time.monotonic()
         asyncio.run(_produce(settings, SOURCES[kind], n))
         while asyncio.run(_end_total(settings, OUTPUTS[kind])) < target:
             if child.poll() is not None:
                 raise SystemExit(f"the {kind} worker exited with {child.returncode} before copying everything")
             time.sleep(0.1)
-        wall, cpu = time.monotonic() - t0, _cpu_s(child.pid) - cpu0
+        wall, cpu = time.monotonic() - t0, process_cpu_s(child.pid) - cpu0
     finally:
         child.terminate()
         child.wait(30)

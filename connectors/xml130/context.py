@@ -15,7 +15,7 @@ from lxml import etree
 from connectors.xml130.maps import MAPS
 import orjson
 
-from hub.envelope import SCHEMA_VERSION, Envelope, Source, Subject, event_id
+from hub.envelope import SCHEMA_VERSION, Envelope, Source, Subject, event_dict, event_id
 
 SOURCE_SYSTEM = "xml130"
 
@@ -89,12 +89,10 @@ class Context:
         """One canonical event; ``position`` (table/row/resource) makes its id unique within the encounter."""
         if self.sensitivity:
             resource["meta"] = {"security": [dict(c) for c in HIV_SECURITY]}
-        if self.encoded is not None:  # Envelope._as_dict's keys, in its order (orjson writes a tuple as an array)
-            return _dumps({"event_id": event_id(SOURCE_SYSTEM, self.facility, self.ma_lk, position),
-                           "type": EVENT_TYPE[resource["resourceType"]], "schema_version": SCHEMA_VERSION,
-                           "occurred_at": occurred_at or self.occurred_at, "recorded_at": self.recorded_at,
-                           "source": self.encoded[0], "subject": self.encoded[1], "sensitivity": self.sensitivity,
-                           "payload": resource})
+        if self.encoded is not None:  # (orjson writes the sensitivity tuple as an array, as to_json its list)
+            return _dumps(event_dict(event_id(SOURCE_SYSTEM, self.facility, self.ma_lk, position),
+                                     EVENT_TYPE[resource["resourceType"]], occurred_at or self.occurred_at,
+                                     self.recorded_at, self.encoded[0], self.encoded[1], self.sensitivity, resource))
         return _envelope(event_id(SOURCE_SYSTEM, self.facility, self.ma_lk, position),
                          EVENT_TYPE[resource["resourceType"]], occurred_at or self.occurred_at, self.recorded_at,
                          self.source, self.subject, resource, self.sensitivity)

@@ -10,7 +10,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hub.envelope import DeadLetter, Envelope, Subject
+from hub.envelope import DeadLetter, Envelope, Subject, original_head
 
 MAX_ORIGINAL = 1 << 20  # bytes of the failed input kept on a Failure (enough to replay any real table)
 # Bytes of it a hub.dlq entry carries: base64 makes 512 KiB ~700 kB, which with the reason and headers stays
@@ -63,9 +63,8 @@ class Failure:
             headers["facility"] = self.facility
         original = self.original
         if self.original_bytes is not None or len(original) > DLQ_ORIGINAL_MAX:
-            headers["original_bytes"] = str(self.original_bytes or len(original))
-            headers["original_sha256"] = self.original_sha256 or hashlib.sha256(original).hexdigest()
-            original = original[:DLQ_ORIGINAL_MAX]
+            original, whole = original_head(original, DLQ_ORIGINAL_MAX, self.original_bytes, self.original_sha256)
+            headers.update(whole)
         return DeadLetter(stage=stage, code=self.stage, reason=self.reason, original=original,
                           headers=headers, failed_at=failed_at)
 

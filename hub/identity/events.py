@@ -66,3 +66,13 @@ def merge_link(event: Envelope) -> MergeLink:
         if link.get("type") == wanted and ref.startswith("Patient/") and event.citizen_id:
             return MergeLink(event.citizen_id, ref.removeprefix("Patient/"))
     raise ValueError(f"{event.type} names no other citizen (link type {wanted!r})")
+
+
+def merged_through(via: dict[str, str], member: str, ancestor: str) -> bool:
+    """Whether ``member``'s chain of merges (``via``: each retired citizen -> the one it was merged into) passes
+    through ``ancestor``: splitting ``ancestor`` out of a group takes these members along (record, warehouse)."""
+    seen = set()
+    while member != ancestor and member in via and member not in seen:
+        seen.add(member)
+        member = via[member]
+    return member == ancestor

@@ -32,7 +32,7 @@ import orjson
 from connectors.registry.read import COLUMNS, _as_csv
 from connectors.registry.translate import map_values
 from connectors.xml130 import Failure, RawHoso, Record, translate_hoso
-from hub.envelope import SCHEMA_VERSION, Envelope, RawCoordinates, event_id
+from hub.envelope import Envelope, RawCoordinates, event_dict, event_id
 from hub.errors import HubError
 from hub.kafka import BulkProducer, Headers, Pending
 from hub.kafka import Record as KafkaRecord
@@ -261,13 +261,10 @@ def map_rows(lines: list[int], values: str | list[str], received_at: str, secret
                    "sex": m.gender}
         event_keys.append(key_of(site, identifiers[0]["value"] if identifiers else rid).encode())
         occurred = m.occurred
-        events.append(dumps({"event_id": event_id("registry", site, rid, "Patient"), "type": "patient.updated",
-                             "schema_version": SCHEMA_VERSION, "occurred_at": occurred, "recorded_at": received_at,
-                             "source": source, "subject": subject, "sensitivity": [], "payload": m.patient}))
-        events.append(dumps({"event_id": event_id("registry", site, rid, "Immunization"),
-                             "type": "immunization.recorded", "schema_version": SCHEMA_VERSION,
-                             "occurred_at": occurred, "recorded_at": received_at, "source": source,
-                             "subject": subject, "sensitivity": [], "payload": m.immunization}))
+        events.append(dumps(event_dict(event_id("registry", site, rid, "Patient"), "patient.updated", occurred,
+                                       received_at, source, subject, [], m.patient)))
+        events.append(dumps(event_dict(event_id("registry", site, rid, "Immunization"), "immunization.recorded",
+                                       occurred, received_at, source, subject, [], m.immunization)))
     return out
 
 

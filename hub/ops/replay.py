@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from hub.envelope import ORIGINAL_BYTES
 from hub.errors import DeliveryError
 from hub.ops.dlq import REPLAY_HEADER, STAGE_SOURCES, Entry, reader, start_reader
 from hub.ops.lag import KafkaUnavailable, partitions_of
@@ -44,8 +45,8 @@ def replay_record(entry: Entry, secret: bytes) -> ReplayRecord:
         raise ValueError(f"entry {entry.id}: no source topic is known for stage {entry.stage!r}")
     if entry.code == "frame":
         raise ValueError(f"entry {entry.id} holds only the head of an oversized frame; the sender must resend it")
-    if "original_bytes" in entry.headers:
-        raise ValueError(f"entry {entry.id} holds only the head of its {entry.headers['original_bytes']}-byte input; "
+    if ORIGINAL_BYTES in entry.headers:
+        raise ValueError(f"entry {entry.id} holds only the head of its {entry.headers[ORIGINAL_BYTES]}-byte input; "
                          f"replaying it would send a cut message (the whole input: {entry.source})")
     headers = {k: v for k, v in entry.headers.items() if k != REPLAY_HEADER}
     key = entry.key

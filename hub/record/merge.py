@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.envelope import VN_FHIR_BASE
+from hub.identity.events import merged_through
 from hub.record.apply import CLINICAL_SECTIONS, Record, apply_content, bump, copy_record, empty_record
 from hub.record.event import Event
 
@@ -119,14 +120,6 @@ def merge(survivor: Record | None, survivor_id: str, retired: Record | None, ret
     return copy_record(merged), redirect  # one copy per merge: no list or dict shared with the inputs
 
 
-def _through(via: dict[str, str], member: str, ancestor: str) -> bool:
-    seen = set()
-    while member != ancestor and member in via and member not in seen:
-        seen.add(member)
-        member = via[member]
-    return member == ancestor
-
-
 def unmerge(survivor: Record, restored_id: str, restored: Record | None,
             event: Event) -> tuple[Record, Record] | None:
     """Split ``restored_id`` (and whoever was merged through it) out of ``survivor``'s group.
@@ -137,7 +130,7 @@ def unmerge(survivor: Record, restored_id: str, restored: Record | None,
     root = survivor["citizen_id"]
     if restored_id == root or restored_id not in parts:
         return None
-    leaving = sorted((m for m in parts if _through(via, m, restored_id)), key=lambda m: m != restored_id)
+    leaving = sorted((m for m in parts if merged_through(via, m, restored_id)), key=lambda m: m != restored_id)
     staying = sorted((m for m in parts if m not in leaving), key=lambda m: m != root)
     back = _join(parts, leaving, restored_id)
     back["version"] = (restored or {}).get("version", 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from aiokafka.errors import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hub.envelope import DeadLetter, Envelope
+from hub.envelope import DeadLetter, Envelope, original_head
 from hub.errors import HubError, OutputRefused
 from hub.logging import get_logger
 from hub.ops import metrics
@@ -162,9 +161,8 @@ def dead_letter(stage: str, incoming: Incoming, exc: Exception) -> Outgoing:
     headers = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in incoming.headers.items()}
     original = incoming.value
     if len(original) > DLQ_ORIGINAL_MAX:
-        headers["original_bytes"] = str(len(original))
-        headers["original_sha256"] = hashlib.sha256(original).hexdigest()
-        original = original[:DLQ_HEAD_BYTES]
+        original, whole = original_head(original, DLQ_HEAD_BYTES)
+        headers.update(whole)
         reason += (f" (hub.dlq keeps its first {DLQ_HEAD_BYTES} bytes; the whole input is at "
                    f"{incoming.topic}/{incoming.partition}/{incoming.offset})")
     letter = DeadLetter(

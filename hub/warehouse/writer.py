@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from hub.identity.events import merged_through
 from hub.warehouse import schema
 from hub.warehouse.migrate import migrate
 from hub.warehouse.plan import Plan
@@ -235,7 +236,7 @@ merged again by a later event, is left alone.
             return  # not merged (a replay), or merged again after this unmerge
         final = merge["survivor_id"]
         via = dict(await conn.fetch("SELECT retired_id, via FROM citizen_merge WHERE survivor_id = $1", final))
-        leaving = [m for m in via if _through(via, m, restored)]
+        leaving = [m for m in via if merged_through(via, m, restored)]
         others = [m for m in leaving if m != restored]
         await conn.execute("DELETE FROM citizen_merge WHERE retired_id = $1", restored)
         await conn.execute("UPDATE citizen_merge SET survivor_id = $1 WHERE retired_id = ANY($2::text[])",
@@ -248,14 +249,3 @@ merged again by a later event, is left alone.
         await conn.execute("UPDATE dim_citizen SET merged_into = $1 WHERE citizen_id = ANY($2::text[])",
                            restored, others)
 
-
-def _through(via: dict[str, str | None], member: str, ancestor: str) -> bool:
-    """Whether ``member``'s chain of merges (member -> via[member] -> ...) passes through ``ancestor``."""
-    seen: set[str] = set()
-    while member != ancestor and member not in seen:
-        seen.add(member)
-        nxt = via.get(member)
-        if nxt is None:
-            return False
-        member = nxt
-    return member == ancestor

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,25 @@ class Client:
             return resp.status, await resp.json(content_type=None)
 
 
-@pytest.fixture()
-async def receiver(tmp_path: Path) -> AsyncIterator[Client]:
+@asynccontextmanager
+async def serving(tmp_path: Path, previous_secret: bytes = b"") -> AsyncIterator[Client]:
+    """A real receiver on a free port, over a store in ``tmp_path``, with a client for it."""
     store = DeliveryStore(tmp_path / "receiver" / "deliveries.sqlite3")
     commit = GroupCommit(store)
-    runner = web.AppRunner(build_app(Receiver(commit, SECRET, clock=lambda: NOW)), access_log=None)
+    app = build_app(Receiver(commit, SECRET, clock=lambda: NOW, previous_secret=previous_secret))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     async with aiohttp.ClientSession() as session:
         yield Client(f"http://127.0.0.1:{runner.addresses[0][1]}", session, store)
     await runner.cleanup()
     await commit.close()
+
+
+@pytest.fixture()
+async def receiver(tmp_path: Path) -> AsyncIterator[Client]:
+    async with serving(tmp_path) as client:
+        yield client
 
 
 class TestSignature:
@@ -115,16 +124,8 @@ class TestSecretRotation:
 
     @pytest.fixture()
     async def rotating(self, tmp_path: Path) -> AsyncIterator[Client]:
-        store = DeliveryStore(tmp_path / "receiver" / "deliveries.sqlite3")
-        commit = GroupCommit(store)
-        app = build_app(Receiver(commit, SECRET, clock=lambda: NOW, previous_secret=self.OLD))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        async with aiohttp.ClientSession() as session:
-            yield Client(f"http://127.0.0.1:{runner.addresses[0][1]}", session, store)
-        await runner.cleanup()
-        await commit.close()
+        async with serving(tmp_path, previous_secret=self.OLD) as client:
+            yield client
 
     async def test_the_new_and_the_previous_secret_are_both_accepted(self, rotating: Client) -> None:
         assert (await rotating.push(health_book(), key="k-new"))[0] == 201
