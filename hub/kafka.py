@@ -119,7 +119,8 @@ class DurableProducer:
         try:
             futures = [await producer.send(topic, value, key=key, headers=list(headers))
                        for topic, value, key, headers in records]
-            done = await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                done = await asyncio.gather(*futures)
         except KafkaError as exc:
             raise DeliveryError(f"writing {len(records)} records: {type(exc).__name__}: Kafka did not confirm") from exc
         except asyncio.TimeoutError:
@@ -178,7 +179,8 @@ class Pending:
     async def result(self, timeout_s: float) -> list[tuple[int, int]]:
         """(partition, offset) of every record in order once all are durable; DeliveryError otherwise."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._future), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._future)
         except asyncio.TimeoutError:
             raise DeliveryError(f"writing {self.size} records: Kafka did not confirm within {timeout_s:g} s") from None
         if self._error is not None:

@@ -35,7 +35,8 @@ def read_ack(raw: bytes) -> tuple[str, str, str]:
 
 async def send_messages(host: str, port: int, messages: list[bytes], timeout_s: float = 15.0) -> list[AckResult]:
     """Send each message and wait for its ACK before the next (the order hospitals rely on)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(host, port)
     decoder = FrameDecoder(16 * 1024 * 1024)
     pending: list[Frame] = []
     results: list[AckResult] = []
@@ -46,7 +47,8 @@ async def send_messages(host: str, port: int, messages: list[bytes], timeout_s: 
             await writer.drain()
             try:
                 while not pending:
-                    data = await asyncio.wait_for(reader.read(65536), timeout_s)
+                    async with asyncio.timeout(timeout_s):
+                        data = await reader.read(65536)
                     if not data:
                         raise ConnectionError("listener closed the connection before answering")
                     pending.extend(f for f in decoder.feed(data) if isinstance(f, Frame))

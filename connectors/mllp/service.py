@@ -34,8 +34,9 @@ async def _watch_sources(sources: SourcesFile) -> None:
 async def _settle(settings: Settings, dedup: DedupStore) -> None:
     """Crash recovery before serving; if Redis or Kafka is not there yet, serve anyway (dedup degrades)."""
     try:
-        await asyncio.wait_for(reconcile(settings, dedup), timeout=60)
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        async with asyncio.timeout(60):
+            await reconcile(settings, dedup)
+    except (RedisError, OSError, TimeoutError) as exc:
         log.warning("dedup markers not settled at start", error=type(exc).__name__)
 
 
@@ -71,8 +72,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         watcher.cancel()
         await server.shutdown(timeout_s=settings.ack_timeout_s + 1)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(dedup.drain(), timeout=2)  # confirms still queued reach Redis
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await dedup.drain()  # confirms still queued reach Redis
         connecting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await connecting

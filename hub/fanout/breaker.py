@@ -118,6 +118,7 @@ class Breaker:
             if delay <= 0:
                 return
             try:
-                await asyncio.wait_for(self._closed.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._closed.wait()
+            except TimeoutError:
                 return

@@ -235,7 +235,8 @@ async def _producer(settings: Settings):
 
     producer = DurableProducer(settings, client_id="hssk-review")
     try:
-        await asyncio.wait_for(producer.connect(retry_every_s=0.5), settings.ack_timeout_s)
+        async with asyncio.timeout(settings.ack_timeout_s):
+            await producer.connect(retry_every_s=0.5)
     except TimeoutError as exc:
         await producer.stop()
         raise DeliveryError("Kafka is unreachable: nothing was changed") from exc

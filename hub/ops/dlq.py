@@ -243,7 +243,8 @@ async def entry(settings: Settings, entry_id: EntryId, topic: str = DLQ.name) ->
             held = f"offsets {start}-{end - 1}" if end > start else "no records"
             raise EntryNotFound(f"no DLQ entry {entry_id}: partition {entry_id.partition} holds {held}")
         consumer.seek(tp, entry_id.offset)
-        record = await asyncio.wait_for(consumer.getone(tp), 15)
+        async with asyncio.timeout(15):
+            record = await consumer.getone(tp)
         if record.offset != entry_id.offset:  # e.g. a transaction marker sat at that offset
             raise EntryNotFound(f"no DLQ entry {entry_id}: the next record there is {tp.partition}/{record.offset}")
         return parse_entry(record)

@@ -132,7 +132,8 @@ class Importer:
         self._last_progress = 0.0
 
     async def __aenter__(self) -> "Importer":
-        await asyncio.wait_for(self.producer.connect(), timeout=30)
+        async with asyncio.timeout(30):
+            await self.producer.connect()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:

@@ -82,8 +82,9 @@ async def admin_client(settings: Settings, timeout_s: float = 5.0) -> AIOKafkaAd
     """A started admin client, or KafkaUnavailable naming the address."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout_s * 2)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        async with asyncio.timeout(timeout_s * 2):
+            await admin.start()
+    except (KafkaError, OSError, TimeoutError) as exc:
         await admin.close()
         raise KafkaUnavailable(f"reading consumer lag: Kafka at {settings.kafka_bootstrap} is not reachable "
                                f"({type(exc).__name__})") from exc

@@ -159,7 +159,8 @@ class RawFirstWriter:
     async def _send_raws(self, raws: Sequence[KafkaRecord]) -> Pending:
         self._raise_failure()
         if not self._events.connected:
-            await asyncio.wait_for(self._events.connect(), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._events.connect()
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         return self._producer.send_many(raws)

@@ -225,8 +225,9 @@ async def replay(settings: Settings, found: list[Entry], *, dry_run: bool = Fals
     try:
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.connect(), timeout=15)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(15):
+                    await producer.connect()
+            except TimeoutError:
                 raise KafkaUnavailable(f"replaying: Kafka at {settings.kafka_bootstrap} is not reachable") from None
         return await replay_entries(found, settings.pseudonym_key, ledger, producer, force=force)
     finally:

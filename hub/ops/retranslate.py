@@ -88,7 +88,8 @@ async def retranslate(settings: Settings, selection: RawRange, *, dry_run: bool 
         raise DeliveryError(f"reading {HL7V2_RAW.name}: Kafka not reachable ({type(exc).__name__})") from exc
     try:
         if producer is not None:
-            await asyncio.wait_for(producer.connect(), timeout=30)
+            async with asyncio.timeout(30):
+                await producer.connect()
         partitions = sorted(consumer.partitions_for_topic(HL7V2_RAW.name) or ())
         if selection.partition is not None:
             if selection.partition not in partitions:

@@ -38,7 +38,8 @@ async def read_record(settings: Settings, *, citizen_id: str | None = None, cccd
             return None
         producer = DurableProducer(settings, client_id="hssk-record-read")
         try:
-            await asyncio.wait_for(producer.connect(retry_every_s=0.5), settings.ack_timeout_s)
+            async with asyncio.timeout(settings.ack_timeout_s):
+                await producer.connect(retry_every_s=0.5)
         except TimeoutError as exc:
             raise DeliveryError("the audit log (Kafka) is unreachable, so the record is not shown") from exc
         try:

@@ -271,6 +271,37 @@ class TestLoop:
             task.cancel()
             assert (await asyncio.gather(task, return_exceptions=True))[0].__class__ is asyncio.CancelledError
 
+    async def test_the_app_stops_even_when_a_call_swallows_the_cancellation(self) -> None:
+        """Python 3.11's asyncio.wait_for (aiokafka uses it) can return normally when a cancel lands as its inner
+        call finishes; the sampler then went on sampling and the API's cleanup waited for ever."""
+        world = World()
+        history = History(600, 0.05)
+        swallowed: list[bool] = []
+
+        def probe() -> FakeProbe:
+            made = world.probe()
+
+            async def lag_swallowing_cancel() -> list[PartitionLag]:
+                try:
+                    await asyncio.sleep(0.2)
+                except asyncio.CancelledError:
+                    swallowed.append(True)  # returns normally, as wait_for's race does
+                return world.rows
+
+            made.lag = lag_swallowing_cancel  # type: ignore[method-assign]
+            return made
+
+        app = web.Application()
+        app.cleanup_ctx.append(Sampler(history, probe).context())
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await asyncio.sleep(0.05)  # inside the first tick's lag()
+        cleanup = asyncio.create_task(runner.cleanup())
+        done, _ = await asyncio.wait([cleanup], timeout=5)
+        assert done, "the app's cleanup is still waiting for the sampler"
+        assert swallowed == [True]
+        assert world.probes[-1].closed
+
     def test_mount_gives_the_app_a_history(self) -> None:
         app = web.Application()
         history = dashboard.mount(app, Settings())

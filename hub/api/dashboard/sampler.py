@@ -195,15 +195,19 @@ class Sampler:
     async def _health(self, probe: Probe, at: float) -> None:
         """The review queue every tick, the subscriptions when due; a failure is its panel's, not the tick's."""
         try:
-            self.history.read_review_queue(await asyncio.wait_for(probe.review_queue(), HEALTH_TIMEOUT_S), at)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                queue = await probe.review_queue()
+            self.history.read_review_queue(queue, at)
+        except (RedisError, OSError, TimeoutError) as exc:
             self.history.review_queue_failed(f"Redis: {type(exc).__name__}")
         if at < self._subscriptions_due:
             return
         self._subscriptions_due = at + SUBSCRIPTIONS_EVERY_S
         try:
-            self.history.read_subscriptions(await asyncio.wait_for(probe.subscriptions(), HEALTH_TIMEOUT_S), at)
-        except (DeliveryError, KafkaError, RedisError, OSError, asyncio.TimeoutError) as exc:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                subscriptions = await probe.subscriptions()
+            self.history.read_subscriptions(subscriptions, at)
+        except (DeliveryError, KafkaError, RedisError, OSError, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, DeliveryError) else type(exc).__name__
             self.history.subscriptions_failed(f"subscription status not read: {reason}")
         except ValueError as exc:  # the subscriptions file is not valid (SubscriptionConfigError names the field)
@@ -240,15 +244,20 @@ class Sampler:
             except Exception as exc:  # noqa: BLE001 - closing is best effort; the next tick opens fresh clients
                 log.warning("dashboard sampler: closing Kafka clients failed", error=type(exc).__name__)
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Sample until cancelled or ``stop`` is set. The event is what ends the loop for certain: Python 3.11's
+        ``asyncio.wait_for`` (in libraries this calls) can swallow a cancellation that lands as its inner call
+        finishes, and a swallowed cancel once kept an API's shutdown waiting for ever (seen in the test suite)."""
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         delay = self.history.interval_s
         try:
-            while True:
+            while not stop.is_set():
                 started = loop.time()
                 try:
-                    await asyncio.wait_for(self.tick(), TICK_TIMEOUT_S)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(TICK_TIMEOUT_S):
+                        await self.tick()
+                except TimeoutError:
                     self.history.failed(f"sampling took longer than {TICK_TIMEOUT_S:.0f} s", self._clock())
                     await self._drop_probe()
                 except Exception as exc:  # noqa: BLE001 - a bug in one tick must not end the sampling for good
@@ -256,7 +265,9 @@ class Sampler:
                     self.history.failed(f"internal error ({type(exc).__name__})", self._clock())
                     await self._drop_probe()
                 delay = next_delay(delay, self.history.interval_s, self.history.error is not None)
-                await asyncio.sleep(max(0.0, delay - (loop.time() - started)))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, delay - (loop.time() - started))):
+                        await stop.wait()
         finally:
             await self._drop_probe()
 
@@ -264,8 +275,10 @@ class Sampler:
         """An aiohttp cleanup context: the sampler runs from the app's startup to its cleanup."""
 
         async def running(_: web.Application) -> AsyncIterator[None]:
-            task = asyncio.create_task(self.run(), name="dashboard-sampler")
+            stop = asyncio.Event()
+            task = asyncio.create_task(self.run(stop), name="dashboard-sampler")
             yield
+            stop.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
