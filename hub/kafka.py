@@ -43,6 +43,7 @@ class DurableProducer:
         self._timeout = settings.ack_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = KeyPartitioner()
+        self._stopped = False
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -64,7 +65,10 @@ class DurableProducer:
         return self._producer is not None
 
     async def connect(self, retry_every_s: float = 1.0) -> None:
-        while self._producer is None:
+        """Try until connected, or until ``stop`` is called. Cancelling alone is not enough to end a connect in
+        the background: Python 3.11's ``asyncio.wait_for`` inside aiokafka's start can swallow the cancel, and
+        the loop would then retry for ever; ``stop`` ends it at its next try."""
+        while self._producer is None and not self._stopped:
             producer = self._new_producer()
             try:
                 await producer.start()
@@ -73,9 +77,13 @@ class DurableProducer:
                 log.warning("kafka not reachable, retrying", error=type(exc).__name__)
                 await asyncio.sleep(retry_every_s)
                 continue
+            if self._stopped:  # stopped while this start was under way
+                await producer.stop()
+                return
             self._producer = producer
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

@@ -76,9 +76,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             async with asyncio.timeout(2):
                 await dedup.drain()  # confirms still queued reach Redis
         connecting.cancel()
+        await producer.stop()  # before awaiting the connect: it also ends a connect whose cancel was lost
         with contextlib.suppress(asyncio.CancelledError):
             await connecting
-        await producer.stop()
         await redis.aclose()
         log.info("mllp stopped")
 

@@ -42,9 +42,9 @@ class Running:
     async def stop(self) -> None:
         await self.runner.cleanup()
         self.connecting.cancel()
+        await self.producer.stop()  # before awaiting the connect: it also ends a connect whose cancel was lost
         with contextlib.suppress(asyncio.CancelledError):
             await self.connecting
-        await self.producer.stop()
         await self.redis.aclose()
 
 
