@@ -65,9 +65,10 @@ class DurableProducer:
         return self._producer is not None
 
     async def connect(self, retry_every_s: float = 1.0) -> None:
-        """Try until connected, or until ``stop`` is called. Cancelling alone is not enough to end a connect in
-        the background: Python 3.11's ``asyncio.wait_for`` inside aiokafka's start can swallow the cancel, and
-        the loop would then retry for ever; ``stop`` ends it at its next try."""
+        """Try until connected, or until ``stop`` is called. A cancel alone is not relied on to end a connect in
+        the background: one swallowed below (Python 3.11's ``asyncio.wait_for`` does that when the cancel lands
+        as its inner call finishes; it hung the API's shutdown once) would leave the loop retrying for ever;
+        ``stop`` ends it at its next try."""
         while self._producer is None and not self._stopped:
             producer = self._new_producer()
             try:

@@ -272,7 +272,7 @@ class TestLoop:
             assert (await asyncio.gather(task, return_exceptions=True))[0].__class__ is asyncio.CancelledError
 
     async def test_the_app_stops_even_when_a_call_swallows_the_cancellation(self) -> None:
-        """Python 3.11's asyncio.wait_for (aiokafka uses it) can return normally when a cancel lands as its inner
+        """Python 3.11's asyncio.wait_for (the sampler used it) can return normally when a cancel lands as its inner
         call finishes; the sampler then went on sampling and the API's cleanup waited for ever."""
         world = World()
         history = History(600, 0.05)

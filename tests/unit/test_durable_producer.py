@@ -1,6 +1,6 @@
 """DurableProducer's background connect against a Kafka that is not there (a closed loopback port refuses at
 once, so no broker is needed): it keeps retrying until ``stop``, and ``stop`` alone ends it, because a cancel
-can be swallowed by Python 3.11's asyncio.wait_for inside aiokafka and must not be the only way out."""
+can be swallowed on the way (Python 3.11's asyncio.wait_for does) and must not be the only way out."""
 
 from __future__ import annotations
 

@@ -245,9 +245,10 @@ class Sampler:
                 log.warning("dashboard sampler: closing Kafka clients failed", error=type(exc).__name__)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Sample until cancelled or ``stop`` is set. The event is what ends the loop for certain: Python 3.11's
-        ``asyncio.wait_for`` (in libraries this calls) can swallow a cancellation that lands as its inner call
-        finishes, and a swallowed cancel once kept an API's shutdown waiting for ever (seen in the test suite)."""
+        """Sample until cancelled or ``stop`` is set. The event is what ends the loop for certain: a cancel can be
+        swallowed on the way (Python 3.11's ``asyncio.wait_for``, which this used, does so when the cancel lands
+        as its inner call finishes), and one swallowed cancel kept an API's shutdown waiting for ever (the test
+        suite hung on it). Timeouts here are ``asyncio.timeout``, which has no such race."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         delay = self.history.interval_s
