@@ -24,7 +24,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,7 +39,7 @@ from hub.envelope import DeadLetter
 from hub.errors import DeliveryError
 from hub.fanout import formats
 from hub.fanout.breaker import Breaker
-from hub.fanout.config import Subscription
+from hub.fanout.config import Subscription, SubscriptionConfigError, load
 from hub.fanout.metrics import SubscriptionMetrics
 from hub.fanout.plan import Change, Planned, plan
 from hub.fanout.retry import with_retries
@@ -62,6 +65,7 @@ HIGH_WATER = 2000  # records queued for one partition before its fetching pauses
 # fetching and decoding (found by bench.fanout's isolation rounds).
 STUCK_S = 1.0
 RESTART_S = 2.0
+RELOAD_S = 5.0  # how often the subscriptions file is looked at for changes (as the MLLP listener's sources file)
 LOAD_CHUNK = 256  # records read in one MGET by a partition worker
 REDIS_CONNECTIONS = 64  # shared by every subscription of the process; a full pool waits instead of failing
 
@@ -436,13 +440,31 @@ class SubscriptionRunner:
                 delay = min(delay * 2, 5.0)
 
 
-class Engine:
-    """Every subscription of the file that the fan-out delivers, each in its own task; ``run`` until cancelled."""
+@dataclass
+class _Running:
+    """One subscription being delivered: what it was started from, its sink, its task."""
 
-    def __init__(self, settings: Settings, subs: tuple[Subscription, ...]) -> None:
+    sub: Subscription
+    sink: Sink
+    task: asyncio.Task[None]
+
+
+class Engine:
+    """Every subscription of the file that the fan-out delivers, each in its own task; ``run`` until cancelled.
+
+    With ``watch`` (the subscriptions file), the file is looked at every ``RELOAD_S``: a subscription added
+    starts, one removed stops (its consumer group keeps its offsets, so adding it back resumes where it
+    stopped), one changed restarts with its new settings; the others are not touched. A file that no longer
+    validates is logged with every problem and the running subscriptions go on as they were.
+    """
+
+    def __init__(self, settings: Settings, subs: tuple[Subscription, ...], *, watch: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.subs = tuple(s for s in subs if s.runs_in_fanout)
         self.runners: dict[str, SubscriptionRunner] = {}
+        self._watch, self._env = watch, env
+        self._stamp = _file_stamp(watch) if watch is not None else None
 
     def _sink(self, sub: Subscription, producer: DurableProducer) -> Sink:
         if sub.delivery.kind == "kafka":
@@ -453,10 +475,9 @@ class Engine:
         return WebhookSink(sub.name, sub.delivery.url or "", sub.delivery.secret, sub.delivery.timeout_s)
 
     async def run(self) -> None:
-        if not self.subs:
+        if not self.subs and self._watch is None:
             log.info("no subscriptions to deliver")
             return
-        await ensure_topics(self.settings, extra=subscription_topics(self.subs))
         producer = DurableProducer(self.settings, client_id="hssk-fanout-deliveries", max_batch_bytes=256 * 1024)
         await producer.connect()
         # redis-py's default pool raises MaxConnectionsError at 100 connections; partition workers of several
@@ -465,23 +486,79 @@ class Engine:
             self.settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=30))
         turns = TurnPipeline(client)
         store, state = RedisRecordStore(client), SubscriptionState(client, turns)
-        sinks = [self._sink(sub, producer) for sub in self.subs]
-        tasks = []
-        for sub, sink in zip(self.subs, sinks, strict=True):
+
+        def start(sub: Subscription) -> _Running:
+            sink = self._sink(sub, producer)
             runner = self.runners[sub.name] = SubscriptionRunner(self.settings, sub, sink, producer, store, state, turns)
-            tasks.append(asyncio.create_task(_keep_running(runner), name=sub.group))
-        log.info("subscriptions delivering", subscriptions=[s.name for s in self.subs])
+            return _Running(sub, sink, asyncio.create_task(_keep_running(runner), name=sub.group))
+
+        running: dict[str, _Running] = {}
         try:
-            await asyncio.gather(*tasks)
+            await self._apply(self.subs, running, start)
+            while True:
+                if self._watch is None:
+                    await asyncio.Event().wait()  # the runners go on until cancelled
+                await asyncio.sleep(RELOAD_S)
+                changed = self._reload()
+                if changed is not None:
+                    try:
+                        await self._apply(changed, running, start)
+                    except (KafkaError, DeliveryError, OSError) as exc:  # e.g. Kafka down creating new topics
+                        log.error("subscriptions not all started; trying again", error=type(exc).__name__)
+                        self._stamp = None  # the next look applies the file again
         finally:
-            for task in tasks:  # once: a second cancel would interrupt a runner closing its consumer
-                if not task.done() and not task.cancelling():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for sink in sinks:
-                await sink.close()
+            await self._stop(list(running.values()))
             await producer.stop()
             await client.aclose()
+
+    def _reload(self) -> tuple[Subscription, ...] | None:
+        """The file's subscriptions if it changed since it was last applied and still validates; else None."""
+        assert self._watch is not None
+        stamp = _file_stamp(self._watch)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            subs = load(self._watch, self._env)
+        except SubscriptionConfigError as exc:
+            log.error("subscriptions file not valid; the running subscriptions go on unchanged",
+                      source=exc.source, problems=exc.problems)
+            return None
+        return tuple(s for s in subs if s.runs_in_fanout)
+
+    async def _apply(self, subs: tuple[Subscription, ...], running: dict[str, _Running],
+                     start: Callable[[Subscription], _Running]) -> None:
+        """Make the running subscriptions ``subs``: stop the removed and changed ones, start the new ones."""
+        wanted = {s.name: s for s in subs}
+        gone = [running.pop(name) for name, r in list(running.items()) if wanted.get(name) != r.sub]
+        await self._stop(gone)
+        new = [s for s in subs if s.name not in running]
+        if new:
+            await ensure_topics(self.settings, extra=subscription_topics(tuple(new)))
+        for sub in new:
+            running[sub.name] = start(sub)
+        self.subs = subs
+        if gone or new:
+            log.info("subscriptions delivering", subscriptions=[s.name for s in subs],
+                     started=[s.name for s in new], stopped=[r.sub.name for r in gone])
+
+    async def _stop(self, stopping: list[_Running]) -> None:
+        for r in stopping:  # once: a second cancel would interrupt a runner closing its consumer
+            if not r.task.done() and not r.task.cancelling():
+                r.task.cancel()
+        await asyncio.gather(*(r.task for r in stopping), return_exceptions=True)
+        for r in stopping:
+            await r.sink.close()
+            self.runners.pop(r.sub.name, None)
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of the file; None while it cannot be read (then it counts as changed)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 async def _keep_running(runner: SubscriptionRunner) -> None:

@@ -5,7 +5,9 @@ Two parts in one worker process:
   plain Kafka readers that need no subscription;
 - the subscriptions of ``settings.subscriptions_file``: ``hub.fanout.engine.Engine``, one aiokafka consumer
   group per subscription (``hssk-sub-<name>``), started as a task of this worker (why aiokafka: see there).
-A subscriptions file that does not validate stops the role at start, with every problem named.
+A subscriptions file that does not validate stops the role at start, with every problem named; later changes
+to the file are applied while the role runs (``Engine``'s ``watch``), and a change that does not validate is
+logged and left unapplied.
 """
 
 from __future__ import annotations
@@ -40,5 +42,5 @@ def build(settings: Settings) -> faust.App:
             [exc.source, *exc.problems])) from exc
     app = make_app("fanout", settings)
     add_stage(app, settings, "fanout", RECORD_CHANGES, each(fanout_step))
-    app.task(Engine(settings, subs).run)
+    app.task(Engine(settings, subs, watch=settings.subscriptions_file, env=config.settings_env(settings)).run)
     return app

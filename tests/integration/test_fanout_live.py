@@ -403,3 +403,55 @@ async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Se
     _, samples = scrape(hub_stack, "fanout")
     assert value(samples, "hssk_subscription_deliveries_total", subscription="elderly", result="delivered") >= 2
     assert value(samples, "hssk_subscription_paused", subscription="elderly") == 0
+
+
+def kafka_sub(name: str, fac: str) -> str:
+    return f"""
+[[subscription]]
+name = "{name}"
+format = "event"
+[subscription.delivery]
+kind = "kafka"
+[subscription.filter]
+facilities = ["{fac}"]
+"""
+
+
+async def test_a_changed_subscriptions_file_is_applied_while_the_engine_runs(
+        hub_stack: Settings, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is watched: a subscription put in its place starts (from the earliest change), the one taken out
+    stops delivering, and a file that no longer validates leaves the running subscription as it was."""
+    from hub.fanout import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RELOAD_S", 0.2)
+    first, second, fac = unique("phuong-ben-thanh"), unique("quan-go-vap"), facility()
+    cid = f"cit-{uuid.uuid4().hex}"
+    await save(hub_stack, record(cid, "1948-11-02"))
+    path = tmp_path / "subscriptions.toml"
+    path.write_text(kafka_sub(first, fac), encoding="utf-8")
+    engine = Engine(hub_stack, config.load(path), watch=path)
+    task = asyncio.create_task(engine.run())
+    ids = lambda recs: [orjson.loads(r.value)["event_id"] for r in recs]  # noqa: E731
+    try:
+        one = change(cid, fac, n=1)
+        await produce(hub_stack, one)
+        await read_until(hub_stack, subscription_out(first).name, lambda recs: one.event_id in ids(recs), 30)
+
+        path.write_text(kafka_sub(second, fac), encoding="utf-8")
+        await eventually(lambda: set(engine.runners) == {second})
+        two = change(cid, fac, n=2)
+        await produce(hub_stack, two)
+        got = await read_until(hub_stack, subscription_out(second).name, lambda recs: two.event_id in ids(recs), 30)
+        assert ids(got) == [one.event_id, two.event_id]  # a new subscription starts at the earliest change
+        stopped = await read_until(hub_stack, subscription_out(first).name, lambda recs: False, timeout_s=1)
+        assert ids(stopped) == [one.event_id]
+
+        path.write_text('[[subscription]]\nname = "thieu-cau-hinh"\n', encoding="utf-8")  # no delivery, no format
+        await asyncio.sleep(1.0)
+        assert set(engine.runners) == {second} and not task.done()
+        three = change(cid, fac, n=3)
+        await produce(hub_stack, three)
+        got = await read_until(hub_stack, subscription_out(second).name, lambda recs: three.event_id in ids(recs), 30)
+        assert ids(got) == [one.event_id, two.event_id, three.event_id]
+    finally:
+        await stop(task)
