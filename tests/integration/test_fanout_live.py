@@ -152,6 +152,19 @@ async def eventually(check: Any, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+def kafka_sub(name: str, fac: str, more_filter: str = "") -> str:
+    return f"""
+[[subscription]]
+name = "{name}"
+format = "event"
+[subscription.delivery]
+kind = "kafka"
+[subscription.filter]
+facilities = ["{fac}"]
+{more_filter}
+"""
+
+
 def webhook_sub(name: str, url: str, fac: str, fmt: str = "event", extra: str = "", attempts: int = 20) -> str:
     return f"""
 [[subscription]]
@@ -180,17 +193,8 @@ async def test_kafka_delivery_follows_the_filter_and_the_cohort(hub_stack: Setti
     wanted = change(old, fac, n=1)
     await produce(hub_stack, change(old, fac, "patient.updated"), wanted, change(young, fac, n=2),
                   change(old, facility(), n=3))
-    task = await running(hub_stack, subs(f"""
-[[subscription]]
-name = "{name}"
-format = "event"
-[subscription.delivery]
-kind = "kafka"
-[subscription.filter]
-event_types = ["encounter.recorded"]
-facilities = ["{fac}"]
-cohorts = [{{ min_age = 60 }}]
-"""))
+    task = await running(hub_stack, subs(kafka_sub(name, fac, 'event_types = ["encounter.recorded"]\n'
+                                                           "cohorts = [{ min_age = 60 }]")))
     try:
         topic = subscription_out(name).name
         got = await read_until(hub_stack, topic, lambda recs: len(recs) >= 1, timeout_s=30)
@@ -229,15 +233,7 @@ async def test_a_dead_webhook_does_not_hold_up_another_subscription(hub_stack: S
     """One subscription's webhook refuses connections; the other delivers at once; the dead one's lag shows."""
     dead, alive, fac, cid = unique("dead"), unique("alive"), facility(), f"cit-{uuid.uuid4().hex}"
     written = await produce(hub_stack, *(change(cid, fac, n=i) for i in range(3)))
-    text = webhook_sub(dead, "http://127.0.0.1:9/nothing-listens", fac, attempts=1000) + f"""
-[[subscription]]
-name = "{alive}"
-format = "event"
-[subscription.delivery]
-kind = "kafka"
-[subscription.filter]
-facilities = ["{fac}"]
-"""
+    text = webhook_sub(dead, "http://127.0.0.1:9/nothing-listens", fac, attempts=1000) + kafka_sub(alive, fac)
     task = await running(hub_stack, subs(text))
     try:
         got = await read_until(hub_stack, subscription_out(alive).name, lambda recs: len(recs) >= 3, timeout_s=30)
@@ -403,18 +399,6 @@ async def test_the_fanout_role_delivers_the_file_and_obeys_the_cli(hub_stack: Se
     _, samples = scrape(hub_stack, "fanout")
     assert value(samples, "hssk_subscription_deliveries_total", subscription="elderly", result="delivered") >= 2
     assert value(samples, "hssk_subscription_paused", subscription="elderly") == 0
-
-
-def kafka_sub(name: str, fac: str) -> str:
-    return f"""
-[[subscription]]
-name = "{name}"
-format = "event"
-[subscription.delivery]
-kind = "kafka"
-[subscription.filter]
-facilities = ["{fac}"]
-"""
 
 
 async def test_a_changed_subscriptions_file_is_applied_while_the_engine_runs(
