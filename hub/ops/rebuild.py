@@ -3,14 +3,24 @@
 Kafka is the source of truth (ARCHITECTURE invariant 2): this replays events.citizen from the beginning of
 every partition up to the end offsets read at the start, through the record stage's own step
 (hub.stream.record.RecordStage, without an outbox and without publishing record.changes), into the key prefix
-``rebuild:`` of the same Redis, so the live records are untouched while it runs.
+``rebuild:`` of the same Redis, so the live records are untouched while it runs. The partitions are interleaved
+by record time (each in offset order): the order a caught-up record role applied them in.
+
+Why the interleaving matters: a record's content is a function of the set of its events, except that an event
+applied to a survivor goes to the part of the group its identifiers name *at that moment*
+(hub.record.merge.attribute). Live, the retired citizen's events were applied before the merge (the MPI merges
+citizens it has already written events for); a replay reading each partition at its own pace could apply the
+merge, on the survivor's partition, before them, and an event the survivor got afterwards with the retired
+citizen's MRN then stayed with the survivor through an unmerge: both records differed from the live ones.
+A live record role catching up a backlog also reads partitions at its own pace and could make that choice;
+the rebuild's is the order the events were written in.
 
 ``--compare`` counts the citizens whose record differs between the live view and the rebuild (exit 1 if any).
 Equality is the record without ``version`` and ``updated_at`` (content, redirects and merge parts included):
-a record's content depends only on the set of its events, but its version counts visible changes, and that
-count depends on how a merge on one partition interleaved with events on another, which a replay cannot
-reproduce. Version differences are reported separately and do not fail the comparison. Compare while the
-record role is caught up (its lag is printed), or live records are simply behind.
+its version counts visible changes, and that count depends on how a merge on one partition interleaved with
+events on another within the same instant, which a replay need not reproduce. Version differences are reported
+separately and do not fail the comparison. Compare while the record role is caught up (its lag is printed),
+or live records are simply behind.
 
 ``--replace`` moves the rebuilt keys over the live ones. It refuses unless the record role is stopped and its
 committed offsets are exactly the rebuild's end offsets: otherwise the live role would skip events the rebuild
@@ -23,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
@@ -81,9 +93,46 @@ async def _delete_prefix(client: aioredis.Redis, pattern: str) -> None:
         await client.unlink(*batch)
 
 
-async def rebuild(settings: Settings, client: aioredis.Redis) -> Rebuilt:
-    """Replay events.citizen into the ``rebuild:`` prefix (cleared first)."""
+async def _in_written_order(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]):
+    """Batches of events.citizen up to ``ends``, all partitions interleaved by record time (each in offset order).
+
+    Live, the record role applies events about when they are written, so a merge comes after the retired
+    citizen's earlier events even when those sit on another partition; what a survivor's later event is
+    attributed to depends on it (hub.record.merge.attribute). Read partition by partition, a replay could apply
+    the merge first. So the next event is always the oldest head among the partitions, and a batch ends where a
+    partition's fetched events run out before the end: its next event may be older than any other head.
+    """
     from hub.stream.app import Incoming  # faust: imported only when a rebuild runs, not for every hub command
+
+    waiting: dict[TopicPartition, deque] = {tp: deque() for tp in ends}
+    unread = {tp for tp, end in ends.items() if end > 0}  # not yet fetched up to the end offset
+    while unread or any(waiting.values()):
+        dry = [tp for tp in unread if not waiting[tp]]
+        if dry:
+            fetched = await consumer.getmany(*dry, timeout_ms=500, max_records=FETCH_RECORDS)
+            for tp, records in fetched.items():
+                waiting[tp].extend(r for r in records if r.offset < ends[tp])
+            for tp in dry:
+                if await consumer.position(tp) >= ends[tp]:
+                    unread.discard(tp)
+            continue
+        heads = [(q[0].timestamp, tp.partition, tp) for tp, q in waiting.items() if q]
+        heapq.heapify(heads)
+        batch = []
+        while heads and len(batch) < FETCH_RECORDS:
+            _, partition, tp = heapq.heappop(heads)
+            r = waiting[tp].popleft()
+            batch.append(Incoming(r.key, r.value, dict(r.headers or ()), r.topic, r.partition, r.offset,
+                                  r.timestamp / 1000))
+            if waiting[tp]:
+                heapq.heappush(heads, (waiting[tp][0].timestamp, partition, tp))
+            elif tp in unread:
+                break  # fetch this partition's next events before going on
+        yield batch
+
+
+async def rebuild(settings: Settings, client: aioredis.Redis) -> Rebuilt:
+    """Replay events.citizen into the ``rebuild:`` prefix (cleared first), in the order the events were written."""
     from hub.stream.record import RecordStage
 
     started = time.perf_counter()
@@ -97,21 +146,12 @@ async def rebuild(settings: Settings, client: aioredis.Redis) -> Rebuilt:
         tps = [TopicPartition(EVENTS_CITIZEN.name, p) for p in sorted(await lag.partitions_of(consumer, EVENTS_CITIZEN.name))]
         ends = await consumer.end_offsets(tps)
         result.end_offsets = {tp.partition: ends[tp] for tp in tps}
-        todo = {tp for tp in tps if ends[tp] > 0}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        while todo:
-            fetched = await consumer.getmany(*todo, timeout_ms=500, max_records=FETCH_RECORDS)
-            for tp, records in fetched.items():
-                batch = [Incoming(r.key, r.value, dict(r.headers or ()), r.topic, r.partition, r.offset,
-                                  r.timestamp / 1000) for r in records if r.offset < ends[tp]]
-                if batch:
-                    outcomes = await stage.step(batch)
-                    result.events += len(batch)
-                    result.failed += sum(isinstance(o, Exception) for o in outcomes)
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
+        async for batch in _in_written_order(consumer, ends):
+            outcomes = await stage.step(batch)
+            result.events += len(batch)
+            result.failed += sum(isinstance(o, Exception) for o in outcomes)
     finally:
         await consumer.stop()
     result.seconds = time.perf_counter() - started

@@ -17,7 +17,10 @@ The design, and why it stays correct:
   event's subject (or Patient payload) that exactly one part holds; else another identifier exactly one part
   holds; else the survivor itself. The shared CCCD that caused the merge is held by both parts and decides
   nothing. Limit: a source whose only events before the merge were clinical (no identifiers in the part) and
-  that sends under the survivor's id afterwards is attributed to the survivor.
+  that sends under the survivor's id afterwards is attributed to the survivor. Attribution reads the parts as
+  they are when the event is applied, so it also depends on the retired citizen's events (on their own
+  partition) having been applied before the merge: live they were (the MPI merges citizens it has written
+  events for), and ``hub rebuild`` interleaves partitions by record time to apply them in that order too.
 - An unmerge gives the restored citizen the join of its part and the parts merged through it, and the survivor
   the join of what remains. With no events after the merge both equal what they were before it, under
   ``content`` equality (``version`` keeps growing, so readers and fan-out see a newer record).
