@@ -1,6 +1,7 @@
 """Fan-out benchmark: health-book push latency at a fixed offered rate, and the cost of a dead subscriber.
 
-    .venv/bin/python -m bench.fanout [--rate 500] [--seconds 60] [--connections 50] [--isolation-events 6000]
+    .venv/bin/python -m bench.fanout [--rate 500] [--seconds 60] [--warmup 60] [--connections 200]
+                                     [--isolation-events 6000]
                                      [--rounds 2] [--skip-latency] [--skip-alone]
                                      [--skip-isolation] [--keep]
 
@@ -8,8 +9,9 @@ Its own stack (bench.stack.bench_env("fanout", 900): own ports, ``.hub-bench-fan
 including the reference receiver (deploy/local/receiver), with a subscriptions file of its own in the state
 folder instead of deploy/local/subscriptions.toml.
 
-1. **Latency** (target p99 <= 1 s): ADT^A01 messages for new citizens offered over MLLP at ``--rate`` msg/s for
-   ``--seconds`` (open loop: each message has its send time; ``--connections`` senders, one message in flight
+1. **Latency** (target p99 <= 1 s): after ``--warmup`` seconds of the same load, not measured (a freshly
+   started Kafka broker spends minutes JIT-compiling, C2 ~17% of a core at first, which a running hub has long
+   done), ADT^A01 messages for new citizens offered over MLLP at ``--rate`` msg/s for ``--seconds`` (open loop: each message has its send time; ``--connections`` senders, one message in flight
    each, as hospital engines do). One subscription, ``bench-healthbook``: format health-book, coalescing off,
    webhook to the receiver. Per message, from the wall-clock time its ACK arrived at the sender to
    - baseline (same run): its encounter change read from record.changes by a consumer of the bench;
@@ -109,9 +111,10 @@ class Sent:
     codes: dict[str, int] = field(default_factory=dict)
 
 
-def latency_people(n: int, tag: int) -> list[Person]:
+def latency_people(n: int, tag: int, first_serial: int = 0) -> list[Person]:
+    """New people (CCCD serials from ``first_serial``): a warm-up's people must not be the measured run's."""
     rng = random.Random(tag)
-    return [person(rng, serial=i) for i in range(n)]
+    return [person(rng, serial=first_serial + i) for i in range(n)]
 
 
 async def _paced_sender(settings: Settings, messages: list[tuple[float, str, bytes]], sent: Sent) -> None:
@@ -185,13 +188,15 @@ def stored_count(subscription: str) -> int:
         db.close()
 
 
-async def latency(settings: Settings, rate: float, seconds: float, connections: int) -> list[Row]:
+async def latency(settings: Settings, rate: float, seconds: float, connections: int,
+                  first_serial: int = 0) -> list[Row]:
     n = int(rate * seconds)
     tag = int(time.time())
-    people = latency_people(n, tag)
+    people = latency_people(n, tag, first_serial)
     messages = [(i / rate, f"FO{tag % 100000:05d}-{i:06d}", adt(p, "A01", f"FO{tag % 100000:05d}-{i:06d}",
-                 visit=f"V-FO-{i}", when="20261124083000")) for i, p in enumerate(people)]
+                 visit=f"V-FO-{first_serial + i}", when="20261124083000")) for i, p in enumerate(people)]
     cccd_of = {cid: p.cccd for (_, cid, _), p in zip(messages, people, strict=True)}
+    ours = set(cccd_of.values())
     sent, seen, stop = Sent(), {}, asyncio.Event()
     pids = process_pids(settings)
     cpu_before = {name: process_cpu_s(pid) for name, pid in pids.items()}
@@ -204,7 +209,7 @@ async def latency(settings: Settings, rate: float, seconds: float, connections: 
     # Wait for the pushes: until every citizen's encounter is at the receiver, or 20 s without progress.
     last, still = -1, time.monotonic()
     while True:
-        got = pushes_with_encounter(LATENCY_SUB)
+        got = [c for c in pushes_with_encounter(LATENCY_SUB) if c in ours]  # not a warm-up's citizens
         if len(got) >= n or time.monotonic() - still > 20:
             break
         if len(got) != last:
@@ -231,7 +236,8 @@ async def latency(settings: Settings, rate: float, seconds: float, connections: 
             f"{len(seen)}/{n} seen; ACK p50/p99 {percentile(sent.ack_ms, 50):.0f}/{percentile(sent.ack_ms, 99):.0f} ms,"
             f" {sent.codes}"),
         Row("ACK -> health-book push at receiver", len(to_push), send_s, lat(to_push),
-            f"{len(pushed)}/{n} citizens pushed with their encounter; {stored_count(LATENCY_SUB)} pushes stored"),
+            f"{sum(c in ours for c in pushed)}/{n} citizens pushed with their encounter; "
+            f"{stored_count(LATENCY_SUB)} pushes stored (a warm-up's included)"),
         Row("fan-out part: change -> push", len(fanout_part), send_s, lat(fanout_part),
             f"offered {rate:.0f} msg/s for {seconds:.0f} s on {connections} connections; sender p99 "
             f"{behind:.0f} ms behind schedule; all pushed {done_s:.0f} s after the first send"),
@@ -445,6 +451,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=60.0,
+                        help="seconds of the same load first, not measured: the stack is fresh, a running hub is not")
     # 200: at an ACK time of ~200 ms on a loaded machine, 50 senders with one message in flight each could offer
     # only ~250 msg/s (the last run offered 228 of 500).
     parser.add_argument("--connections", type=int, default=200)
@@ -467,6 +475,10 @@ def main() -> int:
     try:
         hub("up")
         if not args.skip_latency:
+            if args.warmup > 0:  # a fresh broker JIT-compiles for minutes (C2 ~17% of a core at first): not steady
+                rows = asyncio.run(latency(settings, args.rate, args.warmup, args.connections, first_serial=500_000))
+                print(render(f"Warm-up (not the measurement): the same load for {args.warmup:g} s on the fresh stack",
+                             rows))
             rows = asyncio.run(latency(settings, args.rate, args.seconds, args.connections))
             print(render("Fan-out latency: MLLP ACK -> health-book push (coalescing off), ms", rows))
             print(f"load average after: {load()}", flush=True)
