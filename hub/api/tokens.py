@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from hub.filestamp import file_stamp
 from hub.logging import get_logger
 
 SCOPE_RECORD_READ = "record:read"
@@ -154,11 +155,7 @@ class TokenFile:
         self._reload_if_changed()
 
     def _reload_if_changed(self) -> None:
-        try:
-            st = self._path.stat()
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0, 0)
+        stamp = file_stamp(self._path) or (0, 0, 0)
         if stamp == self._stamp:
             return
         self._stamp = stamp

@@ -46,6 +46,7 @@ from hub.fanout.retry import with_retries
 from hub.fanout.sinks import KafkaSink, Sink, WebhookSink
 from hub.fanout.state import SubscriptionState
 from hub.fanout.turns import TurnPipeline
+from hub.filestamp import Stamp, file_stamp
 from hub.kafka import DurableProducer
 from hub.logging import get_logger
 from hub.record.merge import is_redirect
@@ -464,7 +465,7 @@ class Engine:
         self.subs = tuple(s for s in subs if s.runs_in_fanout)
         self.runners: dict[str, SubscriptionRunner] = {}
         self._watch, self._env = watch, env
-        self._stamp = _file_stamp(watch) if watch is not None else None
+        self._stamp = _stamp_of(watch) if watch is not None else None
 
     def _sink(self, sub: Subscription, producer: DurableProducer) -> Sink:
         if sub.delivery.kind == "kafka":
@@ -495,9 +496,9 @@ class Engine:
         running: dict[str, _Running] = {}
         try:
             await self._apply(self.subs, running, start)
+            if self._watch is None:
+                await asyncio.Event().wait()  # the runners go on until cancelled
             while True:
-                if self._watch is None:
-                    await asyncio.Event().wait()  # the runners go on until cancelled
                 await asyncio.sleep(RELOAD_S)
                 changed = self._reload()
                 if changed is not None:
@@ -514,7 +515,7 @@ class Engine:
     def _reload(self) -> tuple[Subscription, ...] | None:
         """The file's subscriptions if it changed since it was last applied and still validates; else None."""
         assert self._watch is not None
-        stamp = _file_stamp(self._watch)
+        stamp = _stamp_of(self._watch)
         if stamp == self._stamp:
             return None
         self._stamp = stamp
@@ -552,13 +553,12 @@ class Engine:
             self.runners.pop(r.sub.name, None)
 
 
-def _file_stamp(path: Path) -> tuple[int, int] | None:
-    """(modification time in ns, size) of the file; None while it cannot be read (then it counts as changed)."""
+def _stamp_of(path: Path) -> Stamp | None:
+    """The file's stamp; None while it cannot be read (``load`` then says why, once per change)."""
     try:
-        st = path.stat()
+        return file_stamp(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
 
 
 async def _keep_running(runner: SubscriptionRunner) -> None:

@@ -37,7 +37,9 @@ import heapq
 import sys
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 import redis.asyncio as aioredis
@@ -50,6 +52,9 @@ from hub.ops import lag
 from hub.record.store import RedisRecordStore
 from hub.settings import Settings
 from hub.topics import EVENTS_CITIZEN
+
+if TYPE_CHECKING:
+    from hub.stream.app import Incoming
 
 PREFIX = "rebuild:"
 RECORD_GROUP = lag.group_of("record")
@@ -93,7 +98,8 @@ async def _delete_prefix(client: aioredis.Redis, pattern: str) -> None:
         await client.unlink(*batch)
 
 
-async def _in_written_order(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]):
+async def _in_written_order(consumer: AIOKafkaConsumer,
+                            ends: dict[TopicPartition, int]) -> AsyncIterator[list[Incoming]]:
     """Batches of events.citizen up to ``ends``, all partitions interleaved by record time (each in offset order).
 
     Live, the record role applies events about when they are written, so a merge comes after the retired
