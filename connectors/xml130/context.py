@@ -12,10 +12,10 @@ from typing import Any
 
 from lxml import etree
 
-from connectors.xml130.maps import MAPS
 import orjson
 
-from hub.envelope import SCHEMA_VERSION, Envelope, Source, Subject, event_dict, event_id
+from connectors.xml130.maps import MAPS
+from hub.envelope import SCHEMA_VERSION, Envelope, Source, Subject, event_dict, uuid5
 
 SOURCE_SYSTEM = "xml130"
 
@@ -69,6 +69,28 @@ def _envelope(event_id_: str, type_: str, occurred_at: str, recorded_at: str, so
     return envelope
 
 
+# The encoded path writes an event as bytes around its payload's JSON: the envelope's parts shared by every
+# event of an encounter (recorded_at, source, subject, sensitivity: ~40% of an event's bytes) are serialised
+# once per encounter (``encoded_middle``) instead of once per event. This relies on event_dict's key order,
+# checked here against a probe; a test checks the bytes equal Envelope.to_json's.
+_EVENT_ID = b'{"event_id":"'
+_TYPE = {resource: f'","type":"{type_}","schema_version":{SCHEMA_VERSION},"occurred_at":'.encode()
+         for resource, type_ in EVENT_TYPE.items()}
+_EMPTY_HEAD = b'{"event_id":"","type":"","schema_version":%d,"occurred_at":""' % SCHEMA_VERSION
+if _dumps(event_dict("E", "T", "O", "R", {}, {}, (), 0)) != (
+        b'{"event_id":"E","type":"T","schema_version":%d,"occurred_at":"O","recorded_at":"R","source":{},'
+        b'"subject":{},"sensitivity":[],"payload":0}' % SCHEMA_VERSION):
+    raise RuntimeError("hub.envelope.event_dict's layout changed: connectors.xml130.context.Context.event too")
+
+
+def encoded_middle(recorded_at: str, source: Source, subject: Subject, sensitivity: tuple[str, ...]) -> bytes:
+    """The JSON of an encounter's events between their occurred_at and their payload (both excluded), with the
+    dicts Envelope.to_json writes: ``,"recorded_at":...,"payload":``."""
+    shape = Envelope("", "", "", "", source, subject, {}).to_dict()
+    whole = _dumps(event_dict("", "", "", recorded_at, shape["source"], shape["subject"], sensitivity, 0))
+    return whole[len(_EMPTY_HEAD):-2]  # (orjson writes the sensitivity tuple as an array, as to_json its list)
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     facility: str
@@ -79,23 +101,23 @@ class Context:
     recorded_at: str
     source: Source
     subject: Subject
+    event_prefix: str  # f"{SOURCE_SYSTEM}|{facility}|{ma_lk}|": hub.envelope.event_id's uuid5 name but the position
     sensitivity: tuple[str, ...] = ()
-    # The importer's path: ``source`` and ``subject`` as the dicts Envelope.to_json writes (from
-    # Envelope.to_dict); each event is then its JSON bytes, built from plain dicts and serialised once, never an
-    # Envelope (a test checks the bytes equal Envelope.to_json's).
-    encoded: tuple[dict[str, Any], dict[str, Any]] | None = None
+    # The importer's path: ``encoded_middle``'s bytes; each event is then its JSON bytes, built from plain dicts,
+    # never an Envelope (a test checks the bytes equal Envelope.to_json's).
+    encoded: bytes | None = None
 
     def event(self, resource: dict[str, Any], position: str, occurred_at: str | None = None) -> Envelope | bytes:
         """One canonical event; ``position`` (table/row/resource) makes its id unique within the encounter."""
         if self.sensitivity:
             resource["meta"] = {"security": [dict(c) for c in HIV_SECURITY]}
-        if self.encoded is not None:  # (orjson writes the sensitivity tuple as an array, as to_json its list)
-            return _dumps(event_dict(event_id(SOURCE_SYSTEM, self.facility, self.ma_lk, position),
-                                     EVENT_TYPE[resource["resourceType"]], occurred_at or self.occurred_at,
-                                     self.recorded_at, self.encoded[0], self.encoded[1], self.sensitivity, resource))
-        return _envelope(event_id(SOURCE_SYSTEM, self.facility, self.ma_lk, position),
-                         EVENT_TYPE[resource["resourceType"]], occurred_at or self.occurred_at, self.recorded_at,
-                         self.source, self.subject, resource, self.sensitivity)
+        if self.encoded is not None:
+            return b"".join((_EVENT_ID, uuid5(self.event_prefix + position).encode(),
+                             _TYPE[resource["resourceType"]], _dumps(occurred_at or self.occurred_at), self.encoded,
+                             _dumps(resource), b"}"))
+        return _envelope(uuid5(self.event_prefix + position), EVENT_TYPE[resource["resourceType"]],
+                         occurred_at or self.occurred_at, self.recorded_at, self.source, self.subject, resource,
+                         self.sensitivity)
 
 
 def fields(record: etree._Element, legacy: bool = False) -> dict[str, str]:

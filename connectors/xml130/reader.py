@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.xml130 import clinical, documents
-from connectors.xml130.context import SENSITIVITY_HIV, SOURCE_SYSTEM, Context, is_hiv, legacy_names
+from connectors.xml130.context import (
+    SENSITIVITY_HIV, SOURCE_SYSTEM, Context, encoded_middle, is_hiv, legacy_names,
+)
 from connectors.xml130.errors import MappingError, TableError
 from connectors.xml130.flat import Table, from_root, read_table
 from connectors.xml130.layout import ENVELOPE_ROOT, ROOT_TO_TABLE, TABLES
@@ -26,7 +28,7 @@ from connectors.xml130.source import (
     PEEK_BYTES, EnvelopeError, Limits, RawHoso, RawTable, Source, first_element, open_source, stream_envelope,
 )
 from connectors.xml130.summary import summary
-from hub.envelope import Envelope, RawCoordinates
+from hub.envelope import RawCoordinates
 from hub.envelope import Source as EventSource
 
 DEFAULT_LIMITS = Limits()
@@ -205,12 +207,10 @@ def _translate(hoso: RawHoso, parsed: dict[str, tuple[bytes, Table | None]],
     record.subject = mapped.subject
     ma_lk = f["MA_LK"]
     source = EventSource(SOURCE_SYSTEM, fac, ma_lk, raw=raw)
-    parts = None
-    if encoded:
-        shape = Envelope("", "", "", "", source, mapped.subject, {}).to_dict()
-        parts = (shape["source"], shape["subject"])
+    middle = encoded_middle(recorded_at, source, mapped.subject, sensitivity) if encoded else None
     ctx = Context(fac, ma_lk, f"Patient/{mapped.patient['id']}", f"Encounter/{mapped.encounter['id']}",
-                  mapped.occurred_at, recorded_at, source, mapped.subject, sensitivity, parts)
+                  mapped.occurred_at, recorded_at, source, mapped.subject, f"{SOURCE_SYSTEM}|{fac}|{ma_lk}|",
+                  sensitivity, middle)
     out = Output(where, fac, ma_lk, failures=failures, counts=record.counts)
     out.events.append(ctx.event(mapped.patient, "XML1/Patient"))
     out.events.append(ctx.event(mapped.encounter, "XML1/Encounter"))
