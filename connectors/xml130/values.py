@@ -20,8 +20,12 @@ _DIGITS = re.compile(r"[0-9]{8}(?:[0-9]{4}(?:[0-9]{2})?)?")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
+@lru_cache(maxsize=4096)
 def _date(value: str, field: str) -> tuple[str, bool]:
-    """``yyyyMMdd`` -> (FHIR date, whether the day is fully known); ``00`` month/day reduce the precision."""
+    """``yyyyMMdd`` -> (FHIR date, whether the day is fully known); ``00`` month/day reduce the precision.
+
+    Cached on its own: a month's export has a few dozen days but tens of thousands of date-times, more than
+    ``date_time``'s cache holds."""
     year, month, day = int(value[0:4]), int(value[4:6]), int(value[6:8])
     if year < 1800:
         raise MappingError("date", f"{field}: year out of range")
@@ -39,11 +43,11 @@ def _date(value: str, field: str) -> tuple[str, bool]:
 
 
 def _time(value: str, field: str) -> str:
-    hour, minute = int(value[8:10]), int(value[10:12])
-    second = int(value[12:14]) if len(value) == 14 else 0
-    if hour > 23 or minute > 59 or second > 59:
+    """The ``HHmm[ss]`` of an all-digit date-time: two-digit strings compare as their numbers do."""
+    hour, minute, second = value[8:10], value[10:12], value[12:14] or "00"
+    if hour > "23" or minute > "59" or second > "59":
         raise MappingError("date", f"{field}: time out of range")
-    return f"T{hour:02d}:{minute:02d}:{second:02d}{LOCAL_OFFSET}"
+    return f"T{hour}:{minute}:{second}{LOCAL_OFFSET}"
 
 
 @lru_cache(maxsize=8192)
@@ -54,7 +58,7 @@ def date_time(value: str, field: str) -> str:
     """
     if not _DIGITS.fullmatch(value):
         raise MappingError("date", f"{field}: not a yyyyMMddHHmm date-time")
-    day, complete = _date(value, field)
+    day, complete = _date(value[:8], field)
     if len(value) == 8 or not complete:
         return day
     return day + _time(value, field)
@@ -65,7 +69,7 @@ def birth(value: str, field: str = "NGAY_SINH") -> tuple[str, str | None]:
     """NGAY_SINH -> (FHIR birthDate, birth time as dateTime or None). ``0000`` time or unknown day: no time."""
     if not _DIGITS.fullmatch(value):
         raise MappingError("date", f"{field}: not a yyyyMMdd[HHmm] date")
-    day, complete = _date(value, field)
+    day, complete = _date(value[:8], field)
     if len(value) == 8 or value[8:12] == "0000" or not complete:
         return day, None
     return day, day + _time(value, field)
