@@ -1,8 +1,9 @@
 """Shared stream wiring: one faust app per role, and the batch loop every stage runs in it.
 
 Each stage consumes in batches (up to 500 events, 20 ms window), awaits every output's acknowledgement, runs
-its after-batch hook, and only then commits the batch's offsets: a failed write or a crash replays the batch,
-never skips it. The loop is plain aiokafka inside a faust task; ``StageLoop`` says why.
+its after-batch hook, and only then may commit the batch's offsets (at most every
+``HSSK_STAGE_COMMIT_INTERVAL_MS`` while busy, at once when idle): a failed write or a crash replays batches,
+never skips one. The loop is plain aiokafka inside a faust task; ``StageLoop`` says why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Awaitable, Callable
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError, OutOfOrderSequenceNumber,
     RecordTooLargeError, UnknownProducerId,
@@ -239,25 +240,27 @@ class StageLoop:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self.source.name, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group,
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group,
             client_id=f"{self.group}-{self.stage}", enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_min_bytes=self.settings.stage_fetch_min_bytes,
             fetch_max_wait_ms=self.settings.stage_fetch_max_wait_ms)
+        offsets = _Offsets(self.stage, consumer, self.settings.stage_commit_interval_ms / 1000)
+        consumer.subscribe([self.source.name], listener=offsets)
         await _until_started(self.stage, consumer)
         self._producer = await self._new_producer()
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=int(BATCH_WINDOW_S * 1000), max_records=BATCH_SIZE)
-                if not fetched:
-                    continue
-                await self._batch([r for records in fetched.values() for r in records])
-                offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-                try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:  # partitions moved while the batch ran
-                    log.warning("offsets not committed; the batch is replayed by the partition's owner",
-                                stage=self.stage, error=type(exc).__name__)
+                if fetched:
+                    await self._batch([r for records in fetched.values() for r in records])
+                    offsets.done({tp: records[-1].offset + 1 for tp, records in fetched.items()})
+                await offsets.commit(due_only=bool(fetched))
         finally:
+            try:
+                async with asyncio.timeout(5):
+                    await offsets.commit(due_only=False)
+            except (KafkaError, TimeoutError):
+                pass  # not committed: the next owner replays those batches
             await asyncio.gather(self._producer.stop(), consumer.stop(), return_exceptions=True)
 
     async def _new_producer(self) -> AIOKafkaProducer:
@@ -322,6 +325,38 @@ class StageLoop:
         if self.after_batch is not None:
             await _until_reachable(self.stage, self.after_batch, None)
         self.counted.batch_done(len(batch), failures, [o.topic.name for o in outputs], time.perf_counter() - started)
+
+
+class _Offsets(ConsumerRebalanceListener):
+    """The offsets of a stage's finished batches, committed at most every ``interval_s`` while batches keep
+    coming and at once when the input pauses (or its partitions are taken away): a commit per batch is a
+    request and a write to __consumer_offsets, which at a steady low rate is paid for every event or two.
+    Only finished batches are ever committed, so a crash replays at most ``interval_s`` of them."""
+
+    def __init__(self, stage: str, consumer: AIOKafkaConsumer, interval_s: float) -> None:
+        self.stage, self.consumer, self.interval_s = stage, consumer, interval_s
+        self.pending: dict[TopicPartition, int] = {}
+        self.last = time.monotonic()
+
+    def done(self, offsets: dict[TopicPartition, int]) -> None:
+        self.pending.update(offsets)
+
+    async def commit(self, due_only: bool) -> None:
+        if not self.pending or (due_only and time.monotonic() - self.last < self.interval_s):
+            return
+        offsets, self.pending = self.pending, {}
+        self.last = time.monotonic()
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:  # partitions moved while the batches ran
+            log.warning("offsets not committed; the batches are replayed by the partition's owner",
+                        stage=self.stage, error=type(exc).__name__)
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.commit(due_only=False)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass
 
 
 async def _send_all(producer: AIOKafkaProducer, outputs: list[Outgoing]) -> list[KafkaError | None]:
