@@ -150,21 +150,24 @@ def _template(content: str, record: str, prefix: str, suffix: str) -> tuple[re.P
     return re.compile(prefix + _WS + _WS.join(parts) + _WS + suffix), tuple(names)
 
 
-def _match(kind: str, content: str, record: str, prefix: str, suffix: str,
+def _match(kind: str, text: str, pos: int, record: str, prefix: str, suffix: str,
            whole: bool) -> tuple[re.Match[str], tuple[str, ...]] | None:
-    """``content`` matched by a template of ``kind`` (a new one is made when none matches), with its field names.
-    The template that matched moves to the front: a table's next record most likely has the same skeleton."""
+    """``text`` matched from ``pos`` by a template of ``kind`` (to its end if ``whole``), with its field names; when
+    none matches, a new template is made from the content there (up to the next ``record`` start tag unless
+    ``whole``). The template that matched moves to the front: a table's next record most likely has the same
+    skeleton."""
     templates = _TEMPLATES.setdefault(kind, [])
     for i, (pattern, names) in enumerate(templates):
-        match = pattern.fullmatch(content) if whole else pattern.match(content)
+        match = pattern.fullmatch(text, pos) if whole else pattern.match(text, pos)
         if match is not None:
             if i:
                 templates.insert(0, templates.pop(i))
             return match, names
-    made = _template(content, record, prefix, suffix)
+    end = -1 if whole else text.find(f"<{record}>", pos)
+    made = _template(text[pos:] if end < 0 else text[pos:end], record, prefix, suffix)
     if made is None:
         return None
-    match = made[0].fullmatch(content) if whole else made[0].match(content)
+    match = made[0].fullmatch(text, pos) if whole else made[0].match(text, pos)
     if match is None:
         return None
     if len(templates) >= _TEMPLATES_PER_TABLE:
@@ -174,34 +177,27 @@ def _match(kind: str, content: str, record: str, prefix: str, suffix: str,
 
 
 def _templated(kind: str, text: str) -> list[dict[str, str]] | None:
+    """The records read in place, one template match after another (no split of the text into pieces): a record
+    is its start tag and a template's match, which ends at the next start tag or at the list's and root's end
+    tags. A value holds no '<' and no template names the record, so no match runs into the next record."""
     root, record = TABLES[kind]
     if record is None:
-        found = _match(kind, text, root, f"{_PROLOG}<{root}>", f"</{root}>{_WS}", True)
+        found = _match(kind, text, 0, root, f"{_PROLOG}<{root}>", f"</{root}>{_WS}", True)
         return None if found is None else [dict(zip(found[1], found[0].groups()))]
-    pieces = text.split(f"<{record}>")
-    head = _LIST_HEAD[kind].fullmatch(pieces[0])
-    if head is None or len(pieces) < 2:
+    open_tag = f"<{record}>"
+    pos = text.find(open_tag)
+    if pos < 0 or (head := _LIST_HEAD[kind].fullmatch(text, 0, pos)) is None:
         return None
     out = []
-    last = len(pieces) - 1
     suffix = f"</{record}>{_WS}"
-    for i in range(1, len(pieces)):
-        piece = pieces[i]
-        if (found := _match(kind, piece, record, "", suffix, False)) is None:
+    while text.startswith(open_tag, pos):
+        if (found := _match(kind, text, pos + len(open_tag), record, "", suffix, False)) is None:
             return None
         match, names = found
-        end = match.end()
-        if end != len(piece) and (i != last or not _tail_ok(kind, piece[end:], head.group("l"))):
-            return None
-        if i == last and end == len(piece):
-            return None  # the root's end tag is missing
         out.append(dict(zip(names, match.groups())))
-    return out
-
-
-def _tail_ok(kind: str, tail: str, list_name: str | None) -> bool:
-    match = _LIST_TAIL[kind].fullmatch(tail)
-    return match is not None and match.group("l") == list_name
+        pos = match.end()
+    tail = _LIST_TAIL[kind].fullmatch(text, pos)  # also the proof that no record was cut short
+    return out if tail is not None and tail.group("l") == head.group("l") else None
 
 
 _LIST_HEAD = {kind: re.compile(rf"{_PROLOG}<{root}>{_WS}(?:<(?!{record}>)(?P<l>{_NAME})>{_WS})?")
