@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from connectors.xml130 import flat
 from connectors.xml130 import generate as gen
 from connectors.xml130.context import fields
 from connectors.xml130.errors import TableError
@@ -91,6 +92,16 @@ TRICKY: list[tuple[str, str, bytes, bool]] = [
                                               "<STT>2</STT>"), True),
     ("cdata mixed with text", "XML2", drugs("<TEN_THUOC>a <![CDATA[b]]]]><![CDATA[>]]> &amp; c</TEN_THUOC>"), True),
     ("empty cdata", "XML2", drugs("<TEN_THUOC><![CDATA[]]></TEN_THUOC><STT>1</STT>"), True),
+    ("cdata as whole values", "XML2", drugs("<STT><![CDATA[1]]></STT><TEN_THUOC><![CDATA[Sốt > 38,5°C]]]></TEN_THUOC>",
+                                           "<STT>2</STT><TEN_THUOC><![CDATA[Ho khạc đờm]]></TEN_THUOC>"), True),
+    ("cdata value with white space at its ends", "XML2", drugs("<TEN_THUOC><![CDATA[ Ho\n]]></TEN_THUOC>"), True),
+    ("cdata holding a reference", "XML2", drugs("<TEN_THUOC><![CDATA[a &amp; b]]></TEN_THUOC>"), True),
+    ("cdata end followed by more text", "XML2", drugs("<TEN_THUOC><![CDATA[a]]>b]]></TEN_THUOC>"), False),
+    ("cdata inside a name", "XML1", xml1("<MA_L<![CDATA[K]]>>x</MA_LK>"), False),
+    ("cdata before the root", "XML1", b'<?xml version="1.0"?><![CDATA[ ]]><TONG_HOP><MA_LK>x</MA_LK></TONG_HOP>',
+     False),
+    ("cdata between records", "XML2", drugs(ROW).replace(b"</CHI_TIET_THUOC>", b"</CHI_TIET_THUOC><![CDATA[ ]]>"),
+     False),
     ("brackets in text", "XML2", drugs("<TEN_THUOC>Glucose [Máu] ]] ]</TEN_THUOC>"), True),
     ("empty elements", "XML2", drugs("<MA_LK/><STT></STT><TEN_THUOC>x</TEN_THUOC><DU_PHONG/>"), True),
     ("empty record", "XML2", drugs("", ROW), True),
@@ -204,6 +215,19 @@ class TestSameAsLxml:
                 text = text[:at] + piece + text[at + rng.choice((0, 0, 1)):]
             read += same_as_lxml(kind, text.encode())
         assert read > 100  # some edits stay well-formed (e.g. in a text value) and are read fast
+
+
+def test_whole_value_cdata_is_read_by_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A course note whose free text is each a field's whole CDATA content is read as if written as plain text,
+    by template, not by the general grammar and a regex per field."""
+    def general(*_args: object) -> dict[str, str]:
+        raise AssertionError("read by the general grammar")
+
+    table = gen.xml5(gen.visit(random.Random(2), 1, facility="79048"), random.Random(3))
+    assert b"<![CDATA[" in table
+    expected = lxml_records("XML5", table)
+    monkeypatch.setattr(flat, "_careful", general)
+    assert fast_records("XML5", table) == expected
 
 
 class TestTable:
