@@ -109,11 +109,15 @@ class Envelope:
     citizen_id: str | None = None  # set by the identity stage
     record_version: int | None = None  # set by the record stage on record.changes
     schema_version: int = SCHEMA_VERSION
+    # Set by the identity stage when the event's source record belonged to a citizen since merged into
+    # ``citizen_id``: the record keeps the event with that member, so an unmerge gives it back to them.
+    member_id: str | None = None
 
-    def with_citizen(self, citizen_id: str) -> "Envelope":
+    def with_citizen(self, citizen_id: str, member_id: str | None = None) -> "Envelope":
         # Positional, not dataclasses.replace (which re-reads every field by name): once per event on identity.
         return Envelope(self.event_id, self.type, self.occurred_at, self.recorded_at, self.source, self.subject,
-                        self.payload, self.sensitivity, citizen_id, self.record_version, self.schema_version)
+                        self.payload, self.sensitivity, citizen_id, self.record_version, self.schema_version,
+                        member_id)
 
     def to_dict(self) -> dict[str, Any]:
         return self._as_dict(_source_dict(self.source), _subject_dict(self.subject))
@@ -136,6 +140,8 @@ class Envelope:
             data["citizen_id"] = self.citizen_id
         if self.record_version is not None:
             data["record_version"] = self.record_version
+        if self.member_id is not None:
+            data["member_id"] = self.member_id
         return data
 
     @classmethod
@@ -155,7 +161,7 @@ class Envelope:
                           for i in subj.get("identifiers", ())),
                     subj.get("family"), tuple(subj.get("given", ())), subj.get("birth_date"), subj.get("sex")),
             data["payload"], tuple(data.get("sensitivity", ())), data.get("citizen_id"), data.get("record_version"),
-            data.get("schema_version", SCHEMA_VERSION),
+            data.get("schema_version", SCHEMA_VERSION), data.get("member_id"),
         )
 
     @classmethod

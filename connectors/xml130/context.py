@@ -38,13 +38,13 @@ HIV_SECURITY = [
 ]
 SENSITIVITY_HIV = "hiv"
 
-# Envelope is a frozen slots dataclass: its __init__ sets each of its 11 fields through object.__setattr__, which
+# Envelope is a frozen slots dataclass: its __init__ sets each of its 12 fields through object.__setattr__, which
 # cost more than the event's two uuid5 ids together (an encounter makes ~33 envelopes). ``_envelope`` fills the
 # same slots through their descriptors; a test checks the result equals ``Envelope(...)``, field by field.
 _new = object.__new__
 _dumps = orjson.dumps
 _FIELDS = ("event_id", "type", "occurred_at", "recorded_at", "source", "subject", "payload", "sensitivity",
-           "citizen_id", "record_version", "schema_version")
+           "citizen_id", "record_version", "schema_version", "member_id")
 if tuple(Envelope.__dataclass_fields__) != _FIELDS:  # a field added to Envelope must be set here too
     raise RuntimeError("connectors.xml130.context._envelope no longer sets exactly the Envelope's fields")
 _SET = tuple(getattr(Envelope, name).__set__ for name in _FIELDS)
@@ -52,8 +52,9 @@ _SET = tuple(getattr(Envelope, name).__set__ for name in _FIELDS)
 
 def _envelope(event_id_: str, type_: str, occurred_at: str, recorded_at: str, source: Source, subject: Subject,
               payload: dict[str, Any], sensitivity: tuple[str, ...]) -> Envelope:
-    """``Envelope(...)`` with no citizen_id or record_version, without the frozen dataclass's __init__ cost."""
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _SET
+    """``Envelope(...)`` with no citizen_id, record_version or member_id, without the frozen dataclass's __init__
+    cost."""
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = _SET
     envelope = _new(Envelope)
     s0(envelope, event_id_)
     s1(envelope, type_)
@@ -66,6 +67,7 @@ def _envelope(event_id_: str, type_: str, occurred_at: str, recorded_at: str, so
     s8(envelope, None)
     s9(envelope, None)
     s10(envelope, SCHEMA_VERSION)
+    s11(envelope, None)
     return envelope
 
 

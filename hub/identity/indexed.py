@@ -22,6 +22,9 @@ class Indexed:
     links: tuple[str, ...]  # identity keys this record linked (current and old identifiers)
     name_text: str = ""
     birth_text: str = ""
+    # The citizen the record was filed under before a merge re-pointed it to ``citizen_id`` ("" when it was
+    # never moved): the identity stage names it on the record's events (Envelope.member_id).
+    origin: str = ""
 
     def body(self) -> list:
         """Everything but the citizen: two records with equal bodies say the same about a person."""
@@ -32,15 +35,23 @@ class Indexed:
                 list(self.links), self.name_text, self.birth_text]
 
     def pack(self) -> bytes:
-        return orjson.dumps([self.citizen_id, *self.body()])
+        body = [self.citizen_id, *self.body()]
+        if self.origin:
+            body.append(self.origin)  # only on moved records: the others keep the layout written before it
+        return orjson.dumps(body)
 
 
 _NAMES: dict[tuple, Name] = {}  # names repeat across candidates: one Name each (a frozen dataclass is slow to build)
 
 
+_FIELDS = 29  # a packed record without its origin
+
+
 def unpack(raw: bytes) -> Indexed:
+    data = orjson.loads(raw)
+    origin = data.pop() if len(data) > _FIELDS else ""
     (cid, rid, fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias, y, m, d, sex, phone, ward, address, cccd, cccd_ok,
-     cmnd, passport, bhxh, mrn_key, infant, birth_row, flags, links, name_text, birth_text) = orjson.loads(raw)
+     cmnd, passport, bhxh, mrn_key, infant, birth_row, flags, links, name_text, birth_text) = data
     parts = (fam, mid, giv, fam_a, mid_a, giv_a, fam_v, alias)
     name = _NAMES.get(parts)
     if name is None:
@@ -52,11 +63,17 @@ def unpack(raw: bytes) -> Indexed:
                  sex=sex, phone=phone, ward=ward, address=address, cccd=cccd, cccd_ok=cccd_ok, cmnd=cmnd,
                  passport=passport, bhxh=bhxh, mrn_key=mrn_key, infant=infant, birth_row=birth_row,
                  flags=tuple(flags))
-    return Indexed(cid, p, tuple(links), name_text, birth_text)
+    return Indexed(cid, p, tuple(links), name_text, birth_text, origin)
 
 
 def with_citizen(raw: bytes, citizen_id: str) -> bytes:
-    """The same packed record filed under another citizen (merge, unmerge)."""
+    """The same packed record filed under another citizen (merge, unmerge), remembering the citizen it was
+    first filed under until it is filed there again: A merged into B, B into C leaves A's records with C and
+    origin A; unmerging B gives them back to B, still origin A; unmerging A clears it."""
     data = orjson.loads(raw)
+    if len(data) == _FIELDS:
+        data.append(data[0])
     data[0] = citizen_id
+    if data[-1] == citizen_id:
+        data.pop()
     return orjson.dumps(data)

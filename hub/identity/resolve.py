@@ -113,10 +113,11 @@ class _Item:
     """One distinct subject of the batch (the events of one message share it)."""
 
     __slots__ = ("ref", "p", "name_text", "birth_text", "patient", "event_id", "cause", "links", "mrn_link", "old", "blocks",
-                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted", "unchanged")
+                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted", "unchanged", "member")
 
     def __init__(self) -> None:
         self.cid = ""
+        self.member = ""  # the merged-away citizen the source record was filed under (Envelope.member_id)
         self.outcome = ""
         self.minted = False
         self.unchanged: bool | None = None
@@ -292,7 +293,7 @@ class Resolver:
                 out.results.append(entry)
                 out.outcomes.append(DLQ)
             else:
-                out.results.append(env.with_citizen(entry.cid))
+                out.results.append(env.with_citizen(entry.cid, entry.member or None))
                 out.outcomes.append(LINK if pos in follows else entry.outcome)
         return out
 
@@ -347,6 +348,7 @@ class Resolver:
             cid, outcome = self._choose(item, self._score(item, batch), batch, out)
             self._index(item, cid, batch)
         item.cid, item.outcome = cid, outcome
+        item.member = _origin(own, cid)
         for k in item.links:
             batch.link(k, cid, item)
         for k in item.old:
@@ -439,6 +441,7 @@ class Resolver:
 
     def _index(self, item: _Item, cid: str, batch: "_Batch") -> None:
         rec = self._indexed(item, cid)
+        rec.origin = _origin(batch.records.get(item.ref), cid)  # an update keeps what a merge remembered
         batch.records[item.ref] = rec
         batch.ops.append((item.own_slot, "S", rec.pack().decode()))
         ops, blocks, ref = batch.ops, batch.blocks, item.ref
@@ -469,6 +472,11 @@ class Resolver:
                     rec.citizen_id = item.cid
                     ops += [(item.own_slot, "S", rec.pack().decode()), (citizen_slot(item.cid), "A", item.ref)]
         await self.store.write(ops)
+
+
+def _origin(own: Indexed | None, cid: str) -> str:
+    """The citizen a merge moved the source record away from, while the record is still filed under ``cid``."""
+    return own.origin if own is not None and own.origin and own.citizen_id == cid else ""
 
 
 def _rank(d: Decision) -> tuple[int, float]:

@@ -189,15 +189,19 @@ class Mpi:
         return split_refs(raw)
 
     async def _repoint(self, refs: list[str], old: str, new: str) -> None:
-        raws = await self.store.get([record_slot(r) for r in refs])
-        ops: list[Op] = []
-        for ref, raw in zip(refs, raws, strict=True):
-            if raw is None:
-                continue
-            rec = unpack(raw)
-            if rec.citizen_id == old:
-                ops.append((record_slot(ref), "S", with_citizen(raw, new).decode()))
-            for ikey in rec.links:
-                ops.append((link_slot(ikey), "C", f"{old}|{new}"))
-            ops.append((citizen_slot(new), "A", ref))
-        await self.store.write(ops)
+        await self.store.write(repoint_ops(refs, await self.store.get([record_slot(r) for r in refs]), old, new))
+
+
+def repoint_ops(refs: list[str], raws: list[bytes | None], old: str, new: str) -> list[Op]:
+    """The writes that move source records ``refs`` (packed as ``raws``) and their links from ``old`` to ``new``."""
+    ops: list[Op] = []
+    for ref, raw in zip(refs, raws, strict=True):
+        if raw is None:
+            continue
+        rec = unpack(raw)
+        if rec.citizen_id == old:
+            ops.append((record_slot(ref), "S", with_citizen(raw, new).decode()))
+        for ikey in rec.links:
+            ops.append((link_slot(ikey), "C", f"{old}|{new}"))
+        ops.append((citizen_slot(new), "A", ref))
+    return ops

@@ -21,23 +21,24 @@ _SEQUENCE = (list, tuple)
 
 
 class RecordEvent:
-    """One event as the record applies it: id, type, times, facility and source system, payload, sensitivity."""
+    """One event as the record applies it: id, type, times, facility and source system, payload, sensitivity,
+    its citizen and the merged-away member it belongs to."""
 
     __slots__ = ("event_id", "type", "occurred_at", "recorded_at", "facility", "system", "payload", "sensitivity",
-                 "citizen_id", "_data", "_envelope")
+                 "citizen_id", "member_id", "_data", "_envelope")
 
     def __init__(self, event_id: str, type_: str, occurred_at: str, recorded_at: str, facility: str, system: str,
                  payload: dict[str, Any], sensitivity: tuple[str, ...], citizen_id: str | None,
-                 data: dict[str, Any] | None, envelope: Envelope | None) -> None:
+                 member_id: str | None, data: dict[str, Any] | None, envelope: Envelope | None) -> None:
         self.event_id, self.type, self.occurred_at, self.recorded_at = event_id, type_, occurred_at, recorded_at
         self.facility, self.system, self.payload, self.sensitivity = facility, system, payload, sensitivity
-        self.citizen_id, self._data, self._envelope = citizen_id, data, envelope
+        self.citizen_id, self.member_id, self._data, self._envelope = citizen_id, member_id, data, envelope
 
     @classmethod
     def of(cls, envelope: Envelope) -> "RecordEvent":
         return cls(envelope.event_id, envelope.type, envelope.occurred_at, envelope.recorded_at,
                    envelope.source.facility, envelope.source.system, envelope.payload, envelope.sensitivity,
-                   envelope.citizen_id, None, envelope)
+                   envelope.citizen_id, envelope.member_id, None, envelope)
 
     @property
     def envelope(self) -> Envelope:
@@ -78,5 +79,6 @@ def read_event(data: Any) -> RecordEvent:
                 and _plain_subject(data.get("subject") or {})):
             return RecordEvent(data["event_id"], data["type"], data["occurred_at"], data["recorded_at"],
                                source["facility"], source["system"], data["payload"],
-                               tuple(data.get("sensitivity", ())), data.get("citizen_id"), data, None)
+                               tuple(data.get("sensitivity", ())), data.get("citizen_id"), data.get("member_id"),
+                               data, None)
     return RecordEvent.of(Envelope.from_dict(data))

@@ -13,14 +13,16 @@ The design, and why it stays correct:
   merged records pay for this (about twice their size); plain records have no ``_merge``.
 - Every event applied to a survivor is applied to the combined content *and* to the part it is attributed to
   (``attribute``), which keeps ``combined == join(parts)``. Attribution, most certain first: the event's
-  ``citizen_id`` names a retired member (the MPI resolved it to that citizen); else a facility MRN of the
-  event's subject (or Patient payload) that exactly one part holds; else another identifier exactly one part
-  holds; else the survivor itself. The shared CCCD that caused the merge is held by both parts and decides
-  nothing. Limit: a source whose only events before the merge were clinical (no identifiers in the part) and
-  that sends under the survivor's id afterwards is attributed to the survivor. Attribution reads the parts as
-  they are when the event is applied, so it also depends on the retired citizen's events (on their own
-  partition) having been applied before the merge: live they were (the MPI merges citizens it has written
-  events for), and ``hub rebuild`` interleaves partitions by record time to apply them in that order too.
+  ``member_id`` names a retired member (the MPI filed the event's source record under that citizen before the
+  merge moved it: it knows this whatever order the record applies events in); else its ``citizen_id`` does
+  (the MPI resolved it to that citizen); else a facility MRN of the event's subject (or Patient payload) that
+  exactly one part holds; else another identifier exactly one part holds; else the survivor itself. The shared
+  CCCD that caused the merge is held by both parts and decides nothing. Only the last two rules read the parts
+  as they are when the event is applied, and so depend on the retired citizen's events (on their own
+  partition) having been applied first; they decide events written before ``member_id`` existed and events of
+  a source record new since the merge. Limit: a source whose only events before the merge were clinical (no
+  identifiers in the part) and that sends under the survivor's id afterwards is attributed to the survivor;
+  ``hub rebuild`` interleaves partitions by record time, so it applies events in the order they were written.
 - An unmerge gives the restored citizen the join of its part and the parts merged through it, and the survivor
   the join of what remains. With no events after the merge both equal what they were before it, under
   ``content`` equality (``version`` keeps growing, so readers and fan-out see a newer record).
@@ -160,8 +162,9 @@ def attribute(record: Record, event: Event) -> str:
     """The member of a survivor's group an event belongs to (see the module docstring for the order)."""
     parts, _ = _group(record)
     root = record["citizen_id"]
-    if event.citizen_id in parts and event.citizen_id != root:
-        return event.citizen_id
+    for named in (event.member_id, event.citizen_id):
+        if named in parts and named != root:
+            return named
     mine = _identities(event)
     for strong in (True, False):
         wanted = {p for p in mine if p[0].startswith(_MRN_PREFIX) == strong}

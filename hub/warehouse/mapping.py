@@ -81,9 +81,14 @@ def map_event(event: Envelope) -> Rows | None:
     if not rid or not isinstance(rid, str):
         raise MappingError(f"{kind} {rtype} without a resource id")
     table, own = mapper(payload)
-    common = (rid, event.event_id, occurred, cid, facility, _ref_id(payload.get("encounter") or payload.get("context")),
-              own.pop("status", payload.get("status")), list(event.sensitivity))
-    return Rows(cid, facility, fact=(table, common + tuple(own[c] for c in table.columns[len(common):])))
+    # A fact is filed under the merged-away member its source record belongs to, if the MPI named one: the
+    # writer moves it to the survivor (citizen_merge) and keeps the member as its source, so an unmerge
+    # gives it back, as the record does.
+    owner = event.member_id or cid
+    common = (rid, event.event_id, occurred, owner, facility,
+              _ref_id(payload.get("encounter") or payload.get("context")), own.pop("status", payload.get("status")),
+              list(event.sensitivity))
+    return Rows(owner, facility, fact=(table, common + tuple(own[c] for c in table.columns[len(common):])))
 
 
 # ---------------------------------------------------------------- the dimension and merges

@@ -58,14 +58,19 @@ async def publish(settings: Settings, events: list[Envelope], raw: list[bytes] =
 
 async def resolved(settings: Settings, events: list[Envelope], timeout_s: float = 60) -> dict[str, str]:
     """event id -> citizen id, as the identity role wrote them to events.citizen."""
+    return {eid: e.citizen_id for eid, e in (await resolved_events(settings, events, timeout_s)).items()}
+
+
+async def resolved_events(settings: Settings, events: list[Envelope], timeout_s: float = 60) -> dict[str, Envelope]:
+    """event id -> the event as the identity role wrote it to events.citizen."""
     wanted = {e.event_id for e in events}
 
-    def found(records) -> dict[str, str]:
+    def found(records) -> dict[str, Envelope]:
         out = {}
         for r in records:
             e = Envelope.from_json(r.value)
             if e.event_id in wanted:
-                out[e.event_id] = e.citizen_id
+                out[e.event_id] = e
         return out
 
     records = await read_until(settings, EVENTS_CITIZEN.name, lambda rs: len(found(rs)) == len(wanted), timeout_s)
@@ -148,14 +153,17 @@ async def test_one_cccd_claimed_by_two_people_is_reviewed_then_accepted_and_unme
     again = patient("79002", hung.subject.identifiers[0].value, "Phạm", ("Văn", "Hùng"), "1970-11-20", "male",
                     cccd=cccd)
     await publish(hub_stack, [again])
-    assert (await resolved(hub_stack, [again]))[again.event_id] == tam_id  # the retired MRN links to the survivor
+    linked = (await resolved_events(hub_stack, [again]))[again.event_id]
+    assert linked.citizen_id == tam_id  # the retired MRN links to the survivor
+    assert linked.member_id == hung_id  # ... from a source record filed under Hùng: the record keeps it his
 
     hub_cli("unmerge", tam_id, hung_id)
     [unmerged] = await citizen_events(hub_stack, UNMERGED, lambda e: merge_link(e).other == hung_id)
     assert unmerged.citizen_id == tam_id
     later = patient("79002", hung.subject.identifiers[0].value, "Phạm", ("Văn", "Hùng"), "1970-11-20", "male")
     await publish(hub_stack, [later])
-    assert (await resolved(hub_stack, [later]))[later.event_id] == hung_id  # the MRN is Hùng's again
+    back = (await resolved_events(hub_stack, [later]))[later.event_id]
+    assert (back.citizen_id, back.member_id) == (hung_id, None)  # the MRN is Hùng's again, his own record
 
 
 async def test_a_rejected_pair_is_never_proposed_again(hub_stack: Settings) -> None:

@@ -126,11 +126,11 @@ async def publish(settings: Settings, topic: str, items: list[tuple[bytes, bytes
 
 def citizen_event(type_: str, citizen_id: str, event_id: str, payload: dict, *, facility: str = "79048",
                   occurred_at: str = "2026-11-23T10:00:00+07:00",
-                  sensitivity: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+                  sensitivity: tuple[str, ...] = (), member_id: str | None = None) -> tuple[bytes, bytes]:
     """An event as the identity stage would put it on events.citizen."""
     event = Envelope(event_id=event_id, type=type_, occurred_at=occurred_at, recorded_at=occurred_at,
                      source=Source("hl7v2", facility, event_id), subject=Subject(), payload=payload,
-                     sensitivity=sensitivity, citizen_id=citizen_id)
+                     sensitivity=sensitivity, citizen_id=citizen_id, member_id=member_id)
     return citizen_id.encode(), event.to_json()
 
 
@@ -407,16 +407,17 @@ async def test_merge_chains_end_on_the_last_survivor(warehouse_role: Settings, d
 async def test_an_unmerge_moves_the_restored_citizens_facts_back(warehouse_role: Settings,
                                                                  db: asyncpg.Connection) -> None:
     """A into B, B into C, then B split out of C: B's facts and A's (merged through B, including one that arrived
-    after the merges) are B's again, C keeps its own; the merge replayed afterwards is ignored, a later merge
-    decision applies, and the old unmerge replayed after it changes nothing. Through the writer, own database."""
+    after the merges, and one the MPI resolved to C from a source record of B's: member_id B) are B's again, C
+    keeps its own; the merge replayed afterwards is ignored, a later merge decision applies, and the old unmerge
+    replayed after it changes nothing. Through the writer, own database."""
     from hub.identity.events import merged_event, unmerged_event
     from hub.warehouse.plan import plan_events
     from hub.warehouse.writer import Warehouse
 
-    def dx(cid: str, rid: str) -> bytes:
+    def dx(cid: str, rid: str, member: str | None = None) -> bytes:
         return citizen_event("condition.recorded", cid, f"ev-{rid}", {
             "resourceType": "Condition", "id": rid,
-            "code": {"coding": [{"code": "E11", "display": "Đái tháo đường típ 2"}]}})[1]
+            "code": {"coding": [{"code": "E11", "display": "Đái tháo đường típ 2"}]}}, member_id=member)[1]
 
     def at(minute: int) -> str:
         return f"2026-11-23T10:{minute:02d}:00+07:00"
@@ -437,19 +438,21 @@ async def test_an_unmerge_moves_the_restored_citizens_facts_back(warehouse_role:
 
     try:
         await warehouse.migrate()
-        for batch in ([dx("A", "a1"), dx("B", "b1"), dx("C", "c1")], [m1], [m2], [dx("A", "a2")]):
+        for batch in ([dx("A", "a1"), dx("B", "b1"), dx("C", "c1")], [m1], [m2], [dx("A", "a2")],
+                      [dx("C", "b2", member="B"), dx("C", "c2")]):
             outcomes, plan = plan_events(batch)
             assert not [o for o in outcomes if isinstance(o, Exception)]
             await warehouse.write(plan)
-        assert (await state())[0] == {"a1": "C", "b1": "C", "c1": "C", "a2": "C"}
+        assert (await state())[0] == {"a1": "C", "b1": "C", "c1": "C", "a2": "C", "b2": "C", "c2": "C"}
 
         await warehouse.write(plan_events([u3])[1])
-        split = ({"a1": "B", "b1": "B", "c1": "C", "a2": "B"}, {"A": "B", "B": None, "C": None})
+        split = ({"a1": "B", "b1": "B", "c1": "C", "a2": "B", "b2": "B", "c2": "C"}, {"A": "B", "B": None, "C": None})
         assert await state() == split
         await warehouse.write(plan_events([u3, m2])[1])  # both replayed: the older merge stays undone
         assert await state() == split
         await warehouse.write(plan_events([m4])[1])  # a later decision merges them again
-        assert await state() == ({"a1": "C", "b1": "C", "c1": "C", "a2": "C"}, {"A": "C", "B": "C", "C": None})
+        assert await state() == ({"a1": "C", "b1": "C", "c1": "C", "a2": "C", "b2": "C", "c2": "C"},
+                                 {"A": "C", "B": "C", "C": None})
         await warehouse.write(plan_events([u3])[1])  # the old unmerge replayed after it: no change
         assert (await state())[1] == {"A": "C", "B": "C", "C": None}
     finally:

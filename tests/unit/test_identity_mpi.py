@@ -3,6 +3,7 @@ store's operations and the identifier forms links are made on."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, SYSTEM_PASSPORT, Envelope, Identifier,
@@ -10,8 +11,10 @@ from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, 
 from hub.errors import IdentityError
 from hub.identity.indexed import unpack, with_citizen
 from hub.identity.model import LINK, NEW, REVIEW
-from hub.identity.mpi_store import MemoryMpiStore, block_slot, block_slots, citizen_slot, link_slot, record_slot
+from hub.identity.mpi_store import (MemoryMpiStore, block_slot, block_slots, citizen_slot, link_slot, record_slot,
+                                   split_refs)
 from hub.identity.resolve import DLQ, Resolver, canonical_identifier, identity_key
+from hub.identity.review import repoint_ops
 
 SECRET = b"unit-secret"
 HOME = "12 Lê Lợi, Phường Bến Thành, TP.HCM"
@@ -239,8 +242,48 @@ class TestStore:
                                                     personal_id="079090001234", phone="0903123456")),
                       ("k1",), "Nguyễn Văn An", "1990-05-12")
         back = unpack(rec.pack())
-        assert back.body() == rec.body() and back.citizen_id == "cz-a"
+        assert back.body() == rec.body() and back.citizen_id == "cz-a" and back.origin == ""
         assert unpack(with_citizen(rec.pack(), "cz-b")).citizen_id == "cz-b"
+
+    def test_a_moved_record_remembers_where_it_was_filed_until_it_is_filed_there_again(self) -> None:
+        """A merged into B, B into C, then both unmerges: the record of A names A as its origin while away."""
+        from hub.identity.indexed import Indexed
+        from hub.identity.records import SourceRecord, prepare
+
+        rec = Indexed("cz-a", prepare(SourceRecord("r1", name="Huỳnh Thị Mỹ", birth_date="1988-02-29", sex="F")),
+                      ("k1",), "Huỳnh Thị Mỹ", "1988-02-29")
+        plain = rec.pack()
+        assert len(orjson.loads(plain)) == 29  # a record never moved keeps the layout written before origins
+        steps = [("cz-b", "cz-a"), ("cz-c", "cz-a"), ("cz-b", "cz-a"), ("cz-a", "")]
+        raw = plain
+        for citizen, origin in steps:
+            raw = with_citizen(raw, citizen)
+            moved = unpack(raw)
+            assert (moved.citizen_id, moved.origin) == (citizen, origin)
+            assert moved.body() == rec.body()
+        assert raw == plain
+        assert unpack(Indexed("cz-c", rec.p, rec.links, origin="cz-a").pack()).origin == "cz-a"
+
+    async def test_an_event_of_a_record_a_merge_moved_names_the_citizen_it_came_from(self) -> None:
+        """The survivor's citizen_id, and member_id for the record: an unmerge can give the event back."""
+        store = MemoryMpiStore()
+        r = Resolver(store, SECRET)
+        lan = ev("Trương", ("Thị", "Lan"), "1991-09-09", "female", "79033", "TD-7")
+        hung = ev("Phan", ("Văn", "Hùng"), "1980-01-01", "male", "79001", "CR-7")
+        lan_id, hung_id = (await one(r, lan))[0], (await one(r, hung))[0]
+        [refs] = await store.get([citizen_slot(lan_id)])
+        lans = split_refs(refs)
+        # what the MPI's merge does to the retired citizen's records and links (Mpi.merge, without its Redis)
+        await store.write(repoint_ops(lans, await store.get([record_slot(ref) for ref in lans]), lan_id, hung_id))
+        again = ev("Trương", ("Thị", "Lan"), "1991-09-09", "female", "79033", "TD-7", phone="0912000333",
+                   eid="lan-again")
+        [out] = (await r.resolve([again])).results
+        assert (out.citizen_id, out.member_id) == (hung_id, lan_id)
+        [out] = (await r.resolve([again])).results  # its record was filed again (a new phone): still Lan's
+        assert (out.citizen_id, out.member_id) == (hung_id, lan_id)
+        assert orjson.loads(out.to_json())["member_id"] == lan_id
+        [own] = (await r.resolve([ev("Phan", ("Văn", "Hùng"), "1980-01-01", "male", "79001", "CR-7")])).results
+        assert (own.citizen_id, own.member_id) == (hung_id, None) and "member_id" not in orjson.loads(own.to_json())
 
 
 @pytest.mark.parametrize(("given", "expected"), [

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
+
 from hub.envelope import SYSTEM_CCCD, Envelope, Identifier, Source, Subject, mrn_system
 from hub.identity.events import merged_event, unmerged_event
 from hub.record.apply import apply, apply_content, empty_record
+from hub.record.event import read_event
 from hub.record.merge import MERGE_KEY, apply_to_group, attribute, combine, content, merge, unmerge
 
 HUNG, LAN, MAI = "cz-hung", "cz-lan", "cz-mai"
@@ -133,6 +136,24 @@ class TestUnmerge:
         assert content(back) == content(build([late_for_lan.with_citizen(LAN), from_lans_hospital.with_citizen(LAN)],
                                               lan))
         assert content(kept) == content(build([hungs_own, only_cccd], hung))
+
+    def test_an_event_the_mpi_names_a_member_for_goes_back_to_them_whatever_order_events_arrived_in(self) -> None:
+        """A record role catching up a backlog reads partitions at its own pace: the merge, then a survivor's
+        event from Lan's hospital, and only then Lan's own events. member_id still gives the event back to Lan;
+        her identifiers alone could not, as her part held none of them yet."""
+        hung = build(HUNG_EVENTS)
+        from_lans_hospital = encounter(HUNG, "l10", "2026-03-01T12:00:00+07:00", mrn=TU_DU)
+        with_member = read_event(orjson.loads(from_lans_hospital.with_citizen(HUNG, LAN).to_json()))  # as read live
+        for event, expected_with_lan in ((with_member, True), (from_lans_hospital, False)):
+            survivor, redirect = merge(hung, HUNG, None, LAN, HUNG, MERGE)  # Lan's events not applied yet
+            assert apply_to_group(survivor, event)
+            for own in LAN_EVENTS:
+                apply_to_group(survivor, own)
+            kept, back = unmerge(survivor, LAN, redirect, UNMERGE)
+            lans = build(LAN_EVENTS + [from_lans_hospital.with_citizen(LAN)]) if expected_with_lan else build(
+                LAN_EVENTS)
+            assert content(back) == content(lans)
+            assert content(kept) == content(hung if expected_with_lan else build([from_lans_hospital], hung))
 
     def test_the_survivors_combined_view_stays_the_join_of_its_parts(self) -> None:
         _, _, survivor, _ = merged_pair()

@@ -156,6 +156,15 @@ class TestFacts:
                                                    "code": {"coding": [{"code": "B24"}]}}, sensitivity=("hiv",)))
         assert row["sensitivity"] == ["hiv"]
 
+    def test_a_fact_from_a_merged_away_members_source_is_filed_under_that_member(self) -> None:
+        """The writer moves it to the survivor and keeps the member as its source: an unmerge gives it back."""
+        dx = {"resourceType": "Condition", "id": "c-1", "code": {"coding": [{"code": "E11"}]}}
+        moved = event("condition.recorded", dx).with_citizen(CID, "c-retired")
+        rows = map_event(moved)
+        assert rows is not None and rows.citizen_id == "c-retired"
+        assert fact(moved)[1]["citizen_id"] == "c-retired"
+        assert fact(event("condition.recorded", dx))[1]["citizen_id"] == CID
+
 
 class TestCitizen:
     def test_patient_becomes_a_pseudonymous_dimension_row(self) -> None:
