@@ -3,8 +3,9 @@
 Why not ``Envelope.from_dict``: it builds five frozen dataclasses per event (the envelope, its source, its subject
 and each identifier), which cost the record stage about as much as decoding the JSON, and the record reads the
 subject only to attribute an event inside a merged record. ``read_event`` accepts exactly what
-``Envelope.from_dict`` accepts: the common shape is checked here and read directly, anything else (source
-coordinates, an identifier with extra fields, an unexpected type) goes through ``Envelope.from_dict``, which
+``Envelope.from_dict`` accepts: the common shape (source coordinates included) is checked here and read
+directly, anything else (a source or coordinates with other fields, an identifier with extra fields, an
+unexpected type) goes through ``Envelope.from_dict``, which
 raises its own error for what it refuses; the subject is built from the JSON only when it is asked for.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 from hub.envelope import Envelope, Subject
 
 _SOURCE_REQUIRED = frozenset({"system", "facility", "message_id"})
-_SOURCE_PLAIN = _SOURCE_REQUIRED | {"application"}  # no "raw": its coordinates are checked by from_dict
+_SOURCE_KNOWN = _SOURCE_REQUIRED | {"application", "raw"}
+_RAW = frozenset({"topic", "partition", "offset"})  # RawCoordinates(**raw) takes exactly these
 _IDENTIFIER = frozenset({"system", "value"})
 _SEQUENCE = (list, tuple)
 
@@ -71,12 +73,18 @@ def _plain_subject(subject: Any) -> bool:
     return True
 
 
+def _plain_raw(raw: Any) -> bool:
+    """Source coordinates ``Envelope.from_dict`` takes (none, or exactly topic, partition and offset): most
+    events carry them (everything from HL7 v2 and the importers), so they must not leave the direct path."""
+    return not raw or (type(raw) is dict and raw.keys() == _RAW)
+
+
 def read_event(data: Any) -> RecordEvent:
     """The event in decoded JSON; KeyError or TypeError (as ``Envelope.from_dict`` raises) when it is not one."""
     if type(data) is dict:
         source = data.get("source")
-        if (type(source) is dict and _SOURCE_REQUIRED <= source.keys() <= _SOURCE_PLAIN
-                and _plain_subject(data.get("subject") or {})):
+        if (type(source) is dict and _SOURCE_REQUIRED <= source.keys() <= _SOURCE_KNOWN
+                and _plain_raw(source.get("raw")) and _plain_subject(data.get("subject") or {})):
             return RecordEvent(data["event_id"], data["type"], data["occurred_at"], data["recorded_at"],
                                source["facility"], source["system"], data["payload"],
                                tuple(data.get("sensitivity", ())), data.get("citizen_id"), data.get("member_id"),
