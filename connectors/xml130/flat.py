@@ -130,7 +130,11 @@ def _careful(content: str, cdata: bool) -> dict[str, str]:
 # its template, which is also its grammar (literal names, white space between fields, values that neither begin
 # nor end with white space): the values are the match's groups, C strings, with no per-field regex search.
 _SKELETON = re.compile(r"<([A-Za-z_][A-Za-z0-9_.\-]*)(?:/>|>([^<]*)</\1>)")
-_VALUE = rf"([^\s<{_BAD}][^<{_BAD}]*+(?<!\s))"  # no forbidden character either
+# A value's characters after its first: [^<{_BAD}] written as the ranges it allows, so that sre stops at the first
+# range holding the character instead of testing every forbidden one (a record's template match -12%; a test
+# checks both classes hold the same characters).
+_VALUE_CHARS = r"\t\n\r\x20-\x3b\x3d-\ufffd\U00010000-\U0010ffff"
+_VALUE = rf"([^\s<{_BAD}][{_VALUE_CHARS}]*+(?<!\s))"  # no forbidden character either
 _TEMPLATES_PER_TABLE = 32
 _TEMPLATES: dict[str, list[tuple[re.Pattern[str], tuple[str, ...]]]] = {}
 _NAME_RE = re.compile(_NAME)

@@ -260,6 +260,12 @@ class TestTable:
         assert fast_records("XML1", big) is None
         assert isinstance(read_table("XML1", big, MAX), Table)
 
+    def test_value_characters_are_text_characters_but_lt(self) -> None:
+        """The templates' value class, written as the ranges it allows, holds what [^<] less XML's forbidden
+        characters holds."""
+        allowed, text = re.compile(f"[{flat._VALUE_CHARS}]"), re.compile(f"[^<{flat._BAD}]")
+        assert all((allowed.match(c) is None) == (text.match(c) is None) for c in map(chr, range(0x110000)))
+
     def test_white_space_classes_agree(self) -> None:
         """The fast path detects white space with re's \\s and lxml's reader strips with str.strip: one set."""
         spaces = {c for c in map(chr, range(0x110000)) if re.fullmatch(r"\s", c)}
