@@ -55,11 +55,11 @@ class Settings:
     # (bench.stage_overhead --rate measures the trade: latency per hop against CPU).
     stage_fetch_min_bytes: int = 1
     stage_fetch_max_wait_ms: int = 500
-    # How often a busy stage commits its consumer offsets (hub/stream/app.py StageLoop): at most once this often
-    # while batches keep coming, at once when the input pauses; 0 commits after every batch. Each commit is a
-    # request and a write to __consumer_offsets, paid every event or two at a steady low rate (-12% broker CPU
-    # at 100 msg/s in bench.fanout); a crash replays at most this much, which the stages absorb (deterministic
-    # event ids, idempotent record, upserts).
+    # How often a busy stage or subscription commits its consumer offsets (hub/stream/app.py StageLoop,
+    # hub/fanout/engine.py): at most once this often while changes keep coming, at once when the input pauses;
+    # 0 commits after every batch. Each commit is a request and a write to __consumer_offsets, paid every event
+    # or two at a steady low rate (-12% broker CPU at 100 msg/s in bench.fanout); a crash replays at most this
+    # much, which is absorbed downstream (deterministic event ids, idempotent record, upserts, idempotency keys).
     stage_commit_interval_ms: int = 500
     topic_partitions: int = 4
     topic_replication: int = 1

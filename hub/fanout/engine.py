@@ -7,7 +7,8 @@ the offset a partition has delivered. Each subscription runs in its own task wit
 slow or dead subscriber only ever holds up itself.
 
 Semantics, per subscription:
-- at-least-once: an offset is committed only once every change before it is delivered or dead-lettered;
+- at-least-once: an offset is committed only once every change before it is delivered or dead-lettered
+  (at most every ``HSSK_STAGE_COMMIT_INTERVAL_MS`` while changes keep coming, at once when they pause);
 - per-citizen order: a partition's worker takes a batch, sends each citizen's deliveries in order (citizens
   of the batch side by side, at most ``LANES`` at once) and takes the next batch only when all are done, so
   while one delivery retries, later changes of that partition wait (other partitions and subscriptions do not);
@@ -166,7 +167,8 @@ class SubscriptionRunner:
             enable_auto_commit=False, auto_offset_reset=self.sub.start, max_poll_records=BATCH)
         consumer.subscribe([RECORD_CHANGES.name], listener=_Rebalance(self))
         await consumer.start()
-        next_control = next_fresh = 0.0
+        next_control = next_fresh = next_commit = 0.0
+        commit_every = self.settings.stage_commit_interval_ms / 1000
         try:
             while True:
                 now = time.monotonic()
@@ -180,7 +182,9 @@ class SubscriptionRunner:
                 for tp, records in fetched.items():
                     self._partition(tp).feed(records)
                 self._flow(consumer)
-                await self._commit(consumer)
+                if not fetched or now >= next_commit:  # busy: at most every interval (see Settings); idle: now
+                    await self._commit(consumer)
+                    next_commit = now + commit_every
                 self._lag(consumer)
         finally:
             workers = [p.task for p in self.partitions.values() if p.task is not None]
