@@ -470,9 +470,11 @@ start_redis() {
     # AOF on, RDB snapshots off: every write survives a stop/start, no fork-on-save
     # stalls.
     # 8>&- 9>&-: the daemon must not inherit (and so forever hold) our lock fds.
+    # </dev/null: started with stdin closed (a CI step, `demo.sh 0<&-`), redis's event loop gets fd 0, which
+    # daemonizing then points at /dev/null: "Error registering the readable event for the module pipe", crash.
     redis-server --port "$REDIS_PORT" --bind "$HOST" --dir "$REDIS_DIR" \
         --daemonize yes --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" \
-        --appendonly yes --save '' >/dev/null 8>&- 9>&- ||
+        --appendonly yes --save '' </dev/null >/dev/null 8>&- 9>&- ||
         redis_fail "redis-server failed to start"
 
     # redis-server returned as soon as it forked; the daemon may still fail (bad option
