@@ -344,13 +344,17 @@ class _Offsets(ConsumerRebalanceListener):
     async def commit(self, due_only: bool) -> None:
         if not self.pending or (due_only and time.monotonic() - self.last < self.interval_s):
             return
-        offsets, self.pending = self.pending, {}
+        offsets = dict(self.pending)
         self.last = time.monotonic()
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:  # partitions moved while the batches ran
             log.warning("offsets not committed; the batches are replayed by the partition's owner",
                         stage=self.stage, error=type(exc).__name__)
+        # Dropped only now: a commit cut short (the stage stopping mid-request) leaves them for the last one.
+        for tp, offset in offsets.items():
+            if self.pending.get(tp) == offset:
+                del self.pending[tp]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.commit(due_only=False)

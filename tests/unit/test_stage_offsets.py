@@ -5,8 +5,10 @@ tests/integration/test_stage_loop.py against a real broker)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
@@ -81,3 +83,35 @@ async def test_a_refused_commit_is_not_raised_and_later_batches_are_committed() 
     o.done({P0: 8})
     await o.commit(due_only=False)
     assert consumer.commits == [{P0: 7}, {P0: 8}]
+
+
+async def test_a_commit_cut_short_keeps_its_offsets_for_the_last_commit_at_stop() -> None:
+    """The stage is stopped (cancelled) while a commit is on its way: the final commit must still send them."""
+    consumer = Recorder()
+    o = offsets(consumer)
+    o.done({P0: 5})
+
+    async def cut_short(offsets: dict[TopicPartition, int]) -> None:
+        raise asyncio.CancelledError
+
+    consumer.commit = cut_short  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await o.commit(due_only=False)
+    del consumer.commit  # the recorder again
+    await o.commit(due_only=False)
+    assert consumer.commits == [{P0: 5}]
+
+
+async def test_offsets_that_finished_during_a_commit_stay_for_the_next_one() -> None:
+    consumer = Recorder()
+    o = offsets(consumer)
+    o.done({P0: 5})
+    recorded = consumer.commit
+
+    async def slow(offsets: dict[TopicPartition, int]) -> None:
+        o.done({P0: 9, P1: 2})  # a batch finished meanwhile (the revoke listener can commit mid-batch)
+        await recorded(offsets)
+
+    consumer.commit = slow  # type: ignore[method-assign]
+    await o.commit(due_only=False)
+    assert o.pending == {P0: 9, P1: 2}
