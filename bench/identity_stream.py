@@ -8,12 +8,15 @@ keeps the loaded index so the measurement can be repeated without it. The snapsh
 1. Starts a private Redis (a temporary folder, no persistence, its own port: it never touches the demo,
    test or bench stacks) and indexes ``--citizens`` generated people (``hub.identity.population``, one
    registry row each) through ``Resolver.index_ops`` in pipelined script calls.
-2. Pushes ``--events`` further rows (70% of them returning people, the rest people not indexed) as canonical ``patient.updated`` events (each row its own facility +
-   MRN, so every event is matched: the returning people's other rows and new people, in the generator's
-   proportions) through the identity stage step (``IdentityStage.step``: resolution, review cases, A40
-   merges) and then the record stage step (``RecordStage.step`` + ``save_batch``) on the same Redis, in
-   batches of 500, as the workers would.
-3. Same run, same events, fresh record keys: the old CCCD-only resolution (one SET NX per event) + the
+2. Pushes most of ``--events`` further rows (70% of them returning people, the rest people not indexed) as
+   canonical ``patient.updated`` events (each row its own facility + MRN, so every event is matched: the worst
+   case) through the identity stage step (``IdentityStage.step``: resolution, review cases, A40 merges) and then
+   the record stage step (``RecordStage.step`` + ``save_batch``) on the same Redis, in batches of 500, as the
+   workers would.
+2b. The mix a hospital feed is made of: ``--new-share`` (15%) of the events from source identities not seen
+   before (the rest of those rows), the others follow-up encounters of patients of step 2 at the same hospital
+   (their MRN now linked, the demographics as the hospital sent them), spread evenly.
+3. Same run, step 2's events, fresh record keys: the old CCCD-only resolution (one SET NX per event) + the
    record stage, as the baseline.
 
 Prints events/s and per-batch latency (identity + record) p50/p99, the identity outcomes, and how often
@@ -33,6 +36,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -48,7 +52,7 @@ from hub.identity.resolve import Resolver
 from hub.identity.review import Mpi
 from hub.pseudonym import citizen_id_for
 from hub.record.store import RedisRecordStore
-from hub.stream.app import GC_FIRST_GENERATION, Incoming
+from hub.stream.app import GC_FIRST_GENERATION, Incoming, read_envelope
 from hub.stream.identity import IdentityStage
 from hub.stream.record import RecordStage
 
@@ -210,47 +214,26 @@ async def run(args: argparse.Namespace) -> None:
         print(f"indexed in {load_s:.0f} s ({args.citizens / load_s:,.0f} citizens/s), Redis {memory:,.0f} MB; "
               f"{len(pool):,} events to push", flush=True)
         person_of = {cid: pid for pid, cid in known.items()}
-        events = [e for e, _ in pool]
+        cut = len(pool) - int(len(pool) * args.new_share / (2 - args.new_share))  # the mix's new ones after it
+        first, later = pool[:cut], pool[cut:]
         gc.collect()
         gc.freeze()  # the bench's own million-entry maps are not the worker's: keep them out of GC passes
         gc.set_threshold(GC_FIRST_GENERATION, 20, 20)  # as the stage roles run (hub.stream.app.make_app)
 
         stage = IdentityStage(resolver, Mpi(redis, SECRET))
         record = RecordStage(RedisRecordStore(redis, prefix="new:"))
-        latencies: list[float] = []
-        outcomes: Counter[str] = Counter()
-        right = wrong_new = returning = fresh = 0
         load0 = os.getloadavg()[0]
-        id_cpu = 0.0  # the identity step's own share of the worker's CPU
-        cpu0, rcpu0 = time.process_time(), await redis_cpu(redis)
-        started = time.perf_counter()
-        for start in range(0, len(events), BATCH):
-            chunk = events[start:start + BATCH]
-            t0 = time.perf_counter()
-            batch = [incoming(e, "events.canonical", start + i) for i, e in enumerate(chunk)]
-            c0 = time.process_time()
-            results = await stage.step(batch)
-            id_cpu += time.process_time() - c0
-            outcomes.update(stage._outcomes)  # the batch's own count (the stage replaces it per batch)
-            citizen = [Incoming(o.key, o.value, {}, "events.citizen", 0, start + i, 0.0)
-                       for i, r in enumerate(results) if not isinstance(r, Exception) for o in r]
-            await record.step(citizen)
-            await record.save_batch()
-            latencies.append(time.perf_counter() - t0)
-            for (e, pid), r in zip(pool[start:start + BATCH], results, strict=True):
-                if isinstance(r, Exception):
-                    continue  # counted in the stage's outcomes (dlq)
-                cid = orjson.loads(r[0].value)["citizen_id"]  # the bench's check: cheap, not the worker's work
-                if pid is not None:
-                    returning += 1
-                    right += person_of.get(cid) == pid
-                else:
-                    fresh += 1
-                    wrong_new += cid in person_of
-        new_s = time.perf_counter() - started
-        new_cpu, new_rcpu = time.process_time() - cpu0, await redis_cpu(redis) - rcpu0
+        worst = await timed_pass(stage, record, redis, [(e, pid) for e, pid in first], person_of)
+        # The mix: follow-ups of the first pass's patients (same facility and MRN, now linked) with new source
+        # identities among them at --new-share, spread evenly.
+        follow = [(follow_up(e, i), ("follow", worst.citizens[i])) for i, (e, _) in enumerate(first)]
+        n_new = len(later)
+        n_follow = min(len(follow), int(n_new * (1 - args.new_share) / args.new_share))
+        mixed_events = _interleave(later, follow[:n_follow])
+        mixed = await timed_pass(stage, record, redis, mixed_events, person_of)
 
         base_record = RecordStage(RedisRecordStore(redis, prefix="old:"))
+        events = [e for e, _ in first]
         base_lat: list[float] = []
         cpu0, rcpu0 = time.process_time(), await redis_cpu(redis)
         started = time.perf_counter()
@@ -258,7 +241,6 @@ async def run(args: argparse.Namespace) -> None:
             chunk = events[start:start + BATCH]
             t0 = time.perf_counter()
             batch = [incoming(e, "events.canonical", start + i) for i, e in enumerate(chunk)]
-            from hub.stream.app import read_envelope
             resolved = await cccd_only([read_envelope(i) for i in batch], redis)
             await base_record.step([Incoming(e.citizen_id.encode(), e.to_json(), {}, "events.citizen", 0, k, 0.0)
                                     for k, e in enumerate(resolved)])
@@ -273,30 +255,127 @@ async def run(args: argparse.Namespace) -> None:
         server.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
+    baseline = "baseline: CCCD-only + record"
     rows = [
-        Row("MPI identity + record", len(events), new_s,
-            {"batch p50 ms": percentile(latencies, 50) * 1000, "batch p99 ms": percentile(latencies, 99) * 1000},
-            f"{args.citizens:,} indexed, batch {BATCH}; CPU: worker {new_cpu:.1f} s "
-            f"({new_cpu / len(events) * 1000:.2f} ms/event) + Redis {new_rcpu:.1f} s = "
-            f"{len(events) / (new_cpu + new_rcpu):,.0f} events per CPU-second"),
-        Row("baseline: CCCD-only + record", len(events), old_s,
+        worst.row("MPI identity + record, every event a new source identity", args.citizens),
+        mixed.row(f"MPI identity + record, {args.new_share:.0%} new source identities, the rest follow-ups",
+                  args.citizens),
+        Row(baseline, len(events), old_s,
             {"batch p50 ms": percentile(base_lat, 50) * 1000, "batch p99 ms": percentile(base_lat, 99) * 1000},
-            f"SET NX on CCCD only, events without one dropped; CPU: worker {old_cpu:.1f} s "
+            f"the first row's events; SET NX on CCCD only, events without one dropped; CPU: worker {old_cpu:.1f} s "
             f"({old_cpu / len(events) * 1000:.2f} ms/event) + Redis "
             f"{old_rcpu:.1f} s = {len(events) / (old_cpu + old_rcpu):,.0f} events per CPU-second"),
     ]
-    print(render("streaming identity + record, one worker (one process, real Redis)", rows,
-                 baseline="baseline: CCCD-only + record"))
-    print(f"outcomes: {dict(outcomes)}; review queue {queue:,}")
-    print(f"identity step alone: worker CPU {id_cpu:.1f} s = {id_cpu / len(events) * 1000:.3f} ms/event; the record "
-          f"step and the bench's own checks the rest ({(new_cpu - id_cpu) / len(events) * 1000:.3f} ms/event)")
-    print(f"load average (1 min) at the start of the timed runs {load0:.1f}, at the end {os.getloadavg()[0]:.1f}")
-    print(f"returning people linked to their citizen: {right:,}/{returning:,} ({right / max(1, returning):.1%}); "
-          f"new people linked to an indexed citizen: {wrong_new:,}/{fresh:,}")
+    print(render("streaming identity + record, one worker (one process, real Redis)", rows, baseline=baseline))
+    for name, p in (("new source identities", worst), ("mix", mixed)):
+        print(f"{name}: outcomes {dict(p.outcomes)}; identity step alone: worker CPU {p.id_cpu:.1f} s = "
+              f"{p.id_cpu / p.n * 1000:.3f} ms/event, the record step and the bench's own checks the rest "
+              f"({(p.cpu - p.id_cpu) / p.n * 1000:.3f} ms/event); returning people linked to their citizen: "
+              f"{p.right:,}/{p.returning:,}; new people linked to an indexed citizen: {p.wrong_new:,}/{p.fresh:,}; "
+              f"follow-ups given their patient's citizen: {p.follow_right:,}/{p.follow:,}")
+    print(f"review queue {queue:,}; load average (1 min) at the start of the timed runs {load0:.1f}, at the end "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"index load: {args.citizens:,} citizens in {load_s:.0f} s (worker CPU {load_cpu:.0f} s, generating the "
           f"population included); Redis {memory:,.0f} MB. "
           "The machine is shared and noisy (load average above the core count): events per CPU-second "
           "and the ratio say more than wall-clock events/s.")
+
+
+@dataclass
+class Pass:
+    """One timed run of the identity and record steps over a list of events, and what it linked."""
+
+    n: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    redis_cpu: float = 0.0
+    id_cpu: float = 0.0  # the identity step's own share of the worker's CPU
+    latencies: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    citizens: list[str | None] = field(default_factory=list)  # each event's citizen (None: dead-lettered)
+    right: int = 0
+    returning: int = 0
+    wrong_new: int = 0
+    fresh: int = 0
+    follow_right: int = 0
+    follow: int = 0
+
+    def row(self, name: str, indexed: int) -> Row:
+        return Row(name, self.n, self.seconds,
+                   {"batch p50 ms": percentile(self.latencies, 50) * 1000,
+                    "batch p99 ms": percentile(self.latencies, 99) * 1000},
+                   f"{indexed:,} indexed, batch {BATCH}; CPU: worker {self.cpu:.1f} s "
+                   f"({self.cpu / self.n * 1000:.2f} ms/event) + Redis {self.redis_cpu:.1f} s = "
+                   f"{self.n / (self.cpu + self.redis_cpu):,.0f} events per CPU-second")
+
+
+Expected = str | None | tuple[str, str | None]  # a person id, None (not indexed), or ("follow", their citizen)
+
+
+async def timed_pass(stage: IdentityStage, record: RecordStage, redis, pool: list[tuple[bytes, Expected]],
+                     person_of: dict[str, str]) -> Pass:
+    """The identity step then the record step (+ save_batch) on the same Redis, in batches, as a worker runs."""
+    p = Pass(n=len(pool))
+    cpu0, rcpu0 = time.process_time(), await redis_cpu(redis)
+    started = time.perf_counter()
+    for start in range(0, len(pool), BATCH):
+        chunk = pool[start:start + BATCH]
+        t0 = time.perf_counter()
+        batch = [incoming(e, "events.canonical", start + i) for i, (e, _) in enumerate(chunk)]
+        c0 = time.process_time()
+        results = await stage.step(batch)
+        p.id_cpu += time.process_time() - c0
+        p.outcomes.update(stage._outcomes)  # the batch's own count (the stage replaces it per batch)
+        citizen = [Incoming(o.key, o.value, {}, "events.citizen", 0, start + i, 0.0)
+                   for i, r in enumerate(results) if not isinstance(r, Exception) for o in r]
+        await record.step(citizen)
+        await record.save_batch()
+        p.latencies.append(time.perf_counter() - t0)
+        for (_, expected), r in zip(chunk, results, strict=True):
+            # The bench's check, cheap and not the worker's work.
+            cid = None if isinstance(r, Exception) else orjson.loads(r[0].value)["citizen_id"]
+            p.citizens.append(cid)
+            if cid is None:
+                continue  # counted in the stage's outcomes (dlq)
+            if isinstance(expected, tuple):
+                p.follow += 1
+                p.follow_right += cid == expected[1]
+            elif expected is not None:
+                p.returning += 1
+                p.right += person_of.get(cid) == expected
+            else:
+                p.fresh += 1
+                p.wrong_new += cid in person_of
+    p.seconds = time.perf_counter() - started
+    p.cpu, p.redis_cpu = time.process_time() - cpu0, await redis_cpu(redis) - rcpu0
+    return p
+
+
+def follow_up(event_json: bytes, seq: int) -> bytes:
+    """A later visit of the same patient at the same hospital: an encounter with the MRN the hospital linked."""
+    e = Envelope.from_json(event_json)
+    eid = event_id("bench", e.source.facility, f"F{seq}", "0")
+    when = "2026-06-01T09:00:00+07:00"
+    payload = {"resourceType": "Encounter", "id": eid, "status": "finished", "class": {"code": "AMB"},
+               "period": {"start": when}}
+    return replace(e, event_id=eid, type="encounter.recorded", occurred_at=when, recorded_at=when,
+                   source=Source("bench", e.source.facility, f"F{seq}"), payload=payload).to_json()
+
+
+def _interleave(fresh: list, follow: list) -> list:
+    """Both lists in one, each spread evenly over it, in its own order."""
+    total = len(fresh) + len(follow)
+    if not fresh or not follow:
+        return fresh + follow
+    out, i, j = [], 0, 0
+    for k in range(total):
+        if j >= len(follow) or (i < len(fresh) and i * total <= k * len(fresh)):
+            out.append(fresh[i])
+            i += 1
+        else:
+            out.append(follow[j])
+            j += 1
+    return out
 
 
 def main() -> None:
@@ -304,6 +383,9 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--new-share", type=float, default=0.15,
+                        help="share of events from source identities not seen before in the mixed run (README "
+                        "sizing: ~13 messages a citizen a year from 1-2 hospitals, each hospital's first new)")
     parser.add_argument("--cache", default="", help="folder keeping the loaded index (a Redis snapshot, ~2 GB at "
                         "1M citizens) and the events, so the next run with the same parameters skips the load")
     asyncio.run(run(parser.parse_args()))

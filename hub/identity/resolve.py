@@ -23,6 +23,9 @@ An event with no identifiers and no demographics cannot be resolved: IdentityErr
 
 Three store round trips per batch (links + own records + blocks; candidate records; writes), whatever its
 size; a fourth only when another worker minted the same person's citizen between the first and the last.
+The blocks of a non-Patient event with an MRN (a known patient's encounter, result, prescription: most of a
+hospital feed) are neither computed nor read unless its MRN turns out not to be linked yet; those few are read
+in one more round trip.
 """
 
 from __future__ import annotations
@@ -126,11 +129,11 @@ class _Item:
     def has_demographics(self) -> bool:
         return bool(self.p.name.given_ascii or self.p.year)
 
-    def read_blocks(self) -> list[Slot]:
-        return self.blocks + self.probe_read
-
-    def index_blocks(self) -> list[Slot]:
-        return self.blocks + self.probe_index
+    @property
+    def mrn_decides(self) -> bool:
+        """A non-Patient event with an MRN: once the MRN is linked, that link is its citizen (no matching), so
+        its blocks are read only if the MRN is not linked yet."""
+        return bool(self.mrn_link) and not self.patient and not self.cause
 
 
 class Resolver:
@@ -185,19 +188,36 @@ class Resolver:
         item.old = [k for k in self._linkable(
             (Identifier(str(i.get("system", "")), str(i.get("value", ""))) for i in old), p) if k not in item.links
                     ] if old else []
-        item.blocks, item.probe_read, item.probe_index = [], [], []
-        if item.has_demographics:
-            item.blocks = block_slots(self.secret, [(name, key) for name, fn in _INDEX_RULES if (key := fn(p))])
-            for name, key_fn, probe in _PROBE:
-                key = key_fn(p)
-                if key:
-                    every = block_slot(self.secret, name, key)  # every record with the key: probes read it
-                    probes = block_slot(self.secret, name + ":probe", key)  # probes only: the others read it
-                    is_probe = probe(p)
-                    item.probe_read.append(every if is_probe else probes)
-                    item.probe_index += [every, probes] if is_probe else [every]
+        item.blocks = None  # computed when first needed (``_blocks``)
         item.own_slot = record_slot(ref)
         return item
+
+    def _blocks(self, item: _Item) -> None:
+        """The item's block slots: those it reads (``probe_read``) and those it is filed under (``probe_index``),
+        besides the common ``blocks``. ~10 keyed hashes, so only for items that are matched or filed."""
+        item.blocks, item.probe_read, item.probe_index = [], [], []
+        if not item.has_demographics:
+            return
+        p = item.p
+        item.blocks = block_slots(self.secret, [(name, key) for name, fn in _INDEX_RULES if (key := fn(p))])
+        for name, key_fn, probe in _PROBE:
+            key = key_fn(p)
+            if key:
+                every = block_slot(self.secret, name, key)  # every record with the key: probes read it
+                probes = block_slot(self.secret, name + ":probe", key)  # probes only: the others read it
+                is_probe = probe(p)
+                item.probe_read.append(every if is_probe else probes)
+                item.probe_index += [every, probes] if is_probe else [every]
+
+    def _read_blocks(self, item: _Item) -> list[Slot]:
+        if item.blocks is None:
+            self._blocks(item)
+        return item.blocks + item.probe_read
+
+    def _index_blocks(self, item: _Item) -> list[Slot]:
+        if item.blocks is None:
+            self._blocks(item)
+        return item.blocks + item.probe_index
 
     def _linkable(self, identifiers: Iterable[Identifier], p: Prepared) -> list[str]:
         out = []
@@ -219,10 +239,12 @@ class Resolver:
         return out
 
     def _lookups(self, item: _Item) -> list[Slot]:
-        """The first round trip's slots: links, the record's own entry, and the blocks it reads."""
+        """The first round trip's slots: links, the record's own entry, and the blocks it reads (unless its MRN
+        may decide it)."""
         slots = [link_slot(k) for k in (*item.links, *item.old)]
         slots.append(item.own_slot)
-        slots += item.read_blocks()
+        if not item.mrn_decides:
+            slots += self._read_blocks(item)
         if item.cause:
             slots.append(merge_marker_slot(self.secret, item.cause))
         return slots
@@ -269,12 +291,17 @@ class Resolver:
             own = found[item.own_slot]
             if own is not None:
                 batch.records[item.ref] = unpack(own)
-        for item in items:
-            if self._needs_matching(item, batch):
-                for slot in item.read_blocks():
-                    for ref in batch.block_refs(slot, self.max_block):
-                        if ref not in batch.records and ref not in wanted:
-                            wanted[ref] = record_slot(ref)
+        matched = [item for item in items if self._needs_matching(item, batch)]
+        # round trip 1b, rare: the blocks of events whose MRN was expected to decide them but is not linked yet
+        late = list(dict.fromkeys(s for item in matched if item.mrn_decides for s in self._read_blocks(item)
+                                  if s not in found))
+        if late:
+            found.update(zip(late, await self.store.get(late), strict=True))
+        for item in matched:
+            for slot in self._read_blocks(item):
+                for ref in batch.block_refs(slot, self.max_block):
+                    if ref not in batch.records and ref not in wanted:
+                        wanted[ref] = record_slot(ref)
         # round trip 2: the candidates' records
         if wanted:
             for ref, raw in zip(wanted, await self.store.get(list(wanted.values())), strict=True):
@@ -375,7 +402,7 @@ class Resolver:
         score = self.model.score
         p = item.p
         records = batch.records
-        for slot in item.read_blocks():
+        for slot in self._read_blocks(item):
             for ref in batch.block_refs(slot, self.max_block):
                 if ref in seen:
                     continue
@@ -446,7 +473,7 @@ class Resolver:
         batch.ops.append((item.own_slot, "S", rec.pack().decode()))
         ops, blocks, ref = batch.ops, batch.blocks, item.ref
         ops.append((citizen_slot(cid), "A", ref))
-        for slot in item.index_blocks():  # the batch's own view of the block, and the write (~8 per event)
+        for slot in self._index_blocks(item):  # the batch's own view of the block, and the write (~8 per event)
             local = blocks.get(slot)
             if local is None:
                 blocks[slot] = [ref]

@@ -199,6 +199,48 @@ class TestResolution:
         assert res.results[0].citizen_id == res.results[1].citizen_id
         assert len(_refs(r.store, res.results[0].citizen_id)) == 2
 
+    async def test_a_known_patients_encounter_resolves_by_its_mrn_without_reading_blocks(self) -> None:
+        store = _CountingStore()
+        r = Resolver(store, SECRET)
+        first = await one(r, ev("Võ", ("Thị", "Sáu"), "1988-04-09", "female", "79048", "VS1", phone="0903111222",
+                                address=HOME))
+        store.read.clear()
+        visit = ev("Võ", ("Thị", "Sáu"), "1988-04-09", "female", "79048", "VS1", phone="0903111222", address=HOME,
+                   kind="encounter.recorded", eid="enc-1")
+        visit = Envelope(visit.event_id, visit.type, visit.occurred_at, visit.recorded_at, visit.source,
+                         visit.subject, {"resourceType": "Encounter", "id": "enc-1", "status": "finished"})
+        assert await one(r, visit) == (first[0], LINK)
+        assert store.read and not any(key.startswith("b:") for _, key, _ in store.read)
+
+    async def test_an_encounter_whose_mrn_is_not_linked_yet_is_still_matched(self) -> None:
+        """Its blocks are read in a round trip of their own: the candidate is found by name, birth date and sex
+        (all an encounter's subject says), too little to link, so a review case against the known citizen."""
+        store = _CountingStore()
+        r = Resolver(store, SECRET)
+        known = await one(r, ev("Huỳnh", ("Minh", "Trí"), "1979-12-30", "male", "79048", "H1", phone="0938777666",
+                                address=HOME))
+        visit = ev("Huỳnh", ("Minh", "Trí"), "1979-12-30", "male", "79100", "NEW-7", phone="0938777666",
+                   address=HOME, kind="encounter.recorded", eid="enc-2")
+        visit = Envelope(visit.event_id, visit.type, visit.occurred_at, visit.recorded_at, visit.source,
+                         visit.subject, {"resourceType": "Encounter", "id": "enc-2", "status": "finished"})
+        store.read.clear()
+        res = await r.resolve([visit])
+        assert res.outcomes == [REVIEW] and res.results[0].citizen_id != known[0]
+        assert [(p.existing, p.other) for p in res.proposals] == [(known[0], res.results[0].citizen_id)]
+        assert any(key.startswith("b:") for _, key, _ in store.read)
+
+
+class _CountingStore(MemoryMpiStore):
+    """The in-memory store, remembering every slot read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list = []
+
+    async def get(self, slots):
+        self.read += slots
+        return await super().get(slots)
+
 def _refs(store: MemoryMpiStore, cid: str) -> list[str]:
     _, key, field = citizen_slot(cid)
     raw = next(v for (k, f), v in store.data.items() if k.endswith(key) and f == field)
