@@ -146,6 +146,8 @@ class RecordStage:
         for position, incoming, event, _ in items:  # one pass: this runs per event
             if event.citizen_id:
                 needed.add(event.citizen_id)
+                if event.member_id:
+                    needed.add(event.member_id)
             partitions.add(incoming.partition)
             if event.type in (MERGED, UNMERGED):
                 try:
@@ -155,8 +157,7 @@ class RecordStage:
                     continue
                 needed |= {link.survivor, link.other}
         await seg.load(needed)
-        root_of = seg.root
-        roots = [root_of(e.citizen_id) if e.citizen_id else "" for _, _, e, _ in items]
+        roots = [_target(seg, e) for _, _, e, _ in items]
         applied, outbox = await seg.tx.lookups(
             [(root, e.event_id) for root, (_, _, e, _) in zip(roots, items, strict=True)],
             partitions if self.publish else set())
@@ -235,6 +236,16 @@ class RecordStage:
                 for p, fields in self._outbox.items()}
         await self.store.clear_outbox(done)
         self._returned, self._outbox, self._parsed = {}, {}, {}
+
+
+def _target(seg: _Segment, event: RecordEvent) -> str:
+    """The record an event goes to: its citizen's root, or for an event the MPI filed under a member of a merge
+    (``member_id``) wherever that member is now: the survivor while merged (its redirect leads there, so the
+    same root), its own record once unmerged (resolved before the unmerge, applied after it: the event is the
+    member's, as the warehouse files it), the next survivor if merged again."""
+    if not event.citizen_id:
+        return ""
+    return seg.root(event.member_id or event.citizen_id)
 
 
 def _read(incoming: Incoming) -> tuple[RecordEvent, dict] | HubError:

@@ -173,6 +173,33 @@ async def test_merge_redirects_later_events_and_unmerge_restores_both_in_one_bat
     assert content(store.get(LAN)) == content(apply(lan, late)[0])  # Lan's late result went back to her
 
 
+async def test_an_event_resolved_before_an_unmerge_and_applied_after_it_goes_to_the_member() -> None:
+    """The MPI filed the event's source record under Lan before the merge (member_id); the steward's unmerge is
+    applied first. The event is Lan's: her record gets it, as the warehouse files it, not Hùng's."""
+    store = MemoryRecordStore()
+    stage = RecordStage(store)
+    await run(stage, [HUNG_PATIENT, LAN_PATIENT])
+    hung, lan = store.get(HUNG), store.get(LAN)
+    await run(stage, [MERGE])
+    late = observation(LAN, "l6", "2026-03-01T10:00:00+07:00", mrn=TU_DU, value=6.1).with_citizen(HUNG, LAN)
+    await run(stage, [UNMERGE])
+    [change] = await run(stage, [late])
+    assert len(change) == 1 and change[0].key == LAN.encode()
+    assert orjson.loads(change[0].value)["citizen_id"] == LAN
+    assert content(store.get(LAN)) == content(apply(lan, late)[0]) and "obs-l6" in store.get(LAN)["observations"]
+    assert content(store.get(HUNG)) == content(hung)
+
+
+async def test_while_merged_an_event_of_a_member_is_applied_to_the_survivors_group() -> None:
+    store = MemoryRecordStore()
+    stage = RecordStage(store)
+    await run(stage, [HUNG_PATIENT, LAN_PATIENT, MERGE])
+    late = observation(LAN, "l7", "2026-03-01T11:00:00+07:00", mrn=TU_DU, value=7.2).with_citizen(HUNG, LAN)
+    [change] = await run(stage, [late])
+    assert change[0].key == HUNG.encode() and "obs-l7" in store.get(HUNG)["observations"]
+    assert store.get(LAN)["merged_into"] == HUNG
+
+
 def stage_apply(record: dict, eid: str) -> dict:
     return apply(record, encounter(HUNG, eid, "2026-03-03T08:00:00+07:00", mrn=CHO_RAY))[0]
 
