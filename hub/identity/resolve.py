@@ -6,7 +6,8 @@ Each event's subject (and Patient payload) becomes a prepared record (``hub.iden
 1. A known facility + MRN is that citizen (the source's own identity for the person). An event with an
    MRN and no demographics resolves by the MRN alone, or mints a citizen for that MRN. An event that is not
    a Patient (the registry row's immunization, an ADT's encounter) with the source (system, facility, message,
-   raw record) and subject of a Patient event earlier in its batch is that Patient's citizen (outcome link):
+   raw record) and subject of a Patient event earlier in its batch, or in the last batches this resolver
+   resolved (a batch may end between a source record's events), is that Patient's citizen (outcome link):
    it says less about the person than its Patient, so it is neither matched nor filed as a record of its own.
 2. Otherwise a strong identifier already linked (a CCCD consistent with the record's sex and birth year,
    the old 9-digit ID, the BHXH number, a passport) names the citizen — unless that citizen's own records
@@ -58,6 +59,7 @@ _MRN_PREFIX = mrn_system("")
 _STRONG_SYSTEMS = (("cccd", SYSTEM_CCCD), ("cmnd", SYSTEM_OLD_ID), ("bhxh", SYSTEM_BHXH),
                    ("passport", SYSTEM_PASSPORT))
 _INDEX_RULES = [(name, fn) for name, fn in RULES.items()]
+_RECENT_LEADS = 4096  # Patient events remembered across batches: two full batches and more
 _PROBE = [(name, key_fn, probe) for name, (key_fn, probe) in PROBE_RULES.items()]
 
 
@@ -146,6 +148,9 @@ class Resolver:
         self.max_block = self.model.settings.max_block_size
         self._ikeys: dict[tuple[str, str], str] = {}
         self._canon: dict[tuple[str, str], tuple[str, str, str]] = {}  # identifier -> canonical system, value, key
+        # The Patient events of the last batches, by source and subject: (citizen, member). Kept over two batches
+        # at least, so a batch run again (a failed Kafka write) answers as it did the first time.
+        self._recent_leads: dict[tuple[Source, Subject], tuple[str, str]] = {}
 
     def _ikey(self, system: str, value: str) -> str:
         """``identity_key`` of (system, value), cached (a plain tuple: hashing an Identifier runs Python code)."""
@@ -254,14 +259,14 @@ class Resolver:
         """Every event with its citizen_id set (or the IdentityError saying why not), in order."""
         items: list[_Item] = []
         by_key: dict[Any, _Item] = {}
-        per_event: list[_Item | IdentityError] = []
+        per_event: list[_Item | IdentityError | tuple[str, str]] = []
         leads: dict[tuple[Source, Subject], _Item] = {}  # the batch's Patient events, by source and subject
         follows: set[int] = set()  # positions of the events that take their Patient's citizen
         for env in envelopes:
             old = [i for i in env.payload.get("identifier", ()) if isinstance(i, dict) and i.get("use") == "old"]
             patient = env.payload.get("resourceType") == "Patient"
             if not patient and not old and env.type != MERGED_TYPE:
-                lead = leads.get((env.source, env.subject))
+                lead = leads.get((env.source, env.subject)) or self._recent_leads.get((env.source, env.subject))
                 if lead is not None:
                     follows.add(len(per_event))
                     per_event.append(lead)
@@ -319,10 +324,23 @@ class Resolver:
             if isinstance(entry, IdentityError):
                 out.results.append(entry)
                 out.outcomes.append(DLQ)
+            elif isinstance(entry, tuple):  # the Patient was in an earlier batch
+                out.results.append(env.with_citizen(entry[0], entry[1] or None))
+                out.outcomes.append(LINK)
             else:
                 out.results.append(env.with_citizen(entry.cid, entry.member or None))
                 out.outcomes.append(LINK if pos in follows else entry.outcome)
+        self._remember(leads)
         return out
+
+    def _remember(self, leads: dict[tuple[Source, Subject], _Item]) -> None:
+        """Keep this batch's Patient events for the followers the next batches may start with (bounded)."""
+        recent = self._recent_leads
+        if len(recent) > _RECENT_LEADS:
+            for key in list(recent)[:len(recent) // 2]:  # the oldest half (dicts keep insertion order)
+                del recent[key]
+        for key, item in leads.items():
+            recent[key] = (item.cid, item.member)
 
     def index_ops(self, envelope: Envelope, citizen_id: str) -> list[Op]:
         """The writes that file an event's record under a citizen decided elsewhere, with no reads: bulk

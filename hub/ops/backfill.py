@@ -11,13 +11,15 @@ file at once with the same ``MatchModel`` (one implementation, two drivers). Thr
    citizen is adopted by one cluster at most (a wrong merge is worse than a split). The plan (``record_id,
    citizen_id`` per row, in file order) is saved under the state folder by the file's SHA-256, so a rerun
    or a restart after a crash uses the same assignment without linking again.
-2. **seed**: every row's events, as the import's own ``translate_row`` builds them (the Patient, and the
-   Immunization, whose subject lacks the phone and address, so the MPI keeps it as a record of its own), are
-   filed in the streaming MPI under the row's cluster's citizen (``Resolver.index_ops``: the record, its identifiers' links
+2. **seed**: every row's Patient event, as the import's own ``translate_row`` builds it, is filed in the
+   streaming MPI under the row's cluster's citizen (``Resolver.index_ops``: the record, its identifiers' links
    (first writer wins), its blocking keys, the citizen's list of records), in pipelined script calls, one
    batch in flight at a time so the order of writes, and so the state, never depends on timing. An event whose
    record (same demographics) was already filed under another citizen is left as it is: the identity stage
-   will follow that record, and the report counts it.
+   will follow that record, and the report counts it. The row's Immunization is not filed: the identity stage
+   gives it its Patient's citizen (same source and subject, in the same batch or the ones just before). Only an
+   identity worker restarted between a row's two events would match the Immunization on its own (it would
+   find the citizen by the row's identifiers); filing both events cost twice the seed's time.
 3. **import**: ``hub.ops.file_import``, the registry path (raw rows to ``emr.raw``, events with
    deterministic ids to ``events.canonical``, bad rows to ``hub.dlq``). The identity role finds each event's
    record already filed, unchanged, and takes its citizen without matching; the record role builds the
@@ -252,7 +254,9 @@ async def seed(path: Path, plan: Path, settings: Settings, store: MpiStore, repo
             report.untranslatable += 1
             continue
         followed = False
-        for envelope in events:  # the Immunization's subject lacks the Patient's phone and address: own record
+        for envelope in events:
+            if envelope.payload.get("resourceType") != "Patient":
+                continue  # the Immunization follows its Patient in the identity stage (module docstring)
             event_ops = resolver.index_ops(envelope, cid)
             if filed.setdefault(_record_ref(event_ops), cid) != cid:
                 followed = True

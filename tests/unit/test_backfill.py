@@ -15,6 +15,7 @@ from hub.identity.evaluate import pairwise, read_mapping
 from hub.identity.model import LINK
 from hub.identity.mpi_store import MemoryMpiStore, link_slot
 from hub.identity.resolve import Resolver, identity_key
+from hub.ops import backfill as backfill_module
 from hub.ops.backfill import BackfillError, BackfillReport, make_plan, plan_path, read_plan, read_rows, seed
 from hub.ops.watch import sha256_of
 from hub.settings import Settings
@@ -180,7 +181,9 @@ class _Crashing(MemoryMpiStore):
 
 
 class TestCrash:
-    async def test_a_seed_killed_midway_and_run_again_ends_as_a_clean_run(self, generated, tmp_path) -> None:
+    async def test_a_seed_killed_midway_and_run_again_ends_as_a_clean_run(self, generated, tmp_path,
+                                                                          monkeypatch) -> None:
+        monkeypatch.setattr(backfill_module, "_SEED_OPS", 2_000)  # several writes for this small file
         csv_path, _ = generated
         settings = settings_in(tmp_path)
         clean = MemoryMpiStore()

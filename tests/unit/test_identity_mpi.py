@@ -199,6 +199,28 @@ class TestResolution:
         assert res.results[0].citizen_id == res.results[1].citizen_id
         assert len(_refs(r.store, res.results[0].citizen_id)) == 2
 
+    async def test_a_batch_ending_between_a_rows_two_events_still_gives_the_second_its_patients_citizen(
+            self) -> None:
+        """The import's Patient ends one batch, its Immunization starts the next: followed, not matched or filed;
+        the batch run again answers the same."""
+        r = Resolver(MemoryMpiStore(), SECRET)
+        subject = Subject((Identifier(SYSTEM_CCCD, "079190000125"),), "Phan", ("Thị", "Yến"), "1990-07-08", "female")
+        source = Source("registry", "79048", "R-9")
+        patient = Envelope("p-9", "patient.updated", "2026-03-01", "2026-03-01", source, subject,
+                           {"resourceType": "Patient", "address": [{"text": HOME}]})
+        shot = Envelope("i-9", "immunization.recorded", "2026-03-01", "2026-03-01", source, subject,
+                        {"resourceType": "Immunization"})
+        first = await r.resolve([patient])
+        before = dict(r.store.data)
+        for _ in range(2):
+            second = await r.resolve([shot])
+            assert second.outcomes == [LINK]
+            assert second.results[0].citizen_id == first.results[0].citizen_id
+            assert r.store.data == before  # nothing filed for it
+        # A restarted worker remembers no Patient: the Immunization is matched (here by its CCCD) and filed.
+        again = await Resolver(r.store, SECRET).resolve([shot])
+        assert again.results[0].citizen_id == first.results[0].citizen_id and r.store.data != before
+
     async def test_a_known_patients_encounter_resolves_by_its_mrn_without_reading_blocks(self) -> None:
         store = _CountingStore()
         r = Resolver(store, SECRET)
