@@ -118,10 +118,11 @@ class _Item:
     """One distinct subject of the batch (the events of one message share it)."""
 
     __slots__ = ("ref", "p", "name_text", "birth_text", "patient", "event_id", "cause", "links", "mrn_link", "old", "blocks",
-                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted", "unchanged", "member")
+                 "probe_read", "probe_index", "own_slot", "cid", "outcome", "minted", "unchanged", "member", "linked")
 
     def __init__(self) -> None:
         self.cid = ""
+        self.linked: list[str] = []  # the citizens its strong links name: their records are always scored
         self.member = ""  # the merged-away citizen the source record was filed under (Envelope.member_id)
         self.outcome = ""
         self.minted = False
@@ -297,9 +298,17 @@ class Resolver:
             if own is not None:
                 batch.records[item.ref] = unpack(own)
         matched = [item for item in items if self._needs_matching(item, batch)]
-        # round trip 1b, rare: the blocks of events whose MRN was expected to decide them but is not linked yet
-        late = list(dict.fromkeys(s for item in matched if item.mrn_decides for s in self._read_blocks(item)
-                                  if s not in found))
+        # round trip 1b: the record lists of the citizens the matched events' strong links name (their records are
+        # scored whatever the blocks find: a block over max_block_size is skipped, and a CCCD shared by two people
+        # must still meet the vetoes), and the blocks of events whose MRN was expected to decide them but is not
+        # linked yet
+        late: list[Slot] = []
+        for item in matched:
+            item.linked = [c for c in dict.fromkeys(batch.link_value(k) for k in item.links) if c]
+            late += [citizen_slot(c) for c in item.linked]
+            if item.mrn_decides:
+                late += self._read_blocks(item)
+        late = [s for s in dict.fromkeys(late) if s not in found]
         if late:
             found.update(zip(late, await self.store.get(late), strict=True))
         for item in matched:
@@ -307,6 +316,9 @@ class Resolver:
                 for ref in batch.block_refs(slot, self.max_block):
                     if ref not in batch.records and ref not in wanted:
                         wanted[ref] = record_slot(ref)
+            for ref in self._linked_refs(item, batch):
+                if ref not in batch.records and ref not in wanted:
+                    wanted[ref] = record_slot(ref)
         # round trip 2: the candidates' records
         if wanted:
             for ref, raw in zip(wanted, await self.store.get(list(wanted.values())), strict=True):
@@ -420,19 +432,23 @@ class Resolver:
         score = self.model.score
         p = item.p
         records = batch.records
-        for slot in self._read_blocks(item):
-            for ref in batch.block_refs(slot, self.max_block):
-                if ref in seen:
-                    continue
-                seen.add(ref)
-                rec = records.get(ref)
-                if rec is None:
-                    continue
-                d = score(rec.p, p, explain=False)
-                cur = best.get(rec.citizen_id)
-                if cur is None or _rank(d) > _rank(cur[0]):
-                    best[rec.citizen_id] = (d, rec)
+        refs = [ref for slot in self._read_blocks(item) for ref in batch.block_refs(slot, self.max_block)]
+        for ref in (*refs, *self._linked_refs(item, batch)):
+            if ref in seen:
+                continue
+            seen.add(ref)
+            rec = records.get(ref)
+            if rec is None:
+                continue
+            d = score(rec.p, p, explain=False)
+            cur = best.get(rec.citizen_id)
+            if cur is None or _rank(d) > _rank(cur[0]):
+                best[rec.citizen_id] = (d, rec)
         return best
+
+    def _linked_refs(self, item: _Item, batch: "_Batch") -> list[str]:
+        """The stored records of the citizens the item's strong links name (read in round trip 1b)."""
+        return [ref for cid in item.linked for ref in split_refs(batch.found.get(citizen_slot(cid)))]
 
     def _choose(self, item: _Item, decisions: dict[str, tuple[Decision, Indexed]], batch: "_Batch",
                 out: BatchResolution) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from hub.envelope import (SYSTEM_BHXH, SYSTEM_BHYT, SYSTEM_CCCD, SYSTEM_OLD_ID, 
                           Source, Subject, mrn_system)
 from hub.errors import IdentityError
 from hub.identity.indexed import unpack, with_citizen
-from hub.identity.model import LINK, NEW, REVIEW
+from hub.identity.model import LINK, NEW, REVIEW, MatchSettings
 from hub.identity.mpi_store import (MemoryMpiStore, block_slot, block_slots, citizen_slot, link_slot, record_slot,
                                    split_refs)
 from hub.identity.resolve import DLQ, Resolver, canonical_identifier, identity_key
@@ -73,6 +73,19 @@ class TestResolution:
         # the same second person again, elsewhere: linked to the provisional citizen, not the first claimant
         again = await one(r, ev("Phạm", ("Văn", "Hùng"), "1970-11-20", "male", "79003", "Z1", cccd="079070123456"))
         assert again == (res.results[0].citizen_id, LINK)
+
+    async def test_a_shared_cccd_meets_the_vetoes_even_when_every_block_is_too_big_to_read(self) -> None:
+        """Blocks over max_block_size are skipped: the citizen a strong link names is scored all the same, so
+        the second claimant is a review case, never silently the first person (a live run after a backfill's
+        population found it)."""
+        r = Resolver(MemoryMpiStore(), SECRET, MatchSettings().with_(max_block_size=0))
+        tam = await one(r, ev("Lê", ("Văn", "Tâm"), "1970-05-01", "male", "79001", "X1", cccd="079070123456"))
+        res = await r.resolve([ev("Phạm", ("Văn", "Hùng"), "1970-11-20", "male", "79002", "Y1", cccd="079070123456")])
+        assert res.outcomes == [REVIEW] and res.results[0].citizen_id != tam[0]
+        assert [p.reason for p in res.proposals] == ["identifier claimed by two people"]
+        # the same person again at another hospital still links on the CCCD
+        assert await one(r, ev("Lê", ("Văn", "Tâm"), "1970-05-01", "male", "79003", "Z1",
+                               cccd="079070123456")) == (tam[0], LINK)
 
     async def test_a_record_holding_two_citizens_identifiers_is_proposed_for_review_not_merged(self) -> None:
         """Two citizens who may be one person are never merged silently by a third record."""
