@@ -22,11 +22,11 @@ strong link and the model's newborn vetoes keep the two apart. Old identifiers (
 Patient: a re-issued CCCD, the retired patient of an HL7 A40) keep linking to the citizen.
 An event with no identifiers and no demographics cannot be resolved: IdentityError (the DLQ).
 
-Three store round trips per batch (links + own records + blocks; candidate records; writes), whatever its
-size; a fourth only when another worker minted the same person's citizen between the first and the last.
-The blocks of a non-Patient event with an MRN (a known patient's encounter, result, prescription: most of a
-hospital feed) are neither computed nor read unless its MRN turns out not to be linked yet; those few are read
-in one more round trip.
+Four store round trips per batch, whatever its size: links + own records; the blocks of the events that need
+matching and the record lists of the citizens their strong links name; the candidates' records; writes. (A fifth
+only when another worker minted the same person's citizen between the first and the last.) An event its MRN
+link or its unchanged own record decides (most of a hospital feed, and every row of a seeded backfill) neither
+computes nor reads blocking keys.
 """
 
 from __future__ import annotations
@@ -132,11 +132,6 @@ class _Item:
     def has_demographics(self) -> bool:
         return bool(self.p.name.given_ascii or self.p.year)
 
-    @property
-    def mrn_decides(self) -> bool:
-        """A non-Patient event with an MRN: once the MRN is linked, that link is its citizen (no matching), so
-        its blocks are read only if the MRN is not linked yet."""
-        return bool(self.mrn_link) and not self.patient and not self.cause
 
 
 class Resolver:
@@ -245,12 +240,9 @@ class Resolver:
         return out
 
     def _lookups(self, item: _Item) -> list[Slot]:
-        """The first round trip's slots: links, the record's own entry, and the blocks it reads (unless its MRN
-        may decide it)."""
+        """The first round trip's slots: links and the record's own entry (blocks come after, if needed)."""
         slots = [link_slot(k) for k in (*item.links, *item.old)]
         slots.append(item.own_slot)
-        if not item.mrn_decides:
-            slots += self._read_blocks(item)
         if item.cause:
             slots.append(merge_marker_slot(self.secret, item.cause))
         return slots
@@ -288,7 +280,7 @@ class Resolver:
                 leads.setdefault((env.source, env.subject), item)
             per_event.append(item)
 
-        # round trip 1: links, own records, blocks
+        # round trip 1: links, own records
         slots = list(dict.fromkeys(s for item in items for s in self._lookups(item)))
         found = dict(zip(slots, await self.store.get(slots), strict=True))
         batch = _Batch(found)
@@ -298,16 +290,14 @@ class Resolver:
             if own is not None:
                 batch.records[item.ref] = unpack(own)
         matched = [item for item in items if self._needs_matching(item, batch)]
-        # round trip 1b: the record lists of the citizens the matched events' strong links name (their records are
-        # scored whatever the blocks find: a block over max_block_size is skipped, and a CCCD shared by two people
-        # must still meet the vetoes), and the blocks of events whose MRN was expected to decide them but is not
-        # linked yet
+        # round trip 1b: the blocks of the events that need matching, and the record lists of the citizens their
+        # strong links name (scored whatever the blocks find: a block over max_block_size is skipped, and a CCCD
+        # shared by two people must still meet the vetoes)
         late: list[Slot] = []
         for item in matched:
             item.linked = [c for c in dict.fromkeys(batch.link_value(k) for k in item.links) if c]
+            late += self._read_blocks(item)
             late += [citizen_slot(c) for c in item.linked]
-            if item.mrn_decides:
-                late += self._read_blocks(item)
         late = [s for s in dict.fromkeys(late) if s not in found]
         if late:
             found.update(zip(late, await self.store.get(late), strict=True))

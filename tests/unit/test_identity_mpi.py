@@ -247,6 +247,18 @@ class TestResolution:
         assert await one(r, visit) == (first[0], LINK)
         assert store.read and not any(key.startswith("b:") for _, key, _ in store.read)
 
+    async def test_a_patient_sent_again_unchanged_reads_no_blocks_and_writes_nothing(self) -> None:
+        store = _CountingStore()
+        r = Resolver(store, SECRET)
+        event = ev("Đinh", ("Công", "Tráng"), "1975-08-19", "male", "79048", "DT1", phone="0913222333",
+                   address=HOME, cccd="079075001122")
+        first = await one(r, event)
+        before = dict(store.data)
+        store.read.clear()
+        assert await one(r, event) == (first[0], LINK)
+        assert store.read and not any(key.startswith("b:") for _, key, _ in store.read)
+        assert store.data == before
+
     async def test_an_encounter_whose_mrn_is_not_linked_yet_is_still_matched(self) -> None:
         """Its blocks are read in a round trip of their own: the candidate is found by name, birth date and sex
         (all an encounter's subject says), too little to link, so a review case against the known citizen."""
