@@ -133,7 +133,6 @@ class _Item:
         return bool(self.p.name.given_ascii or self.p.year)
 
 
-
 class Resolver:
     """The per-batch resolution; state lives in the store (several workers share it)."""
 
