@@ -39,14 +39,18 @@ def person(rng: random.Random, serial: int | None = None) -> Person:
     sex = rng.choice("MF")
     year = rng.randint(1940, 2020)
     century_digit = (0 if year < 2000 else 2) + (1 if sex == "F" else 0)
+    numbered = serial is not None
     serial = rng.randint(0, 999_999) if serial is None else serial
     cccd = f"079{century_digit}{year % 100:02d}{serial:06d}"
     middle = rng.choice(MIDDLE_M if sex == "M" else MIDDLE_F)
     given = rng.choice(GIVEN_M if sex == "M" else GIVEN_F)
+    family, birth_date = rng.choice(FAMILY), f"{year}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    drawn = rng.randint(0, 99_999_999)  # drawn either way, so the fields after it stay what a seed gave before
+    # People numbered by the caller get an MRN from that number: random ones collided (60,000 people over 4
+    # facilities gave ~5 pairs of different patients under one hospital MRN, which the MPI rightly links).
     return Person(
-        cccd=cccd, family=rng.choice(FAMILY), middle=middle, given=given,
-        birth_date=f"{year}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}", sex=sex,
-        mrn=f"BN{rng.randint(0, 99_999_999):08d}", facility=rng.choice(FACILITIES),
+        cccd=cccd, family=family, middle=middle, given=given, birth_date=birth_date, sex=sex,
+        mrn=f"BN{serial if numbered else drawn:08d}", facility=rng.choice(FACILITIES),
         phone=f"09{rng.randint(0, 99_999_999):08d}",
     )
 
