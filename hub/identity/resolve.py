@@ -301,11 +301,7 @@ class Resolver:
         if late:
             found.update(zip(late, await self.store.get(late), strict=True))
         for item in matched:
-            for slot in self._read_blocks(item):
-                for ref in batch.block_refs(slot, self.max_block):
-                    if ref not in batch.records and ref not in wanted:
-                        wanted[ref] = record_slot(ref)
-            for ref in self._linked_refs(item, batch):
+            for ref in self._candidates(item, batch):
                 if ref not in batch.records and ref not in wanted:
                     wanted[ref] = record_slot(ref)
         # round trip 2: the candidates' records
@@ -421,8 +417,7 @@ class Resolver:
         score = self.model.score
         p = item.p
         records = batch.records
-        refs = [ref for slot in self._read_blocks(item) for ref in batch.block_refs(slot, self.max_block)]
-        for ref in (*refs, *self._linked_refs(item, batch)):
+        for ref in self._candidates(item, batch):
             if ref in seen:
                 continue
             seen.add(ref)
@@ -435,9 +430,11 @@ class Resolver:
                 best[rec.citizen_id] = (d, rec)
         return best
 
-    def _linked_refs(self, item: _Item, batch: "_Batch") -> list[str]:
-        """The stored records of the citizens the item's strong links name (read in round trip 1b)."""
-        return [ref for cid in item.linked for ref in split_refs(batch.found.get(citizen_slot(cid)))]
+    def _candidates(self, item: _Item, batch: "_Batch") -> list[str]:
+        """The records an item is scored against: its blocks' and those of the citizens its strong links name
+        (both read in round trip 1b)."""
+        refs = [ref for slot in self._read_blocks(item) for ref in batch.block_refs(slot, self.max_block)]
+        return refs + [ref for cid in item.linked for ref in batch.stored_refs(citizen_slot(cid))]
 
     def _choose(self, item: _Item, decisions: dict[str, tuple[Decision, Indexed]], batch: "_Batch",
                 out: BatchResolution) -> tuple[str, str]:
@@ -544,7 +541,7 @@ class _Batch:
         self.blocks: dict[Slot, list[str]] = {}
         self.ops: list[Op] = []
         self.link_ops: list[tuple[int, _Item, str]] = []  # (position in ops, item, citizen id)
-        self._split: dict[Slot, list[str]] = {}  # the first trip's blocks, split into refs once
+        self._split: dict[Slot, list[str]] = {}  # the lists read (blocks, citizens' records), split into refs once
         self._found_links: dict[str, str | None] = {}  # the first trip's links, decoded once
 
     def link_value(self, ikey: str) -> str | None:
@@ -564,10 +561,15 @@ class _Batch:
             self.link_ops.append((len(self.ops), item, cid))
             self.ops.append((link_slot(ikey), "L", cid))
 
-    def block_refs(self, slot: Slot, limit: int) -> list[str]:
+    def stored_refs(self, slot: Slot) -> list[str]:
+        """The refs a list slot (a block, a citizen's records) held when read, split once."""
         refs = self._split.get(slot)
         if refs is None:
             refs = self._split[slot] = split_refs(self.found.get(slot))
+        return refs
+
+    def block_refs(self, slot: Slot, limit: int) -> list[str]:
+        refs = self.stored_refs(slot)
         if len(refs) > limit:
             return []
         local = self.blocks.get(slot)
